@@ -1,0 +1,19 @@
+"""lstmkit: sequence models from scratch on NumPy, gradients checked against PyTorch.
+
+    import lstmkit as lk
+    model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
+"""
+
+from . import functional, init, optim
+from .layers import (GRU, LSTM, Activation, Dense, Dropout, Embedding, Flatten, GRUCell, Layer, LSTMCell,
+                     SimpleRNN, SimpleRNNCell)
+from .losses import CrossEntropyLoss, MSELoss
+from .model import Sequential
+from .parameter import Parameter
+from .random import get_rng, manual_seed
+
+__version__ = "0.1.0"
+
+__all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
+           "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
+           "optim", "functional", "init", "manual_seed", "get_rng"]

@@ -1,0 +1,49 @@
+"""Stateless maths shared by the layers.
+
+Everything here is plain NumPy on whole arrays (no Python loops over
+elements), so the hot paths stay swappable for CuPy later.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Logistic function 1 / (1 + exp(-x)), any shape.
+
+    ``exp(-x)`` overflows to ``inf`` for very negative ``x``; ``1 / inf`` is the
+    correct limit 0, so the overflow is silenced rather than clipped (clipping
+    would change values in float64 gradient checks).
+    """
+    with np.errstate(over="ignore"):
+        out = np.negative(x, out=out)
+        np.exp(out, out=out)
+        out += 1.0
+        np.reciprocal(out, out=out)
+    return out
+
+
+def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Hyperbolic tangent, any shape."""
+    return np.tanh(x, out=out)
+
+
+def relu(x: np.ndarray) -> np.ndarray:
+    """max(x, 0), any shape."""
+    return np.maximum(x, 0)
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``, shifted by the max for stability."""
+    z = x - x.max(axis=axis, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=axis, keepdims=True)
+    return z
+
+
+def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """log(softmax(x)) along ``axis`` without forming the softmax."""
+    z = x - x.max(axis=axis, keepdims=True)
+    z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return z

@@ -1,0 +1,47 @@
+"""Sequential: a stack of layers, each feeding the next."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .layers.base import Layer
+
+
+class Sequential(Layer):
+    """``Sequential(layer1, layer2, ...)``: forward runs them in order, backward in reverse.
+
+    Recurrent layers go in with ``return_sequences=True`` (y, (B, T, H)) or
+    ``False`` (last output, (B, H)) so each layer passes one array on.
+    Parameter names are ``"{index}.{name}"``, as in PyTorch.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"Sequential: item {i} is a {type(layer).__name__}, expected a Layer")
+        self.layers = list(layers)
+
+    def _walk(self, prefix: str):  # type: ignore[override]
+        for i, layer in enumerate(self.layers):
+            yield from layer._walk(f"{prefix}{i}.")
+
+    def forward(self, x: Any) -> Any:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if isinstance(x, tuple):
+                raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) returned a tuple; give recurrent "
+                                 "layers return_sequences=True or False inside Sequential")
+        return x
+
+    def backward(self, dy: np.ndarray) -> Any:
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i: int) -> Layer:
+        return self.layers[i]
+
+    def __len__(self) -> int:
+        return len(self.layers)
