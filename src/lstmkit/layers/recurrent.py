@@ -57,14 +57,15 @@ from .._checks import check_dtype_name, check_finite, check_float_input
 from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
+from ..workspace import Workspace
 from .base import Layer
 
 # --------------------------------------------------------------------------
 # Scan kernels: one layer, one direction, time-major.
-#   forward(xp, w_hh, b_hh, h0, c0) -> (hs, cache)
+#   forward(xp, w_hh, b_hh, h0, c0, ws) -> (hs, cache)   (ws: Workspace for buffers)
 #       xp: (T, B, G·H) input projections incl. b_ih (the kernel may overwrite it)
 #       hs: (T + 1, B, H) with hs[0] = h0 and hs[t + 1] = h_t
-#   backward(cache, dhs, inject) -> (dxp, dhp, dh0, dc0)
+#   backward(cache, dhs, inject, ws) -> (dxp, dhp, dh0, dc0)
 #       dhs: (T, B, H) gradient w.r.t. h_1..h_T coming from the outputs
 #       inject: {t: (index, dh, dc)} final-state gradients entering at step t
 #       dxp: (T, B, G·H) gradient w.r.t. xp (so dW_ih, db_ih, dx follow)
@@ -83,82 +84,87 @@ def _inject(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]]
 
 
 def _lstm_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None, h0: np.ndarray,
-                  c0: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+                  c0: np.ndarray, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
     T, B, G = xp.shape
     H = G // 4
     if b_hh is not None:
         xp += b_hh
-    # Pre-scale the g block by 2 (in the inputs and in the recurrent weights) so
-    # one sigmoid serves all four gates: tanh(x) = 2σ(2x) − 1.
-    xp[:, :, 2 * H:3 * H] *= 2
-    w_t = w_hh.T.copy()  # (H, 4H)
-    w_t[:, 2 * H:3 * H] *= 2
+    w_t = w_hh.T  # (H, 4H) view: BLAS reads the transpose in place (a copy costs more than it saves)
 
     acts = xp                                   # (T, B, 4H): becomes [i, f, g, o]
-    hs = np.empty((T + 1, B, H), xp.dtype)      # h_0..h_T
-    cs = np.empty((T + 1, B, H), xp.dtype)      # c_0..c_T
-    tanh_cs = np.empty((T, B, H), xp.dtype)     # tanh(c_1..c_T)
+    hs = ws.empty("hs", (T + 1, B, H), xp.dtype)        # h_0..h_T
+    cs = ws.empty("cs", (T + 1, B, H), xp.dtype)        # c_0..c_T
+    tanh_cs = ws.empty("tanh_cs", (T, B, H), xp.dtype)  # tanh(c_1..c_T)
     hs[0], cs[0] = h0, c0
-    rec = np.empty((B, G), xp.dtype)
-    ig = np.empty((B, H), xp.dtype)
+    rec = ws.empty("rec", (B, G), xp.dtype)
+    ig = ws.empty("ig", (B, H), xp.dtype)
     for t in range(T):
         a = acts[t]
         np.matmul(hs[t], w_t, out=rec)
-        a += rec
-        F.sigmoid(a, out=a)
+        a += rec                                # pre-activations [i, f, g, o]
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        # One sigmoid serves all four gates: tanh(x) = 2σ(2x) − 1 (exp is cheaper than tanh).
+        g *= 2
+        F.sigmoid(a, out=a)
         g *= 2
         g -= 1                                  # g = tanh(pre_g)
-        np.multiply(f, cs[t], out=cs[t + 1])    # c_t = f ⊙ c + i ⊙ g
+        c, tc = cs[t + 1], tanh_cs[t]
+        np.multiply(f, cs[t], out=c)            # c_t = f ⊙ c + i ⊙ g
         np.multiply(i, g, out=ig)
-        cs[t + 1] += ig
-        np.tanh(cs[t + 1], out=tanh_cs[t])      # h_t = o ⊙ tanh(c_t)
-        np.multiply(o, tanh_cs[t], out=hs[t + 1])
+        c += ig
+        F.tanh_via_sigmoid(c, out=tc)           # h_t = o ⊙ tanh(c_t)
+        np.multiply(o, tc, out=hs[t + 1])
     return hs, {"acts": acts, "hs": hs, "cs": cs, "tanh_cs": tanh_cs, "w_hh": w_hh}
 
 
-def _lstm_backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict) -> tuple[np.ndarray, ...]:
+def _lstm_backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict, ws: Workspace) -> tuple[np.ndarray, ...]:
     acts, cs, tanh_cs, w_hh = cache["acts"], cache["cs"], cache["tanh_cs"], cache["w_hh"]
     T, B, G = acts.shape
     H = G // 4
-    a4 = acts.reshape(T, B, 4, H)
-    i, f, g, o = a4[:, :, 0], a4[:, :, 1], a4[:, :, 2], a4[:, :, 3]
-    # Derivative factors for all steps at once: d pre = [dc, dc, dc, dh] ⊙ factor.
-    factor = np.empty((T, B, 4, H), acts.dtype)
-    np.multiply(g, i * (1 - i), out=factor[:, :, 0])            # ∂c/∂pre_i = g · σ'
-    np.multiply(cs[:-1], f * (1 - f), out=factor[:, :, 1])      # ∂c/∂pre_f = c_prev · σ'
-    np.multiply(i, 1 - g * g, out=factor[:, :, 2])              # ∂c/∂pre_g = i · tanh'
-    np.multiply(tanh_cs, o * (1 - o), out=factor[:, :, 3])      # ∂h/∂pre_o = tanh(c) · σ'
-    dh_dc = o * (1 - tanh_cs * tanh_cs)                         # ∂h_t/∂c_t
-
-    dpre = np.empty((T, B, 4, H), acts.dtype)
-    dh = np.empty((B, H), acts.dtype)
-    dc = np.empty((B, H), acts.dtype)
-    dh_next = np.zeros((B, H), acts.dtype)
-    dc_next = np.zeros((B, H), acts.dtype)
+    dt = acts.dtype
+    dpre = ws.empty("dpre", (T, B, G), dt)
+    dh, dc, tmp = (ws.empty(name, (B, H), dt) for name in ("dh", "dc", "tmp"))
+    dh_next = np.zeros((B, H), dt)
+    dc_next = np.zeros((B, H), dt)
+    # Derivative factors are formed per step, on slices that stay in cache: on
+    # these machines that beats whole-sequence passes, which stream from memory.
     for t in range(T - 1, -1, -1):
         _inject(t, inject, dh_next, dc_next)
-        np.add(dhs[t], dh_next, out=dh)
-        np.multiply(dh, dh_dc[t], out=dc)
-        dc += dc_next
-        np.multiply(factor[t, :, :3], dc[:, None, :], out=dpre[t, :, :3])
-        np.multiply(factor[t, :, 3], dh, out=dpre[t, :, 3])
-        np.multiply(dc, f[t], out=dc_next)
-        np.matmul(dpre[t].reshape(B, G), w_hh, out=dh_next)
-    dpre = dpre.reshape(T, B, G)
+        a, tc = acts[t], tanh_cs[t]
+        i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        np.add(dhs[t], dh_next, out=dh)                 # dL/dh_t
+        np.multiply(tc, tc, out=tmp)                    # dL/dc_t = dc_next + dh ⊙ o ⊙ (1 − tanh²c_t)
+        np.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dh
+        np.add(dc_next, tmp, out=dc)
+        dp = dpre[t]
+        d_i, d_f, d_g, d_o = dp[:, :H], dp[:, H:2 * H], dp[:, 2 * H:3 * H], dp[:, 3 * H:]
+        np.subtract(1, a, out=dp)                       # σ' = s(1 − s) for i, f, o
+        dp *= a
+        np.multiply(g, g, out=d_g)                      # tanh' = 1 − g² for g
+        np.subtract(1, d_g, out=d_g)
+        d_i *= g                                        # ∂c_t/∂pre_i = g ⊙ σ'(pre_i)
+        d_f *= cs[t]                                    # ∂c_t/∂pre_f = c_{t−1} ⊙ σ'(pre_f)
+        d_g *= i                                        # ∂c_t/∂pre_g = i ⊙ tanh'(pre_g)
+        dp[:, :3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]
+        d_o *= tc                                       # ∂h_t/∂pre_o = tanh(c_t) ⊙ σ'(pre_o)
+        d_o *= dh
+        np.multiply(dc, f, out=dc_next)                 # dL/dc_{t−1}
+        np.matmul(dp, w_hh, out=dh_next)                # dL/dh_{t−1} (recurrent part)
     return dpre, dpre, dh_next, dc_next
 
 
 def _gru_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None, h0: np.ndarray,
-                 c0: None) -> tuple[np.ndarray, dict[str, Any]]:
+                 c0: None, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
     T, B, G = xp.shape
     H = G // 3
-    w_t = w_hh.T.copy()                          # (H, 3H)
-    hs = np.empty((T + 1, B, H), xp.dtype)
-    hp = np.empty((T, B, G), xp.dtype)           # h W_hh^T + b_hh per step (its n block is kept)
+    w_t = w_hh.T                                 # (H, 3H) view
+    hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
+    hp = ws.empty("hp", (T, B, G), xp.dtype)     # h W_hh^T + b_hh per step (its n block is kept)
     hs[0] = h0
     acts = xp                                    # becomes [r, z, n]
-    tmp = np.empty((B, H), xp.dtype)
+    tmp = ws.empty("tmp", (B, H), xp.dtype)
     for t in range(T):
         np.matmul(hs[t], w_t, out=hp[t])
         if b_hh is not None:
@@ -177,7 +183,7 @@ def _gru_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None, h0: 
     return hs, {"acts": acts, "hs": hs, "hp_n": hp[:, :, 2 * H:], "w_hh": w_hh}
 
 
-def _gru_backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict) -> tuple[np.ndarray, ...]:
+def _gru_backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict, ws: Workspace) -> tuple[np.ndarray, ...]:
     acts, hs, hp_n, w_hh = cache["acts"], cache["hs"], cache["hp_n"], cache["w_hh"]
     T, B, G = acts.shape
     H = G // 3
@@ -187,9 +193,9 @@ def _gru_backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict) -> tuple
     f_n = (1 - z) * (1 - n * n)
     f_z = (hs[:-1] - n) * z * (1 - z)
     f_r = hp_n * r * (1 - r)
-    dxp = np.empty((T, B, G), acts.dtype)
-    dhp = np.empty((T, B, G), acts.dtype)
-    dh = np.empty((B, H), acts.dtype)
+    dxp = ws.empty("dxp", (T, B, G), acts.dtype)
+    dhp = ws.empty("dhp", (T, B, G), acts.dtype)
+    dh = ws.empty("dh", (B, H), acts.dtype)
     dh_next = np.zeros((B, H), acts.dtype)
     for t in range(T - 1, -1, -1):
         _inject(t, inject, dh_next, None)
@@ -210,12 +216,12 @@ def _make_rnn_kernels(nonlinearity: str) -> tuple[Any, Any]:
     relu = nonlinearity == "relu"
 
     def forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None, h0: np.ndarray,
-                c0: None) -> tuple[np.ndarray, dict[str, Any]]:
+                c0: None, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
         T, B, H = xp.shape
-        w_t = w_hh.T.copy()
+        w_t = w_hh.T
         if b_hh is not None:
             xp += b_hh
-        hs = np.empty((T + 1, B, H), xp.dtype)
+        hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
         hs[0] = h0
         for t in range(T):
             np.matmul(hs[t], w_t, out=hs[t + 1])   # h_t = act(x_t W_ih^T + b + h W_hh^T)
@@ -226,11 +232,11 @@ def _make_rnn_kernels(nonlinearity: str) -> tuple[Any, Any]:
                 np.tanh(hs[t + 1], out=hs[t + 1])
         return hs, {"hs": hs, "w_hh": w_hh}
 
-    def backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict) -> tuple[np.ndarray, ...]:
+    def backward(cache: dict[str, Any], dhs: np.ndarray, inject: dict, ws: Workspace) -> tuple[np.ndarray, ...]:
         hs, w_hh = cache["hs"], cache["w_hh"]
         T, B, H = dhs.shape
         factor = (hs[1:] > 0).astype(hs.dtype) if relu else 1 - hs[1:] * hs[1:]
-        dpre = np.empty((T, B, H), hs.dtype)
+        dpre = ws.empty("dpre", (T, B, H), hs.dtype)
         dh_next = np.zeros((B, H), hs.dtype)
         for t in range(T - 1, -1, -1):
             _inject(t, inject, dh_next, None)
@@ -297,6 +303,7 @@ class _RNNBase(Layer):
                     self.params[key] = Parameter(uniform(shape, bound, self.dtype, rng), key)
         self.initial_state_grad: Any = None
         self._cache: dict[str, Any] | None = None
+        self._ws: dict[tuple[int, int], Workspace] = {}
 
     # ---- helpers -------------------------------------------------------
 
@@ -346,6 +353,10 @@ class _RNNBase(Layer):
             out.append(s.astype(self.dtype, copy=False))
         return out[0], (out[1] if self._has_cell else None)
 
+    def _ws_for(self, k: int, d: int) -> Workspace:
+        """The workspace of layer k, direction d (k = -1: the stack's own buffers)."""
+        return self._ws.setdefault((k, d), Workspace())
+
     @staticmethod
     def _reverse(a: np.ndarray, rev: np.ndarray | None) -> np.ndarray:
         """Reverse a time-major (T, B, ·) array along time, each sequence within its own length."""
@@ -389,22 +400,27 @@ class _RNNBase(Layer):
         h_n = np.empty(self._state_shape(B), self.dtype)
         c_n = np.empty_like(h_n) if self._has_cell else None
 
-        inp = np.ascontiguousarray(x.transpose(1, 0, 2))                       # (T, B, I)
+        inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
+        inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
         layers = []
         for k in range(self.num_layers):
-            out = np.empty((T, B, D * H), self.dtype)
             dirs = []
+            out = None if D == 1 else self._ws_for(k, 0).empty("out", (T, B, D * H), self.dtype)
             for d in range(D):
+                ws = self._ws_for(k, d)
                 inp_d = inp if d == 0 else self._reverse(inp, rev)
-                w_ih = self._p("weight_ih", k, d)
-                xp = (inp_d.reshape(T * B, -1) @ w_ih.T).reshape(T, B, -1)
-                b_ih = self._p("bias_ih", k, d)
-                if b_ih is not None:
+                G = self.gates * H
+                xp = ws.empty("xp", (T, B, G), self.dtype)
+                np.matmul(inp_d.reshape(T * B, -1), self._p("weight_ih", k, d).T, out=xp.reshape(T * B, G))
+                b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
+                if b_ih is not None and self.mode != "GRU":
+                    xp += b_ih + b_hh        # both biases in one pass; GRU needs b_hn inside r ⊙ (·)
+                    b_hh = None
+                elif b_ih is not None:
                     xp += b_ih
                 s = k * D + d
-                hs, cache = self._fwd_kernel(xp, self._p("weight_hh", k, d), self._p("bias_hh", k, d),
-                                             h0[s], None if c0 is None else c0[s])
-                ys = hs[1:]
+                hs, cache = self._fwd_kernel(xp, self._p("weight_hh", k, d), b_hh, h0[s],
+                                             None if c0 is None else c0[s], ws)
                 if last is None:
                     h_n[s] = hs[T]
                     if c_n is not None:
@@ -413,10 +429,14 @@ class _RNNBase(Layer):
                     h_n[s] = hs[last + 1, np.arange(B)]
                     if c_n is not None:
                         c_n[s] = cache["cs"][last + 1, np.arange(B)]
-                out[:, :, d * H:(d + 1) * H] = ys if d == 0 else self._reverse(ys, rev)
+                ys = hs[1:]                                                    # (T, B, H)
+                if out is None:
+                    out = ys
+                else:
+                    out[:, :, d * H:(d + 1) * H] = ys if d == 0 else self._reverse(ys, rev)
                 dirs.append({"inp": inp_d, "cache": cache})
             if mask is not None:
-                out *= mask
+                out = out * mask
             drop = None
             if training and k < self.num_layers - 1:
                 keep = get_rng(self.rng).random(out.shape) >= self.dropout
@@ -477,7 +497,8 @@ class _RNNBase(Layer):
             dy = np.asarray(dy)
             if dy.shape != (B, T, D * H):
                 raise ValueError(f"{self._name}.backward: expected dy of shape {(B, T, D * H)}, got {dy.shape}")
-            dout = np.ascontiguousarray(dy.transpose(1, 0, 2), dtype=self.dtype)
+            dout = self._ws_for(-1, 0).empty("dy", (T, B, D * H), self.dtype)
+            dout[...] = dy.transpose(1, 0, 2)
         dh0 = np.empty(shape, self.dtype)
         dc0 = np.empty(shape, self.dtype) if self._has_cell else None
 
@@ -495,21 +516,26 @@ class _RNNBase(Layer):
                 if d == 1:
                     dys = self._reverse(dys, rev)
                 inject = self._inject_map(T, last, dh_n[s], None if dc_n is None else dc_n[s])
-                dxp, dhp, dh0[s], dc_s = self._bwd_kernel(ent["cache"], dys, inject)
+                ws = self._ws_for(k, d)
+                dxp, dhp, dh0[s], dc_s = self._bwd_kernel(ent["cache"], dys, inject, ws)
                 if dc0 is not None:
                     dc0[s] = dc_s
                 sfx = self._suffixes()[d]
                 hs = ent["cache"]["hs"]
                 dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
+                # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
                 self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
                 self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent["inp"].reshape(T * B, -1)
                 if self.bias:
-                    self.params[f"bias_hh_l{k}{sfx}"].grad += dhp2.sum(axis=0)
-                    self.params[f"bias_ih_l{k}{sfx}"].grad += dxp2.sum(axis=0)
-                dinp_d = (dxp2 @ self.params[f"weight_ih_l{k}{sfx}"].value).reshape(T, B, -1)
+                    db_ih = dxp2.sum(axis=0)
+                    self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
+                    self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else dhp2.sum(axis=0)
+                w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
+                dinp_d = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
+                np.matmul(dxp2, w_ih, out=dinp_d.reshape(T * B, -1))
                 if d == 1:
                     dinp_d = self._reverse(dinp_d, rev)
-                dinp = dinp_d if dinp is None else dinp + dinp_d
+                dinp = dinp_d if dinp is None else np.add(dinp, dinp_d, out=dinp_d)
             dout = dinp
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
         return np.ascontiguousarray(dout.transpose(1, 0, 2))

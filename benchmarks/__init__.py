@@ -1,0 +1,1 @@
+"""Side-by-side speed benchmarks against PyTorch (``python -m benchmarks``)."""
