@@ -38,11 +38,11 @@ def run(repeat: int = 5) -> list[dict[str, object]]:
         dy = rng.standard_normal((B, T, D * H)).astype(np.float32)
         xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
 
-        def step_ours() -> None:
+        def step_ours(ours=ours, x=x, dy=dy) -> None:
             ours.forward(x)
             ours.backward(dy)
 
-        def step_torch() -> None:
+        def step_torch(theirs=theirs, xt=xt, dyt=dyt) -> None:
             y, _ = theirs(xt)
             y.backward(dyt)
 

@@ -4,9 +4,23 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import functional, init, optim
-from .layers import (GRU, LSTM, Activation, Dense, Dropout, Embedding, Flatten, GRUCell, Layer, LSTMCell,
-                     SimpleRNN, SimpleRNNCell)
+from . import data, functional, init, optim
+from .layers import (
+                     GRU,
+                     LSTM,
+                     Activation,
+                     Bidirectional,
+                     Dense,
+                     Dropout,
+                     Embedding,
+                     Flatten,
+                     GRUCell,
+                     Layer,
+                     LSTMCell,
+                     SimpleRNN,
+                     SimpleRNNCell,
+                     TimeDistributed,
+)
 from .losses import CrossEntropyLoss, MSELoss
 from .model import Sequential
 from .parameter import Parameter
@@ -16,4 +30,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
-           "optim", "functional", "init", "manual_seed", "get_rng"]
+           "Bidirectional", "TimeDistributed", "data", "optim", "functional", "init", "manual_seed", "get_rng"]

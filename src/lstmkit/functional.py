@@ -62,3 +62,13 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
     z -= np.log(np.exp(z).sum(axis=axis, keepdims=True))
     return z
+
+
+def reverse_index(lengths: np.ndarray, T: int) -> np.ndarray:
+    """(T, B) time indices that reverse each sequence within its own length.
+
+    Entry [t, b] is ``lengths[b] − 1 − t`` for t < lengths[b] and t otherwise
+    (padding stays where it is). The mapping is its own inverse.
+    """
+    t = np.arange(T)[:, None]
+    return np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)

@@ -305,6 +305,15 @@ class _RNNBase(Layer):
         self._cache: dict[str, Any] | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
 
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (without weights), e.g. to build a twin layer."""
+        cfg = {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+               "bias": self.bias, "dropout": self.dropout, "bidirectional": self.bidirectional,
+               "return_sequences": self.return_sequences, "dtype": self.dtype.name}
+        if isinstance(self, SimpleRNN):
+            cfg["nonlinearity"] = self.nonlinearity
+        return cfg
+
     # ---- helpers -------------------------------------------------------
 
     def _suffixes(self) -> tuple[str, ...]:
@@ -394,7 +403,7 @@ class _RNNBase(Layer):
         if lengths is not None:
             t_idx = np.arange(T)[:, None]
             mask = (t_idx < lengths[None, :])[:, :, None]                      # (T, B, 1)
-            rev = np.where(t_idx < lengths[None, :], lengths[None, :] - 1 - t_idx, t_idx)
+            rev = F.reverse_index(lengths, T)
             last = lengths - 1
         training = self.training and self.dropout > 0
         h_n = np.empty(self._state_shape(B), self.dtype)
