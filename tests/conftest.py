@@ -40,3 +40,15 @@ def randomise_torch(module: torch.nn.Module, seed: int, scale: float = 0.5) -> N
     with torch.no_grad():
         for p in module.parameters():
             p.copy_(torch.randn(p.shape, generator=g, dtype=p.dtype) * scale)
+
+
+def torch_vjp(fn, x: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Run ``fn`` on ``x`` in float64 and back-propagate a random cotangent.
+
+    Returns (y, dL/dx, dy) with L = Σ y ⊙ dy, so a layer's ``backward(dy)`` must equal dL/dx.
+    """
+    xt = t64(x, True)
+    yt = fn(xt)
+    dy = rng.standard_normal(tuple(yt.shape))
+    (yt * t64(dy)).sum().backward()
+    return yt, xt.grad, dy
