@@ -4,7 +4,7 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import data, functional, init, optim
+from . import checkpoint, data, functional, init, optim
 from .layers import (
                      GRU,
                      LSTM,
@@ -30,4 +30,5 @@ __version__ = "0.1.0"
 
 __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
-           "Bidirectional", "TimeDistributed", "data", "optim", "functional", "init", "manual_seed", "get_rng"]
+           "Bidirectional", "TimeDistributed", "checkpoint", "data", "optim", "functional", "init",
+           "manual_seed", "get_rng"]
