@@ -1,0 +1,76 @@
+"""Character language model: Embedding -> LSTM x N -> Dense, trained on next-character prediction.
+
+The model reads like nanoGPT's: one config, one class, shapes at every step.
+(The trainer, checkpoints and CLI build on it.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data.text import Vocab
+from ..decoding import sample_logits
+from ..layers import LSTM, Dense, Embedding
+from ..layers.base import Layer
+
+
+@dataclass
+class CharLMConfig:
+    vocab_size: int
+    embed: int = 64
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+    dtype: str = "float32"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class CharLM(Layer):
+    """ids (B, T) -> logits (B, T, V), carrying the LSTM state (h, c) across calls."""
+
+    def __init__(self, cfg: CharLMConfig, rng: np.random.Generator | None = None) -> None:
+        self.cfg = cfg
+        self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
+        self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng)
+        self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
+
+    def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+        x = self.embed.forward(ids)                 # (B, T, E)
+        h, state = self.rnn.forward(x, state)       # (B, T, H); state (h_n, c_n), each (layers, B, H)
+        return self.head.forward(h), state          # (B, T, V)
+
+    def backward(self, dlogits: np.ndarray) -> None:
+        """Truncated BPTT: no gradient flows into the carried-in state."""
+        self.embed.backward(self.rnn.backward(self.head.backward(dlogits)))
+
+    def generate(self, vocab: Vocab, prompt: str, length: int, rng: np.random.Generator,
+                 temperature: float = 1.0, top_k: int | None = None,
+                 on_char: Callable[[str], None] | None = None) -> str:
+        """Prime with ``prompt``, then sample ``length`` characters; ``on_char`` streams each one."""
+        if not prompt:
+            raise ValueError("CharLM.generate: the prompt must have at least one character")
+        if len(vocab) != self.cfg.vocab_size:
+            raise ValueError(f"CharLM.generate: vocabulary has {len(vocab)} characters, model expects "
+                             f"{self.cfg.vocab_size}")
+        was_training = self.training
+        self.eval()
+        try:
+            logits, state = self.forward(vocab.encode(prompt, what="prompt")[None])     # prime: (1, P, V)
+            out = []
+            for _ in range(length):
+                nxt = int(sample_logits(logits[0, -1], rng, temperature, top_k))
+                ch = vocab.chars[nxt]
+                out.append(ch)
+                if on_char is not None:
+                    on_char(ch)
+                logits, state = self.forward(np.array([[nxt]]), state)                 # one step: (1, 1, V)
+        finally:
+            self.train(was_training)
+        return "".join(out)
