@@ -63,7 +63,8 @@ from .base import Layer
 # --------------------------------------------------------------------------
 # Scan kernels: one layer, one direction, time-major.
 #   forward(xp, w_hh, b_hh, h0, c0, ws) -> (hs, cache)   (ws: Workspace for buffers)
-#       xp: (T, B, G·H) input projections incl. b_ih (the kernel may overwrite it)
+#       xp: (T, B, G·H) input projections incl. b_ih, and b_hh too except for the GRU, whose
+#           kernel gets b_hh separately because b_hn sits inside r ⊙ (·); the kernel may overwrite xp
 #       hs: (T + 1, B, H) with hs[0] = h0 and hs[t + 1] = h_t
 #   backward(cache, dhs, inject, ws) -> (dxp, dhp, dh0, dc0)
 #       dhs: (T, B, H) gradient w.r.t. h_1..h_T coming from the outputs
@@ -87,8 +88,6 @@ def _lstm_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: np.ndarray | None, h0:
                   c0: np.ndarray, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
     T, B, G = xp.shape
     H = G // 4
-    if b_hh is not None:
-        xp += b_hh
     w_t = w_hh.T  # (H, 4H) view: BLAS reads the transpose in place (a copy costs more than it saves)
 
     acts = xp                                   # (T, B, 4H): becomes [i, f, g, o]
@@ -219,8 +218,6 @@ def _make_rnn_kernels(nonlinearity: str) -> tuple[Any, Any]:
                 c0: None, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
         T, B, H = xp.shape
         w_t = w_hh.T
-        if b_hh is not None:
-            xp += b_hh
         hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
         hs[0] = h0
         for t in range(T):

@@ -81,8 +81,7 @@ class Bidirectional(Layer):
         x = np.asarray(x)
         lens = None if lengths is None else np.asarray(lengths)
         out_f = self.forward_layer.forward(x, st_f, lengths=lengths)
-        x_rev = _reverse_batch_first(x, lens) if x.ndim == 3 else x
-        out_b = self.backward_layer.forward(x_rev, st_b, lengths=lengths)
+        out_b = self.backward_layer.forward(_reverse_batch_first(x, lens), st_b, lengths=lengths)
         if self.return_sequences is False:
             a, b = out_f, out_b
         else:
