@@ -12,8 +12,9 @@ import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -32,18 +33,34 @@ def save(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) 
     for name, a in arrays.items():
         if not isinstance(a, np.ndarray) or a.dtype.hasobject:
             raise ValueError(f"checkpoint.save: {name!r} must be a numeric array (object arrays would need pickle)")
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**arrays, META_KEY: np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)}
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    Readers see the old file or the new one, never a mix; on any error the old file is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())            # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

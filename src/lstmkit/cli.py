@@ -1,0 +1,197 @@
+"""``lstmkit <app> <command>``: the command-line applications.
+
+    lstmkit charlm train --text my.txt --out runs/my --hidden 512 --layers 2 --minutes 30
+    lstmkit charlm train --resume runs/my
+    lstmkit charlm sample runs/my --prompt "ROMEO:" --length 500 --temperature 0.8 --top-k 20 --seed 1
+    lstmkit charlm eval runs/my --text held_out.txt
+
+Bad input (a missing, empty, binary or too-short text, a missing or damaged
+checkpoint, a vocabulary that does not match) prints one line naming the file
+and the problem and exits with status 2; nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .apps import charlm_train as ct
+from .apps.charlm import CharLM
+from .checkpoint import CheckpointError
+from .data.text import TextError, Vocab, load_text, split_train_val
+
+EXIT_BAD_INPUT = 2
+EXIT_NAN = 3
+EXIT_INTERRUPTED = 130
+
+PRETRAINED = "pretrained/charlm_shakespeare.npz"
+
+# Options that shape a run; they are fixed when it starts, so --resume refuses them.
+_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "batch_size", "seq_len", "lr", "warmup", "schedule",
+                "weight_decay", "clip", "seed", "dtype")
+
+
+def pretrained_path() -> Path:
+    """The default model shipped with the package (trained with ``lstmkit charlm train``; see the README)."""
+    return Path(str(resources.files("lstmkit.data").joinpath(PRETRAINED)))
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lstmkit", description="lstmkit applications")
+    apps = p.add_subparsers(dest="app", required=True, metavar="APP")
+    lm = apps.add_parser("charlm", help="character language model", description="character language model")
+    cmds = lm.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    d = ct.TrainConfig()
+    tr = cmds.add_parser("train", help="train a new run, or continue one with --resume",
+                         description="Train on a UTF-8 text file (default: the bundled Shakespeare).")
+    tr.add_argument("--text", help="UTF-8 text file to train on (default: the bundled Shakespeare)")
+    tr.add_argument("--out", help="run directory for checkpoints, history.csv and loss.png (default: runs/charlm)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this directory exactly where it stopped")
+    tr.add_argument("--steps", type=int, help="budget: total optimizer steps")
+    tr.add_argument("--minutes", type=float, help="budget: total wall-clock minutes (default 10 if no budget given)")
+    tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {d.eval_every})")
+    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
+    g.add_argument("--hidden", type=int, help=f"LSTM units per layer (default {ct.DEFAULT_MODEL['hidden']})")
+    g.add_argument("--layers", type=int, help=f"LSTM layers (default {ct.DEFAULT_MODEL['layers']})")
+    g.add_argument("--embed", type=int, help=f"embedding size (default {ct.DEFAULT_MODEL['embed']})")
+    g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
+    g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
+    g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
+    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
+    g.add_argument("--warmup", type=int, help=f"linear warm-up steps (default {d.warmup})")
+    g.add_argument("--schedule", choices=["cosine", "step", "constant"], help="decay over the budget (default cosine)")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW decay on matrices (default {d.weight_decay})")
+    g.add_argument("--clip", type=float, help=f"global gradient-norm clip (default {d.clip})")
+    g.add_argument("--seed", type=int, help=f"seed for initialisation and dropout (default {d.seed})")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sa = cmds.add_parser("sample", help="generate text from a trained model",
+                         description="Generate text, streamed as it is sampled.")
+    sa.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    sa.add_argument("--prompt", default="\n", help="text to prime the model with (printed first)")
+    sa.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    sa.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more varied (default 0.8)")
+    sa.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely characters")
+    sa.add_argument("--seed", type=int, default=None, help="fixed seed: the same seed gives the same text")
+
+    ev = cmds.add_parser("eval", help="bits per character of a model on a text",
+                         description="Score a model on a text (default: the run's validation part).")
+    ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
+    return p
+
+
+def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"lstmkit: error: {msg}", file=sys.stderr)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.cmd == "train":
+            return _train(args)
+        if args.cmd == "sample":
+            return _sample(args)
+        return _eval(args)
+    except (TextError, CheckpointError, ct.RunError) as e:
+        return _fail(str(e))
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _RUN_SHAPING if getattr(args, k) is not None]
+        if given:
+            raise ct.RunError(f"{args.resume}: {', '.join(given)} cannot change when resuming "
+                              "(the run keeps the settings it started with)")
+        if args.out and Path(args.out) != Path(args.resume):
+            raise ct.RunError(f"--out {args.out} differs from --resume {args.resume}; a run resumes in place")
+        trainer = ct.Trainer.resume(args.resume, source=args.text, steps=args.steps, minutes=args.minutes,
+                                    eval_every=args.eval_every)
+        if not trainer.budget_left():
+            raise ct.RunError(f"{args.resume}: the run already used its budget (step {trainer.step}, "
+                              f"{trainer.elapsed / 60:.1f} min); give a larger --steps or --minutes")
+        print(f"resuming {args.resume} at step {trainer.step}", file=sys.stderr)
+    else:
+        mcfg = {k: v for k, v in [("hidden", args.hidden), ("layers", args.layers), ("embed", args.embed),
+                                  ("dropout", args.dropout), ("dtype", args.dtype)] if v is not None}
+        mcfg = {**ct.DEFAULT_MODEL, **mcfg}
+        tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",
+                                              "clip", "seed", "steps", "minutes", "eval_every")
+               if getattr(args, k) is not None}
+        if args.steps is None and args.minutes is None:
+            tkw["minutes"] = 10.0
+        source = str(Path(args.text).resolve()) if args.text else ct.BUNDLED
+        trainer = ct.Trainer.new(args.out or "runs/charlm", source, mcfg, ct.TrainConfig(**tkw))
+        n = sum(p.value.size for p in trainer.model.parameters())
+        print(f"training {n:,} parameters on {ct._name(source)} ({len(trainer.windows)} windows of "
+              f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
+    reason = trainer.fit(progress=not args.no_progress)
+    out = trainer.out
+    if reason == "nan":
+        last = out / "latest.npz"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
+        return _fail(f"the loss became non-finite (nan/inf) at step {trainer.step + 1}; training stopped and "
+                     f"{kept} (try a lower --lr or --clip)", EXIT_NAN)
+    best = min((r["val_bpc"] for r in trainer.history.rows if r["val_bpc"] is not None), default=float("nan"))
+    print(f"step {trainer.step}: best validation {best:.3f} bits/char ({best * ct.LN2:.3f} nats); "
+          f"saved {out / 'latest.npz'} and {out / 'best.npz'}", file=sys.stderr)
+    if reason == "interrupted":
+        print(f"stopped by Ctrl-C; continue with: lstmkit charlm train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def _load(run: str | None) -> tuple[CharLM, Vocab, dict]:
+    path = Path(run) if run else pretrained_path()
+    model, vocab, meta, _ = ct.load_model(path)
+    return model, vocab, meta
+
+
+def _sample(args: argparse.Namespace) -> int:
+    if args.length < 0:
+        raise ct.RunError(f"--length must be >= 0, got {args.length}")
+    if args.temperature < 0:
+        raise ct.RunError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise ct.RunError(f"--top-k must be >= 1, got {args.top_k}")
+    model, vocab, _ = _load(args.run)
+    vocab.encode(args.prompt, what="the prompt")
+    rng = np.random.default_rng(args.seed)
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+
+    def emit(ch: str) -> None:
+        out.write(ch)
+        out.flush()
+
+    model.generate(vocab, args.prompt, args.length, rng, args.temperature, args.top_k, on_char=emit)
+    out.write("\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    model, vocab, meta = _load(args.run)
+    if args.text:
+        ids, what = vocab.encode(load_text(args.text), what=args.text), args.text
+    else:
+        source = meta.get("source", ct.BUNDLED)
+        text = ct.read_source(source)
+        frac = meta.get("train", {}).get("val_fraction", 0.1)
+        ids = split_train_val(vocab.encode(text, what=ct._name(source)), frac)[1]
+        what = f"validation part of {ct._name(source)}"
+    train = meta.get("train", {})        # score with the run's own streams and window, as validation did
+    nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100))
+    print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
