@@ -15,9 +15,14 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# A small character LM on the bundled Shakespeare (about a minute, progress bar), then samples
+# from it and from the pretrained default model that ships with the package.
 run: $(STAMP)
-	$(PY) examples/numeric_lstm.py
-	$(PY) examples/sequence_tagging.py --steps 600
+	rm -rf runs/make-run
+	$(VENV)/bin/lstmkit charlm train --out runs/make-run --hidden 128 --steps 400 --eval-every 200
+	$(VENV)/bin/lstmkit charlm sample runs/make-run --prompt "ROMEO:" --length 300 --seed 1
+	@echo "--- the same prompt, from the pretrained default model:"
+	$(VENV)/bin/lstmkit charlm sample --prompt "ROMEO:" --length 400 --temperature 0.8 --top-k 20 --seed 1
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
@@ -27,4 +32,4 @@ bench: $(STAMP)
 	$(PY) -m benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run

@@ -19,9 +19,13 @@ from .common import print_table
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("suites", nargs="*", choices=["recurrent", "charlm"], default=[])
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent and/or charlm (default: recurrent and "
+                   "the char-LM speed comparison, without the timed training)")
     p.add_argument("--minutes", type=float, default=10.0, help="char-LM training budget (targets at 10 and 30)")
     args = p.parse_args(argv)
+    unknown = set(args.suites) - {"recurrent", "charlm"}
+    if unknown:
+        p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, charlm")
     threads = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
     torch.set_num_threads(threads)
     print(f"PyTorch {torch.__version__} with {torch.get_num_threads()} threads; NumPy/BLAS with its default threads")

@@ -43,7 +43,7 @@ class TorchCharLM(torch.nn.Module):
         return self.head(h), state
 
 
-def speed(steps: int = 12, warmup: int = 2) -> list[dict[str, object]]:
+def speed(steps: int = 20, warmup: int = 2) -> list[dict[str, object]]:
     """chars/s of one training step (forward, loss, backward, clip, AdamW) in both libraries."""
     t = ct.TrainConfig()
     text = bundled_shakespeare()
@@ -112,8 +112,8 @@ def quality(minutes: float, out: str | Path | None = None) -> list[dict[str, obj
     t = meta["train"]
     seen = pos["step"] * t["batch_size"] * t["seq_len"]
     return [{"budget": f"{minutes:g} min", "steps": pos["step"], "chars seen": f"{seen:,}",
-             "val nats/char": final["val_loss"], "val bits/char": final["val_loss"] / math.log(2),
-             "best nats/char": min(r["val_loss"] for r in val),
+             "val nats/char": f"{final['val_loss']:.3f}", "val bits/char": f"{final['val_loss'] / math.log(2):.3f}",
+             "best nats/char": f"{min(r['val_loss'] for r in val):.3f}",
              "target nats": "-" if target is None else f"<= {target}",
              "ok": "-" if target is None else ("yes" if final["val_loss"] <= target else "NO"),
              "run": str(out)}]

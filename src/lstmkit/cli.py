@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return _eval(args)
     except (TextError, CheckpointError, ct.RunError) as e:
         return _fail(str(e))
+    except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
+        return _fail(f"{e.filename or ''}: {e.strerror or e}")
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -277,6 +277,8 @@ class Trainer:
     @classmethod
     def new(cls, out: str | Path, source: str, mcfg: dict[str, Any], tcfg: TrainConfig) -> Trainer:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
         if (out / "latest.npz").exists() or (out / "best.npz").exists():
             raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
         tcfg.validate()

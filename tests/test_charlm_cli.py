@@ -1,0 +1,229 @@
+"""The character LM end to end: training learns, resume is bit-for-bit, sampling is
+deterministic, and every bad input gives one line, exit code 2, and overwrites nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lstmkit import checkpoint
+from lstmkit.apps import charlm_train as ct
+from lstmkit.cli import main, pretrained_path
+
+TINY = ["--hidden", "32", "--layers", "2", "--embed", "8", "--batch-size", "8", "--seq-len", "16",
+        "--lr", "0.01", "--warmup", "5", "--no-progress"]
+
+
+def grammar_text(n_sentences: int, seed: int) -> str:
+    """Sentences of 3-6 words drawn uniformly from 8: about 0.6 bits of entropy per character."""
+    words = ["king", "queen", "sword", "crown", "night", "blood", "love", "grave"]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_sentences):
+        out.append(" ".join(words[i] for i in rng.integers(0, 8, rng.integers(3, 7))) + ".\n")
+    return "".join(out)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    p = tmp_path / "corpus.txt"
+    p.write_text(grammar_text(1500, seed=0), encoding="utf-8")
+    return p
+
+
+def run_cli(args: list[str]) -> int:
+    return main(["charlm", *args])
+
+
+def snapshot(d: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def test_tiny_run_learns_and_writes_its_run_directory(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "300", "--eval-every", "100",
+                    *TINY]) == 0
+    assert {"latest.npz", "best.npz", "history.csv", "loss.png"} <= set(os.listdir(out))
+    _, meta = checkpoint.load(out / "latest.npz")
+    vals = [r["val_loss"] for r in meta["history"] if r["val_loss"] is not None]
+    assert len(vals) == 3
+    # Uniform guessing over the 17 symbols costs ln 17 = 2.83 nats and character frequencies alone ~2.6;
+    # the text's own entropy is ~0.45 nats/char, so below 1.0 means the model learned the words.
+    assert vals[-1] < 1.0, vals
+    capsys.readouterr()
+    assert run_cli(["eval", str(out)]) == 0
+    line = capsys.readouterr().out
+    assert "bits/char" in line and float(line.split("(")[1].split()[0]) == pytest.approx(min(vals), abs=1e-4)
+    held = tmp_path / "held.txt"
+    held.write_text(grammar_text(200, seed=9), encoding="utf-8")
+    assert run_cli(["eval", str(out), "--text", str(held)]) == 0
+    assert float(capsys.readouterr().out.split("(")[1].split()[0]) < 1.0
+
+
+def test_resume_after_ctrl_c_continues_bit_for_bit(tmp_path, corpus):
+    def make(out: Path) -> ct.Trainer:
+        tcfg = ct.TrainConfig(batch_size=8, seq_len=16, lr=0.01, warmup=3, steps=14, eval_every=5, seed=3)
+        return ct.Trainer.new(out, str(corpus), {"hidden": 24, "layers": 2, "embed": 8, "dropout": 0.3}, tcfg)
+
+    whole = make(tmp_path / "whole")
+    assert whole.fit(progress=False) == "budget"
+
+    def ctrl_c_at_step_7(t: ct.Trainer) -> None:
+        if t.step == 7:
+            os.kill(os.getpid(), signal.SIGINT)          # what a user's Ctrl-C delivers
+
+    cut = make(tmp_path / "cut")
+    assert cut.fit(progress=False, on_step=ctrl_c_at_step_7) == "interrupted"
+    _, meta = checkpoint.load(tmp_path / "cut" / "latest.npz")
+    assert meta["position"]["step"] == 7
+    assert run_cli(["train", "--resume", str(tmp_path / "cut"), "--no-progress"]) == 0
+
+    a, meta_a = checkpoint.load(tmp_path / "whole" / "latest.npz")
+    b, meta_b = checkpoint.load(tmp_path / "cut" / "latest.npz")
+    assert set(a) == set(b) and any(k.startswith("optim.") for k in a) and "state/h" in a
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)    # weights, AdamW moments, carried state
+    assert meta_a["position"]["step"] == meta_b["position"]["step"] == 14
+    assert meta_a["rng"] == meta_b["rng"] and meta_a["optim"] == meta_b["optim"]
+    assert meta_a["history"][-1]["val_loss"] == meta_b["history"][-1]["val_loss"]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, monkeypatch, capsys):
+    out = tmp_path / "run"
+    original = ct.Trainer.train_step
+
+    def poisoned(self: ct.Trainer) -> float:
+        if self.step == 6:
+            self.model.head.weight.value[0, 0] = np.nan
+        return original(self)
+
+    monkeypatch.setattr(ct.Trainer, "train_step", poisoned)
+    code = run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "20", "--eval-every", "5", *TINY])
+    err = capsys.readouterr().err
+    assert code == 3 and "non-finite" in err and "step 7" in err and str(out / "latest.npz") in err
+    _, meta = checkpoint.load(out / "latest.npz")
+    assert meta["position"]["step"] == 5                 # the good checkpoint, untouched
+    model, *_ = ct.load_model(out / "latest.npz")
+    assert np.isfinite(model.head.weight.value).all()
+
+
+def test_sampling_is_deterministic_streams_and_checks_the_prompt(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "30", *TINY]) == 0
+    capsys.readouterr()
+    args = ["sample", str(out), "--prompt", "king ", "--length", "80", "--temperature", "0.8", "--top-k", "5"]
+    texts = []
+    for seed in ("1", "1", "2"):
+        assert run_cli([*args, "--seed", seed]) == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] != texts[2]
+    assert texts[0].startswith("king ") and len(texts[0]) == len("king ") + 80 + 1
+    assert run_cli(["sample", str(out), "--prompt", "ROMEO:"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not in the model's vocabulary" in err and "':EMOR'" in err
+
+
+def test_the_pretrained_model_ships_samples_and_is_trained(capsys):
+    path = pretrained_path()
+    assert path.is_file() and path.stat().st_size <= 16 * 2**20
+    assert run_cli(["sample", "--prompt", "ROMEO:", "--length", "60", "--seed", "0"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("ROMEO:") and len(text) == 6 + 60 + 1
+    model, vocab, meta, _ = ct.load_model(path)
+    val = ct.split_train_val(vocab.encode(ct.bundled_shakespeare()), 0.1)[1][:4000]
+    # an untrained model scores ~6 bits/char; the shipped one must have learned English and the play layout
+    assert ct.evaluate(model, val, batch_size=4, seq_len=100) / ct.LN2 < 2.3
+
+
+# ---- bad input: one line on stderr, exit code 2, nothing overwritten ----------------
+
+
+def bad(args: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> None:
+    assert run_cli(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("lstmkit: error:") and "\n" not in err, err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+def test_bad_text_files(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    empty, tiny, binary, latin = (tmp_path / n for n in ("empty.txt", "tiny.txt", "bin.dat", "latin.txt"))
+    empty.write_text("")
+    tiny.write_text("To be, or not to be.")
+    binary.write_bytes(bytes(range(256)) * 4)
+    latin.write_bytes("Café au lait, naïve".encode("latin-1"))
+    bad(["train", "--text", str(empty), "--out", out, *TINY], capsys, str(empty), "empty")
+    bad(["train", "--text", str(tiny), "--out", out, *TINY], capsys, str(tiny), "too short")
+    bad(["train", "--text", str(binary), "--out", out, *TINY], capsys, str(binary), "binary")
+    bad(["train", "--text", str(latin), "--out", out, *TINY], capsys, str(latin), "UTF-8")
+    bad(["train", "--text", str(tmp_path / "nope.txt"), "--out", out, *TINY], capsys, "nope.txt", "no such file")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_checkpoints_and_resumes_overwrite_nothing(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "10", *TINY]) == 0
+    capsys.readouterr()
+    before = snapshot(out)
+
+    bad(["train", "--text", str(corpus), "--out", str(out), "--steps", "10", *TINY], capsys, "already holds a run")
+    bad(["train", "--resume", str(out), "--hidden", "64"], capsys, "--hidden", "cannot change")
+    bad(["train", "--resume", str(out)], capsys, "already used its budget")
+    other = tmp_path / "other.txt"
+    other.write_text(grammar_text(300, seed=1).replace("q", "Q"), encoding="utf-8")
+    bad(["train", "--resume", str(out), "--text", str(other), "--steps", "20"], capsys, str(other),
+        "vocabulary mismatch", "'Qq'")
+    assert snapshot(out) == before
+
+    missing = tmp_path / "missing"
+    bad(["train", "--resume", str(missing)], capsys, str(missing / "latest.npz"))
+    bad(["sample", str(missing)], capsys, str(missing), "no checkpoint")
+    bad(["eval", str(tmp_path / "x.npz")], capsys, "x.npz", "no checkpoint")
+    shouting = tmp_path / "shouting.txt"
+    shouting.write_text("KING QUEEN.\n", encoding="utf-8")
+    bad(["eval", str(out), "--text", str(shouting)], capsys, str(shouting), "not in the model's vocabulary",
+        "'EGIKNQU'")
+
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"this is not a zip archive" * 10)
+    bad(["sample", str(garbage)], capsys, str(garbage), "not a readable")
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes((out / "latest.npz").read_bytes()[:5000])
+    bad(["sample", str(truncated)], capsys, str(truncated))
+    foreign = tmp_path / "foreign.npz"
+    checkpoint.save(foreign, {"w": np.zeros(3)}, {"format": "something-else"})
+    bad(["eval", str(foreign)], capsys, str(foreign), "not a character-LM checkpoint")
+    damaged = tmp_path / "damaged.npz"
+    arrays, meta = checkpoint.load(out / "best.npz")
+    arrays["model/head.weight"] = arrays["model/head.weight"][:, :3]
+    checkpoint.save(damaged, arrays, meta)
+    bad(["sample", str(damaged)], capsys, str(damaged), "head.weight")
+
+    (out / "latest.npz").write_bytes(b"corrupt")
+    bad(["train", "--resume", str(out), "--steps", "20"], capsys, str(out / "latest.npz"), "not a readable")
+    assert (out / "best.npz").read_bytes() == before["best.npz"]
+
+
+def test_bad_options(tmp_path, corpus, capsys):
+    out = str(tmp_path / "run")
+    bad(["train", "--text", str(corpus), "--out", out, "--steps", "0", *TINY], capsys, "steps must be >= 1")
+    bad(["train", "--text", str(corpus), "--out", out, "--steps", "5", *TINY, "--lr", "-1"], capsys, "lr must be > 0")
+    (tmp_path / "afile").write_text("x")
+    bad(["train", "--text", str(corpus), "--out", str(tmp_path / "afile"), "--steps", "5", *TINY], capsys,
+        "afile", "not a directory")
+    bad(["sample", "--length", "-3"], capsys, "--length")
+    bad(["sample", "--temperature", "-1"], capsys, "--temperature")
+
+
+def test_console_entry_point_reports_one_line_and_exit_2(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "charlm", "sample", str(tmp_path / "none")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().count("\n") == 0 and str(tmp_path / "none") in r.stderr
