@@ -94,6 +94,15 @@ def test_resume_after_ctrl_c_continues_bit_for_bit(tmp_path, corpus):
     assert meta_a["history"][-1]["val_loss"] == meta_b["history"][-1]["val_loss"]
 
 
+def test_without_matplotlib_training_still_works_and_says_why_there_is_no_plot(tmp_path, corpus, monkeypatch,
+                                                                              capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)          # makes "import matplotlib" fail
+    out = tmp_path / "run"
+    assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "3", *TINY]) == 0
+    assert "no loss.png" in capsys.readouterr().err
+    assert (out / "history.csv").is_file() and not (out / "loss.png").exists()
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, monkeypatch, capsys):
     out = tmp_path / "run"
     original = ct.Trainer.train_step

@@ -440,7 +440,8 @@ class Trainer:
         if not self.history.rows or self.history.rows[-1]["step"] != self.step or \
                 self.history.rows[-1]["val_loss"] is None:
             self._validate_and_save()
-        self.history.plot(self.out / "loss.png")
+        if not self.history.plot(self.out / "loss.png"):
+            print("note: no loss.png (matplotlib is not installed; pip install 'lstmkit[plot]')", file=sys.stderr)
         return self.stop_reason
 
 
