@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +102,30 @@ def test_without_matplotlib_training_still_works_and_says_why_there_is_no_plot(t
     assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "3", *TINY]) == 0
     assert "no loss.png" in capsys.readouterr().err
     assert (out / "history.csv").is_file() and not (out / "loss.png").exists()
+
+
+def test_minutes_budget_ends_on_time_with_the_schedule_at_its_floor(tmp_path, corpus):
+    tcfg = ct.TrainConfig(batch_size=8, seq_len=16, lr=0.01, warmup=2, minutes=0.02, eval_every=1000)
+    t = ct.Trainer.new(tmp_path / "run", str(corpus), {"hidden": 16, "layers": 1, "embed": 8}, tcfg)
+    assert t.fit(progress=False) == "budget"
+    assert 1.2 <= t.elapsed < 30 and t.step > 2
+    assert t.tcfg.lr_at(t.step, t.elapsed) == pytest.approx(0.01 * tcfg.min_lr_frac)
+
+
+def test_ctrl_c_on_the_command_line_saves_and_exits_130(tmp_path, corpus):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lstmkit.cli", "charlm", "train", "--text", str(corpus), "--out", str(out),
+           "--steps", "100000", "--eval-every", "5", *TINY]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "history.csv").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    _, meta = checkpoint.load(out / "latest.npz")
+    assert 5 <= meta["position"]["step"] < 100000
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, monkeypatch, capsys):
