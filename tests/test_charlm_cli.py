@@ -93,6 +93,10 @@ def test_resume_after_ctrl_c_continues_bit_for_bit(tmp_path, corpus):
     assert meta_a["position"]["step"] == meta_b["position"]["step"] == 14
     assert meta_a["rng"] == meta_b["rng"] and meta_a["optim"] == meta_b["optim"]
     assert meta_a["history"][-1]["val_loss"] == meta_b["history"][-1]["val_loss"]
+    # a budget given on resume replaces the old one
+    assert run_cli(["train", "--resume", str(tmp_path / "cut"), "--steps", "16", "--no-progress"]) == 0
+    _, extended = checkpoint.load(tmp_path / "cut" / "latest.npz")
+    assert extended["position"]["step"] == 16 and extended["train"]["steps"] == 16
 
 
 def test_without_matplotlib_training_still_works_and_says_why_there_is_no_plot(tmp_path, corpus, monkeypatch,

@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
                          description="Train on a UTF-8 text file (default: the bundled Shakespeare).")
     tr.add_argument("--text", help="UTF-8 text file to train on (default: the bundled Shakespeare)")
     tr.add_argument("--out", help="run directory for checkpoints, history.csv and loss.png (default: runs/charlm)")
-    tr.add_argument("--resume", metavar="RUN", help="continue the run in this directory exactly where it stopped")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this directory exactly where it stopped "
+                    "(with its budget, or the --steps/--minutes given now)")
     tr.add_argument("--steps", type=int, help="budget: total optimizer steps")
     tr.add_argument("--minutes", type=float, help="budget: total wall-clock minutes (default 10 if no budget given)")
     tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {d.eval_every})")

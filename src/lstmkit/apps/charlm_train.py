@@ -291,7 +291,7 @@ class Trainer:
     @classmethod
     def resume(cls, out: str | Path, source: str | None = None, steps: int | None = None,
                minutes: float | None = None, eval_every: int | None = None) -> Trainer:
-        """Continue the run in ``out``; a new budget or text file may be given."""
+        """Continue the run in ``out``; a new budget (replacing the old one) or text file may be given."""
         out = Path(out)
         path = out / "latest.npz"
         if not path.is_file():
@@ -302,10 +302,8 @@ class Trainer:
             position, rng_state = meta["position"], meta["rng"]
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: damaged checkpoint, no training state ({e})") from None
-        if steps is not None:
-            tcfg.steps = steps
-        if minutes is not None:
-            tcfg.minutes = minutes
+        if steps is not None or minutes is not None:     # a budget given on resume replaces the old one
+            tcfg.steps, tcfg.minutes = steps, minutes
         if eval_every is not None:
             tcfg.eval_every = eval_every
         tcfg.validate()
