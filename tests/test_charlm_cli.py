@@ -132,6 +132,17 @@ def test_ctrl_c_on_the_command_line_saves_and_exits_130(tmp_path, corpus):
     assert 5 <= meta["position"]["step"] < 100000
 
 
+def test_resume_on_another_text_with_the_same_vocabulary(tmp_path, corpus, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", "--text", str(corpus), "--out", str(out), "--steps", "10", *TINY]) == 0
+    short = tmp_path / "short.txt"
+    short.write_text(grammar_text(30, seed=5), encoding="utf-8")      # same characters, 5 windows per pass
+    assert run_cli(["train", "--resume", str(out), "--text", str(short), "--steps", "14", "--no-progress"]) == 0
+    assert "differs from the text this run started on" in capsys.readouterr().err
+    _, meta = checkpoint.load(out / "latest.npz")
+    assert meta["position"]["step"] == 14 and meta["position"]["window"] == 4 and meta["source"] == str(short)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, monkeypatch, capsys):
     out = tmp_path / "run"
     original = ct.Trainer.train_step
@@ -256,6 +267,10 @@ def test_bad_options(tmp_path, corpus, capsys):
     (tmp_path / "afile").write_text("x")
     bad(["train", "--text", str(corpus), "--out", str(tmp_path / "afile"), "--steps", "5", *TINY], capsys,
         "afile", "not a directory")
+    bad(["train", "--text", str(corpus), "--out", out, "--steps", "5", *TINY, "--hidden", "0"], capsys,
+        "bad model option", "hidden_size")
+    bad(["train", "--text", str(corpus), "--out", out, "--steps", "5", *TINY, "--dropout", "1.5"], capsys,
+        "bad model option", "dropout")
     bad(["sample", "--length", "-3"], capsys, "--length")
     bad(["sample", "--temperature", "-1"], capsys, "--temperature")
 

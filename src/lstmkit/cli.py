@@ -115,7 +115,8 @@ def _train(args: argparse.Namespace) -> int:
                               "(the run keeps the settings it started with)")
         if args.out and Path(args.out) != Path(args.resume):
             raise ct.RunError(f"--out {args.out} differs from --resume {args.resume}; a run resumes in place")
-        trainer = ct.Trainer.resume(args.resume, source=args.text, steps=args.steps, minutes=args.minutes,
+        text = str(Path(args.text).resolve()) if args.text else None
+        trainer = ct.Trainer.resume(args.resume, source=text, steps=args.steps, minutes=args.minutes,
                                     eval_every=args.eval_every)
         if not trainer.budget_left():
             raise ct.RunError(f"{args.resume}: the run already used its budget (step {trainer.step}, "

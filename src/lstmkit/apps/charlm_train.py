@@ -285,7 +285,10 @@ class Trainer:
         text = read_source(source)
         vocab = Vocab.from_text(text)
         rng = np.random.default_rng(tcfg.seed)
-        model = CharLM(CharLMConfig(vocab_size=len(vocab), **mcfg), rng=rng)
+        try:
+            model = CharLM(CharLMConfig(vocab_size=len(vocab), **mcfg), rng=rng)
+        except (TypeError, ValueError) as e:           # e.g. --hidden 0 or --dropout 1.5, as the layer words it
+            raise RunError(f"bad model option: {e}") from None
         return cls(out, model, vocab, tcfg, source, text, rng)
 
     @classmethod
@@ -327,6 +330,8 @@ class Trainer:
         self.elapsed = position["elapsed_s"]
         if "state/h" in arrays:
             self.state = (arrays["state/h"], arrays["state/c"])
+        if self.window >= len(self.windows):             # a different (shorter) text: start a new pass
+            self.window, self.state = 0, None
         self.history = History(meta["history"])
         return self
 
