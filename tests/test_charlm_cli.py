@@ -276,7 +276,7 @@ def test_bad_options(tmp_path, corpus, capsys):
 
 
 def test_console_entry_point_reports_one_line_and_exit_2(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "charlm", "sample", str(tmp_path / "none")],
+    r = subprocess.run([sys.executable, "-m", "lstmkit", "charlm", "sample", str(tmp_path / "none")],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and str(tmp_path / "none") in r.stderr
