@@ -143,8 +143,8 @@ def _train(args: argparse.Namespace) -> int:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
         return _fail(f"the loss became non-finite (nan/inf) at step {trainer.step + 1}; training stopped and "
                      f"{kept} (try a lower --lr or --clip)", EXIT_NAN)
-    best = min((r["val_bpc"] for r in trainer.history.rows if r["val_bpc"] is not None), default=float("nan"))
-    print(f"step {trainer.step}: best validation {best:.3f} bits/char ({best * ct.LN2:.3f} nats); "
+    best = trainer.history.best_val()
+    print(f"step {trainer.step}: best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats); "
           f"saved {out / 'latest.npz'} and {out / 'best.npz'}", file=sys.stderr)
     if reason == "interrupted":
         print(f"stopped by Ctrl-C; continue with: lstmkit charlm train --resume {out}", file=sys.stderr)
@@ -183,15 +183,14 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     model, vocab, meta = _load(args.run)
+    train = meta.get("train", {})        # the run's split, streams and window, as its validation used
     if args.text:
         ids, what = vocab.encode(load_text(args.text), what=args.text), args.text
     else:
         source = meta.get("source", ct.BUNDLED)
         text = ct.read_source(source)
-        frac = meta.get("train", {}).get("val_fraction", 0.1)
-        ids = split_train_val(vocab.encode(text, what=ct._name(source)), frac)[1]
+        ids = split_train_val(vocab.encode(text, what=ct._name(source)), train.get("val_fraction", 0.1))[1]
         what = f"validation part of {ct._name(source)}"
-    train = meta.get("train", {})        # score with the run's own streams and window, as validation did
     nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100))
     print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters")
     return 0

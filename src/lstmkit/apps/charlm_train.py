@@ -25,6 +25,7 @@ import io
 import math
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
@@ -155,17 +156,22 @@ def _model_meta(model: CharLM, vocab: Vocab) -> dict[str, Any]:
     return {"format": FORMAT, "version": VERSION, "model": model.cfg.to_dict(), "vocab": vocab.to_json()}
 
 
+def _model_arrays(model: CharLM) -> dict[str, np.ndarray]:
+    return {f"model/{k}": v for k, v in model.state_dict().items()}
+
+
 def save_weights(path: Path, model: CharLM, vocab: Vocab, extra: dict[str, Any]) -> None:
     """A weights-only checkpoint (what ``best.npz`` and the pretrained model are)."""
-    arrays = {f"model/{k}": v for k, v in model.state_dict().items()}
-    checkpoint.save(path, arrays, {**_model_meta(model, vocab), **extra})
+    checkpoint.save(path, _model_arrays(model), {**_model_meta(model, vocab), **extra})
 
 
-def load_model(path: str | Path) -> tuple[CharLM, Vocab, dict[str, Any], dict[str, np.ndarray]]:
+def load_model(path: str | Path, rng: np.random.Generator | None = None
+               ) -> tuple[CharLM, Vocab, dict[str, Any], dict[str, np.ndarray]]:
     """Load a char-LM checkpoint file or run directory (its ``best.npz``, else ``latest.npz``).
 
-    Returns (model in eval mode, vocabulary, meta, all arrays). Anything that is
-    not a usable char-LM checkpoint raises CheckpointError naming the file.
+    Returns (model in eval mode, vocabulary, meta, all arrays); the model's dropout
+    draws from ``rng``. Anything that is not a usable char-LM checkpoint raises
+    CheckpointError naming the file.
     """
     path = Path(path)
     if path.is_dir():
@@ -185,7 +191,7 @@ def load_model(path: str | Path) -> tuple[CharLM, Vocab, dict[str, Any], dict[st
         vocab = Vocab.from_json(meta["vocab"])
         if len(vocab) != cfg.vocab_size:
             raise ValueError(f"vocabulary has {len(vocab)} characters but the model expects {cfg.vocab_size}")
-        model = CharLM(cfg, rng=np.random.default_rng(0))
+        model = CharLM(cfg, rng=np.random.default_rng(0) if rng is None else rng)
         model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: damaged character-LM checkpoint ({type(e).__name__}: {e})") from None
@@ -299,7 +305,9 @@ class Trainer:
         path = out / "latest.npz"
         if not path.is_file():
             raise CheckpointError(f"{path}: no checkpoint to resume from")
-        model, vocab, meta, arrays = load_model(path)
+        rng = np.random.default_rng()                    # its state is restored from the checkpoint below
+        model, vocab, meta, arrays = load_model(path, rng=rng)
+        model.train()
         try:
             tcfg = TrainConfig(**meta["train"])
             position, rng_state = meta["position"], meta["rng"]
@@ -312,14 +320,11 @@ class Trainer:
         tcfg.validate()
         source = source or meta["source"]
         text = read_source(source)
-        if Vocab.from_text(text) != vocab:
-            new = Vocab.from_text(text)
+        new = Vocab.from_text(text)
+        if new != vocab:
             raise TextError(f"{_name(source)}: vocabulary mismatch with the run in {out} "
                             f"(run has {len(vocab)} characters, this text {len(new)}; "
                             f"differing: {''.join(sorted(set(vocab.chars) ^ set(new.chars)))!r})")
-        rng = np.random.default_rng()
-        model = CharLM(model.cfg, rng=rng)                   # the dropout masks draw from this rng
-        model.load_state_dict({k[len("model/"):]: v for k, v in arrays.items() if k.startswith("model/")})
         self = cls(out, model, vocab, tcfg, source, text, rng)
         if self.text_sha != meta["text_sha256"]:
             print(f"note: {_name(source)} differs from the text this run started on; continuing on it",
@@ -339,7 +344,7 @@ class Trainer:
 
     def save_latest(self) -> Path:
         o_arrays, o_meta = checkpoint.flatten_optimizer_state(self.opt.state_dict())
-        arrays = {f"model/{k}": v for k, v in self.model.state_dict().items()} | o_arrays
+        arrays = _model_arrays(self.model) | o_arrays
         if self.state is not None:
             arrays["state/h"], arrays["state/c"] = self.state
         meta = {**_model_meta(self.model, self.vocab), "train": asdict(self.tcfg), "optim": o_meta,
@@ -492,5 +497,4 @@ def _stop_on_sigint() -> Iterator[_StopFlag]:
 
 
 def _in_main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
