@@ -4,7 +4,7 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import checkpoint, data, functional, init, optim
+from . import checkpoint, data, functional, init, optim, training
 from .layers import (
                      GRU,
                      LSTM,
@@ -23,6 +23,7 @@ from .layers import (
 )
 from .losses import CrossEntropyLoss, MSELoss
 from .model import Sequential
+from .modelfile import ModelFileError, load_model, load_optimizer, save_model
 from .parameter import Parameter
 from .random import get_rng, manual_seed
 
@@ -31,4 +32,4 @@ __version__ = "0.1.0"
 __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
            "Bidirectional", "TimeDistributed", "checkpoint", "data", "optim", "functional", "init",
-           "manual_seed", "get_rng"]
+           "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]

@@ -4,6 +4,7 @@
     lstmkit charlm train --resume runs/my
     lstmkit charlm sample runs/my --prompt "ROMEO:" --length 500 --temperature 0.8 --top-k 20 --seed 1
     lstmkit charlm eval runs/my --text held_out.txt
+    lstmkit model summary mine.npz --input-shape 20,8
 
 Bad input (a missing, empty, binary or too-short text, a missing or damaged
 checkpoint, a vocabulary that does not match) prints one line naming the file
@@ -13,6 +14,7 @@ and the problem and exits with status 2; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from importlib import resources
 from pathlib import Path
@@ -23,6 +25,7 @@ from .apps import charlm_train as ct
 from .apps.charlm import CharLM
 from .checkpoint import CheckpointError
 from .data.text import TextError, Vocab, load_text, split_train_val
+from .modelfile import load_model
 
 EXIT_BAD_INPUT = 2
 EXIT_NAN = 3
@@ -85,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
                          description="Score a model on a text (default: the run's validation part).")
     ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
     ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
+
+    md = apps.add_parser("model", help="inspect a saved model file", description="saved model files")
+    mcmds = md.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    su = mcmds.add_parser("summary", help="print a model file's architecture and parameter counts",
+                          description="Print the architecture (as PyTorch does) and a Keras-style table.")
+    su.add_argument("path", help="a model file (model.save) or a run's checkpoint")
+    su.add_argument("--input-shape", help="one sample's shape without the batch axis, e.g. 20,8: adds output shapes")
     return p
 
 
@@ -96,6 +106,8 @@ def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.app == "model":
+            return _model_summary(args)
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "sample":
@@ -143,12 +155,32 @@ def _train(args: argparse.Namespace) -> int:
         kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
         return _fail(f"the loss became non-finite (nan/inf) at step {trainer.step + 1}; training stopped and "
                      f"{kept} (try a lower --lr or --clip)", EXIT_NAN)
-    best = trainer.history.best_val()
-    print(f"step {trainer.step}: best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats); "
-          f"saved {out / 'latest.npz'} and {out / 'best.npz'}", file=sys.stderr)
+    best = trainer.history.best("val_loss")
+    scored = (f"best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats)" if math.isfinite(best)
+              else "not validated yet")
+    saved = " and ".join(str(out / f) for f in ("latest.npz", "best.npz") if (out / f).is_file())
+    print(f"step {trainer.step}: {scored}; saved {saved}", file=sys.stderr)
     if reason == "interrupted":
         print(f"stopped by Ctrl-C; continue with: lstmkit charlm train --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _model_summary(args: argparse.Namespace) -> int:
+    model = load_model(args.path)
+    print(repr(model))
+    if args.input_shape:
+        try:
+            shape = tuple(int(d) for d in args.input_shape.split(","))
+        except ValueError:
+            raise ct.RunError(f"--input-shape must be sizes separated by commas, e.g. 20,8; "
+                              f"got {args.input_shape!r}") from None
+        try:
+            model.summary(shape)
+        except ValueError as e:
+            raise ct.RunError(str(e)) from None
+    else:
+        print(f"Total params: {sum(p.value.size for p in model.parameters()):,}")
     return 0
 
 

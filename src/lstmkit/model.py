@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .layers.base import Layer
+from .parameter import Parameter
+
+
+def takes_lengths(layer: Layer) -> bool:
+    """Whether ``layer.forward`` accepts ``lengths=`` (recurrent layers, Bidirectional, Sequential)."""
+    try:
+        return "lengths" in inspect.signature(layer.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 class Sequential(Layer):
@@ -14,7 +25,9 @@ class Sequential(Layer):
 
     Recurrent layers go in with ``return_sequences=True`` (y, (B, T, H)) or
     ``False`` (last output, (B, H)) so each layer passes one array on.
-    Parameter names are ``"{index}.{name}"``, as in PyTorch.
+    ``forward(x, lengths=...)`` hands the lengths of a padded batch to every
+    layer that takes them. Parameter names are ``"{index}.{name}"``, as in
+    PyTorch's ``nn.Sequential``.
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -22,14 +35,25 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: item {i} is a {type(layer).__name__}, expected a Layer")
         self.layers = list(layers)
+        self._takes_lengths = [takes_lengths(layer) for layer in self.layers]
 
-    def _walk(self, prefix: str):  # type: ignore[override]
-        for i, layer in enumerate(self.layers):
-            yield from layer._walk(f"{prefix}{i}.")
+    def config(self) -> dict[str, Any]:
+        return {"layers": list(self.layers)}
 
-    def forward(self, x: Any) -> Any:
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sequential:
+        return cls(*config["layers"])
+
+    def _walk(self, prefix: str, torch: bool = False) -> Iterator[tuple[str, Parameter]]:
         for i, layer in enumerate(self.layers):
-            x = layer(x)
+            yield from layer._walk(f"{prefix}{i}.", torch)
+
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return ((str(i), layer) for i, layer in enumerate(self.layers))
+
+    def forward(self, x: Any, lengths: Any = None) -> Any:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, lengths=lengths) if lengths is not None and self._takes_lengths[i] else layer(x)
             if isinstance(x, tuple):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) returned a tuple; give recurrent "
                                  "layers return_sequences=True or False inside Sequential")

@@ -7,7 +7,7 @@ The model reads like nanoGPT's: one config, one class, shapes at every step.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,14 @@ class CharLM(Layer):
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
         self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng)
         self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
+
+    def config(self) -> dict[str, Any]:
+        return self.cfg.to_dict()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CharLM:
+        known = {f.name for f in fields(CharLMConfig)}
+        return cls(CharLMConfig(**{k: v for k, v in config.items() if k in known}), rng=config.get("rng"))
 
     def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:

@@ -3,10 +3,19 @@
 ``forward(x)`` computes the output and caches what ``backward`` needs;
 ``backward(dy)`` returns ``dx`` and *adds* into each ``Parameter.grad``.
 Layers never update their own weights: optimizers do, from ``parameters()``.
+
+Every layer also describes itself: ``config()`` gives its constructor
+arguments (so a model file can rebuild it without the code that built it),
+``repr()`` prints it as PyTorch does, and ``torch_state_dict()`` /
+``load_torch_state_dict()`` move its weights to and from PyTorch's keys.
+Training and model files live in ``lstmkit.fit`` and ``lstmkit.modelfile``;
+the methods here (``fit``, ``evaluate``, ``predict``, ``save``, ``summary``)
+are the short way to call them.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,12 +23,25 @@ import numpy as np
 
 from ..parameter import Parameter
 
+# Every Layer subclass, by the name model files use (short for lstmkit's own, module-qualified otherwise).
+REGISTRY: dict[str, type[Layer]] = {}
+
+
+def registered_name(cls: type) -> str:
+    module = cls.__module__
+    return cls.__qualname__ if module.startswith("lstmkit.") else f"{module}.{cls.__qualname__}"
+
 
 class Layer:
     """Base class. Sub-layers and Parameters stored as attributes (or in lists
     of them) are found automatically, in the order they were assigned."""
 
     training: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.__name__.startswith("_"):
+            REGISTRY[registered_name(cls)] = cls
 
     def forward(self, x: Any, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -30,18 +52,17 @@ class Layer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    # ---- parameters ---------------------------------------------------------
+
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) pairs, sub-layers included, each once."""
-        seen: set[int] = set()
-        for name, p in self._walk(prefix):
-            if id(p) not in seen:
-                seen.add(id(p))
-                yield name, p
+        return _unique(self._walk(prefix))
 
-    def _walk(self, prefix: str) -> Iterator[tuple[str, Parameter]]:
+    def _walk(self, prefix: str, torch: bool = False) -> Iterator[tuple[str, Parameter]]:
         # Attributes starting with "_" are private (caches, helpers) and skipped.
         # A dict of Parameters contributes its keys as names (recurrent layers keep
-        # PyTorch's keys, e.g. "weight_ih_l0", that way).
+        # PyTorch's keys, e.g. "weight_ih_l0", that way). With ``torch=True`` the
+        # names are PyTorch's; layers whose names differ there override this.
         for attr, v in vars(self).items():
             if attr.startswith("_"):
                 continue
@@ -52,23 +73,29 @@ class Layer:
             elif isinstance(v, Parameter):
                 yield prefix + attr, v
             elif isinstance(v, Layer):
-                yield from v._walk(f"{prefix}{attr}.")
+                yield from v._walk(f"{prefix}{attr}.", torch)
             elif isinstance(v, (list, tuple)):
                 for i, item in enumerate(v):
                     if isinstance(item, Layer):
-                        yield from item._walk(f"{prefix}{attr}.{i}.")
+                        yield from item._walk(f"{prefix}{attr}.{i}.", torch)
                     elif isinstance(item, Parameter):
                         yield f"{prefix}{attr}.{i}", item
 
     def parameters(self) -> list[Parameter]:
         return [p for _, p in self.named_parameters()]
 
-    def sublayers(self) -> Iterator[Layer]:
-        for v in vars(self).values():
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        """(name, sub-layer) pairs of the direct sub-layers, in assignment order."""
+        for attr, v in vars(self).items():
+            if attr.startswith("_"):
+                continue
             if isinstance(v, Layer):
-                yield v
+                yield attr, v
             elif isinstance(v, (list, tuple)):
-                yield from (item for item in v if isinstance(item, Layer))
+                yield from ((f"{attr}.{i}", item) for i, item in enumerate(v) if isinstance(item, Layer))
+
+    def sublayers(self) -> Iterator[Layer]:
+        return (layer for _, layer in self.named_children())
 
     def zero_grad(self) -> None:
         for p in self.parameters():
@@ -87,16 +114,128 @@ class Layer:
         """Parameter values by dotted name (copies)."""
         return {name: p.value.copy() for name, p in self.named_parameters()}
 
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         """Load values by dotted name; unknown, missing or mis-shaped keys raise ValueError."""
-        own = dict(self.named_parameters())
-        unknown = sorted(set(state) - set(own))
-        missing = sorted(set(own) - set(state))
-        if unknown or missing:
-            raise ValueError(f"{type(self).__name__}.load_state_dict: unknown keys {unknown}, missing keys {missing}")
-        for name, p in own.items():
-            value = np.asarray(state[name])
-            if value.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.load_state_dict: {name!r} expected shape {p.shape}, "
-                                 f"got {value.shape}")
-            p.value[...] = value
+        _assign(self, dict(self.named_parameters()), state, "load_state_dict")
+
+    # ---- PyTorch interchange --------------------------------------------------
+
+    def torch_state_dict(self, grad: bool = False) -> dict[str, np.ndarray]:
+        """Parameters (or, with ``grad=True``, their gradients) under PyTorch's keys, as copies.
+
+        The keys are those of the equivalent PyTorch module: ``nn.Linear`` for
+        ``Dense``, ``nn.LSTM`` for ``LSTM``, ``nn.Sequential``'s ``"0.weight"``
+        for ``Sequential``, and so on.
+        """
+        return {key: (p.grad if grad else p.value).copy() for key, p in _unique(self._walk("", torch=True))}
+
+    def load_torch_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a PyTorch ``state_dict`` (NumPy arrays or CPU tensors) of the equivalent module.
+
+        Unknown, missing or mis-shaped keys raise ValueError naming them.
+        """
+        _assign(self, dict(_unique(self._walk("", torch=True))), state_dict, "load_torch_state_dict")
+
+    # ---- description ------------------------------------------------------------
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON values, or Layers for wrapped layers) that rebuild this layer."""
+        raise NotImplementedError(f"{type(self).__name__} does not describe its constructor arguments; "
+                                  "define config() (and from_config() if __init__ does not take them as keywords)")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Layer:
+        """Build a layer from ``config()``'s output (weights are loaded separately)."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        args = _repr_args(self)
+        children = list(self.named_children())
+        if not children:
+            return f"{type(self).__name__}({args})"
+        lines = [args] if args else []                   # PyTorch's layout: arguments, then the children
+        lines += [f"({name}): {child!r}" for name, child in children]
+        body = "\n".join(lines).replace("\n", "\n  ")
+        return f"{type(self).__name__}(\n  {body}\n)"
+
+    def summary(self, input_shape: tuple[int, ...], dtype: str | None = None, print_fn: Any = print) -> str:
+        """Print (and return) a Keras-style table of layers, output shapes and parameter counts.
+
+        ``input_shape`` excludes the batch axis, e.g. ``(T, F)`` for sequences.
+        """
+        from ..describe import summary
+        text = summary(self, input_shape, dtype)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # ---- training and files (see lstmkit.fit, lstmkit.modelfile) ------------------
+
+    def fit(self, x: Any, y: Any, **kwargs: Any) -> Any:
+        """Train on in-memory arrays; see ``lstmkit.fit.fit`` for the arguments. Returns the History."""
+        from ..fit import fit
+        return fit(self, x, y, **kwargs)
+
+    def evaluate(self, x: Any, y: Any, **kwargs: Any) -> dict[str, float]:
+        """Loss and metrics over ``(x, y)``; see ``lstmkit.fit.evaluate``."""
+        from ..fit import evaluate
+        return evaluate(self, x, y, **kwargs)
+
+    def predict(self, x: Any, batch_size: int = 256, lengths: Any = None) -> np.ndarray:
+        """Outputs for ``x`` in eval mode, computed ``batch_size`` samples at a time."""
+        from ..fit import predict
+        return predict(self, x, batch_size=batch_size, lengths=lengths)
+
+    def save(self, path: Any, optimizer: Any = None) -> None:
+        """Write config + weights (+ the optimizer's state if given) to one ``.npz``, atomically."""
+        from ..modelfile import save_model
+        save_model(self, path, optimizer)
+
+
+def _unique(pairs: Iterator[tuple[str, Parameter]]) -> Iterator[tuple[str, Parameter]]:
+    seen: set[int] = set()
+    for name, p in pairs:
+        if id(p) not in seen:
+            seen.add(id(p))
+            yield name, p
+
+
+def _assign(layer: Layer, own: dict[str, Parameter], state: dict[str, Any], what: str) -> None:
+    owner = f"{type(layer).__name__}.{what}"
+    unknown = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    if unknown or missing:
+        raise ValueError(f"{owner}: unknown keys {unknown}, missing keys {missing} (expected {sorted(own)})")
+    values = {}
+    for name, p in own.items():
+        value = state[name]
+        if hasattr(value, "detach"):                     # a PyTorch tensor
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        if value.shape != p.shape:
+            raise ValueError(f"{owner}: {name!r} expected shape {p.shape}, got {value.shape}")
+        values[name] = value
+    for name, p in own.items():                          # all checked first: a bad key changes nothing
+        p.value[...] = values[name]
+
+
+def _repr_args(layer: Layer) -> str:
+    """Required arguments by value, the others as ``name=value`` where they differ from the default."""
+    try:
+        cfg = layer.config()
+    except NotImplementedError:
+        return ""
+    try:
+        params = inspect.signature(type(layer).__init__).parameters
+    except (TypeError, ValueError):
+        params = {}
+    parts = []
+    for key, value in cfg.items():
+        if isinstance(value, Layer) or (isinstance(value, list) and value and isinstance(value[0], Layer)):
+            continue                                   # shown as children
+        p = params.get(key)
+        if p is not None and p.default is inspect.Parameter.empty:
+            parts.append(repr(value))
+        elif p is None or p.default != value:
+            parts.append(f"{key}={value!r}")
+    return ", ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,10 @@ class Dense(Layer):
         self.weight = Parameter(uniform((out_features, in_features), bound, self.dtype, rng), "weight")
         self.bias = Parameter(uniform((out_features,), bound, self.dtype, rng), "bias") if bias else None
         self._x: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features, "bias": self.bias is not None,
+                "dtype": self.dtype.name}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = check_float_input("Dense", x, self.dtype, tuple(range(1, 8)), f"(..., {self.in_features})",
@@ -68,6 +73,9 @@ class Activation(Layer):
         self.name, self.negative_slope = name, negative_slope
         self._x: np.ndarray | None = None
         self._y: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "negative_slope": self.negative_slope}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -116,6 +124,9 @@ class Dropout(Layer):
         self.p, self.rng = p, rng
         self._mask: np.ndarray | None = None
 
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if not self.training or self.p == 0.0:
@@ -134,6 +145,9 @@ class Flatten(Layer):
 
     def __init__(self) -> None:
         self._shape: tuple[int, ...] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -170,6 +184,10 @@ class Embedding(Layer):
         self.padding_idx = padding_idx
         self.weight = Parameter(w, "weight")
         self._idx: np.ndarray | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "embedding_dim": self.embedding_dim,
+                "padding_idx": self.padding_idx, "dtype": self.dtype.name}
 
     def forward(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx)

@@ -558,32 +558,6 @@ class _RNNBase(Layer):
             out[int(t)] = (idx, dh_n[idx], None if dc_n is None else dc_n[idx])
         return out
 
-    # ---- PyTorch interchange -------------------------------------------
-
-    def load_torch_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load PyTorch ``nn.LSTM``/``nn.GRU``/``nn.RNN`` weights (NumPy arrays or CPU tensors).
-
-        Keys and layouts are PyTorch's; unknown, missing or mis-shaped keys raise ValueError.
-        """
-        unknown = sorted(set(state_dict) - set(self.params))
-        missing = sorted(set(self.params) - set(state_dict))
-        if unknown or missing:
-            raise ValueError(f"{self._name}.load_torch_state_dict: unknown keys {unknown}, missing keys {missing} "
-                             f"(expected {sorted(self.params)})")
-        for key, p in self.params.items():
-            value = state_dict[key]
-            if hasattr(value, "detach"):
-                value = value.detach().cpu().numpy()
-            value = np.asarray(value)
-            if value.shape != p.shape:
-                raise ValueError(f"{self._name}.load_torch_state_dict: {key!r} expected shape {p.shape}, "
-                                 f"got {value.shape}")
-            p.value[...] = value
-
-    def torch_state_dict(self, grad: bool = False) -> dict[str, np.ndarray]:
-        """Parameters (or, with ``grad=True``, their gradients) under PyTorch's keys, as copies."""
-        return {key: (p.grad if grad else p.value).copy() for key, p in self.params.items()}
-
 
 class LSTM(_RNNBase):
     """Long short-term memory over batch-first sequences (see the module docstring).
@@ -664,12 +638,12 @@ class _CellBase(Layer):
         _, st = self._seq.forward(x[:, None, :], state)
         return st
 
-    def load_torch_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load PyTorch ``nn.LSTMCell``/``GRUCell``/``RNNCell`` weights (keys weight_ih, weight_hh, ...)."""
-        self._seq.load_torch_state_dict({f"{k}_l0": v for k, v in state_dict.items()})
-
-    def torch_state_dict(self, grad: bool = False) -> dict[str, np.ndarray]:
-        return {key[:-3]: v for key, v in self._seq.torch_state_dict(grad).items()}
+    def config(self) -> dict[str, Any]:
+        cfg = {"input_size": self.input_size, "hidden_size": self.hidden_size, "bias": self._seq.bias,
+               "dtype": self.dtype.name}
+        if self._name == "SimpleRNNCell":
+            cfg["nonlinearity"] = self._mode[len("RNN_"):].lower()
+        return cfg
 
 
 class LSTMCell(_CellBase):

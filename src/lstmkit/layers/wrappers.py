@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 from .. import functional as F
+from ..parameter import Parameter
 from .base import Layer
 from .recurrent import _RNNBase
 
@@ -52,6 +54,21 @@ class Bidirectional(Layer):
         self.merge_mode = merge_mode
         self.return_sequences = layer.return_sequences
         self._cache: dict[str, Any] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": self.forward_layer, "merge_mode": self.merge_mode}
+
+    def _walk(self, prefix: str, torch: bool = False) -> Iterator[tuple[str, Parameter]]:
+        if not torch:
+            yield from super()._walk(prefix)
+            return
+        # PyTorch's one-layer bidirectional module: the backward direction's keys end in "_reverse".
+        if self.forward_layer.num_layers != 1:
+            raise ValueError("Bidirectional: only a one-layer wrapped layer has a PyTorch equivalent "
+                             f"(nn.{self.forward_layer.mode[:4].rstrip('_')}(bidirectional=True)); this one has "
+                             f"{self.forward_layer.num_layers} layers")
+        yield from self.forward_layer._walk(prefix, True)
+        yield from ((f"{k}_reverse", p) for k, p in self.backward_layer._walk(prefix, True))
 
     def _merge(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         m = self.merge_mode
@@ -122,6 +139,13 @@ class TimeDistributed(Layer):
             raise ValueError(f"TimeDistributed: expected a Layer, got {type(layer).__name__}")
         self.layer = layer
         self._bt: tuple[int, int] | None = None
+
+    def config(self) -> dict[str, Any]:
+        return {"layer": self.layer}
+
+    def _walk(self, prefix: str, torch: bool = False) -> Iterator[tuple[str, Parameter]]:
+        # PyTorch applies a module over leading axes as they are: the inner layer's keys, unprefixed.
+        yield from (self.layer._walk(prefix, True) if torch else super()._walk(prefix))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
