@@ -243,6 +243,7 @@ class Trainer:
         self.history = History(metrics)
         self.best_weights: dict[str, np.ndarray] | None = None
         self.stop_reason = ""
+        self.recent: list[float] = []  # training losses since the last history row (checkpointed too)
 
     # -- what an application supplies --------------------------------------------
 
@@ -281,7 +282,8 @@ class Trainer:
         x_arrays, position, x_meta = self.state()
         arrays = modelfile.model_arrays(self.model) | o_arrays | x_arrays
         meta = {**self.header(), "train": asdict(self.tcfg), "optim": o_meta,
-                "position": {"step": self.step, "epoch": self.epoch, "elapsed_s": self.elapsed, **position},
+                "position": {"step": self.step, "epoch": self.epoch, "elapsed_s": self.elapsed,
+                             "recent": self.recent, **position},
                 "rng": [g.bit_generator.state for g in self.rngs], "history": self.history.rows, **x_meta}
         path = self.out / "latest.npz"
         checkpoint.save(path, arrays, meta)
@@ -299,6 +301,7 @@ class Trainer:
             for g, s in zip(self.rngs, rngs):
                 g.bit_generator.state = s
             self.step, self.epoch, self.elapsed = position["step"], position["epoch"], position["elapsed_s"]
+            self.recent = list(position.get("recent", []))
             self.history = History(self.history.columns, meta["history"])
             self.load_state(arrays, position, meta)
         except (KeyError, TypeError, ValueError) as e:
@@ -366,7 +369,6 @@ class Trainer:
         self.budget_left()
         bar = self._progress_bar(progress)
         by_steps = self.tcfg.total_steps(self.steps_per_epoch) is not None
-        recent: list[float] = []
         ema = speed = None
         shown = self.describe(self.history.evals[-1]) if self.history.evals else ""
         t_prev = time.perf_counter()
@@ -381,11 +383,12 @@ class Trainer:
                     bar.close()
                     self.stop_reason = "nan"
                     return "nan"
-                recent.append(loss)
+                self.recent.append(loss)
                 ema = loss if ema is None else 0.95 * ema + 0.05 * loss
-                if len(recent) == log_every:
-                    self.history.add(self.step, self.elapsed, self.opt.param_groups[0]["lr"], float(np.mean(recent)))
-                    recent = []
+                if len(self.recent) == log_every:
+                    self.history.add(self.step, self.elapsed, self.opt.param_groups[0]["lr"],
+                                     float(np.mean(self.recent)))
+                    self.recent = []
                 if self._eval_due(epoch_before):
                     shown = self.describe(self._validate_and_save())
                 now = time.perf_counter()
