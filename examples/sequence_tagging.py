@@ -2,7 +2,7 @@
 
 Task: tag each token 1 if the same token appeared earlier in its sequence, else 0.
 Model: Embedding -> 2-layer bidirectional LSTM (with ``lengths``) -> Dense -> cross-entropy
-(padded positions carry ``ignore_index``).
+(padded positions carry ``ignore_index``), trained with ``model.fit``.
 
     python examples/sequence_tagging.py [--steps 600] [--seed 0]
 """
@@ -13,7 +13,6 @@ import argparse
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 import lstmkit as lk
 
@@ -51,55 +50,30 @@ def make_batch(cfg: Config, n: int, rng: np.random.Generator) -> tuple[np.ndarra
     return tokens, tag_batch, lengths
 
 
-class Tagger:
-    """tokens (B, T) -> logits (B, T, 2)."""
-
-    def __init__(self, cfg: Config) -> None:
-        rng = np.random.default_rng(cfg.seed)
-        self.embed = lk.Embedding(cfg.vocab, cfg.embed, rng=rng)
-        self.rnn = lk.LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, bidirectional=True,
-                           return_sequences=True, rng=rng)
-        self.head = lk.Dense(2 * cfg.hidden, 2, rng=rng)
-        self.layers = [self.embed, self.rnn, self.head]
-
-    def parameters(self) -> list[lk.Parameter]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def forward(self, tokens: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        x = self.embed.forward(tokens)                  # (B, T, E)
-        h = self.rnn.forward(x, lengths=lengths)        # (B, T, 2H), zero past each length
-        return self.head.forward(h)                     # (B, T, 2)
-
-    def backward(self, dlogits: np.ndarray) -> None:
-        self.embed.backward(self.rnn.backward(self.head.backward(dlogits)))
-
-
-def accuracy(logits: np.ndarray, tags: np.ndarray) -> float:
-    valid = tags != PAD
-    return float((logits.argmax(-1) == tags)[valid].mean())
+def build(cfg: Config) -> lk.Sequential:
+    """tokens (B, T) -> logits (B, T, 2); the LSTM reads each sequence within its length."""
+    rng = np.random.default_rng(cfg.seed)
+    return lk.Sequential(
+        lk.Embedding(cfg.vocab, cfg.embed, rng=rng),                                     # (B, T, E)
+        lk.LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, bidirectional=True,
+                return_sequences=True, rng=rng),                                         # (B, T, 2H)
+        lk.Dense(2 * cfg.hidden, 2, rng=rng),                                            # (B, T, 2)
+    )
 
 
 def train(cfg: Config, progress: bool = True) -> dict[str, float]:
+    """``model.fit`` over steps × batch generated sequences (one epoch), scored on 500 held-out ones."""
     rng = np.random.default_rng(cfg.seed)
-    model = Tagger(cfg)
-    loss_fn = lk.CrossEntropyLoss(ignore_index=PAD)
-    opt = lk.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = lk.optim.WarmupCosineLR(opt, warmup_steps=max(1, cfg.steps // 20), total_steps=cfg.steps,
-                                    min_lr=cfg.lr / 20)
-    bar = tqdm(range(cfg.steps), desc="tagger", disable=not progress)
-    loss = float("nan")
-    for _ in bar:
-        tokens, tags, lengths = make_batch(cfg, cfg.batch, rng)
-        opt.zero_grad()
-        loss = loss_fn(model.forward(tokens, lengths), tags)
-        model.backward(loss_fn.backward())
-        lk.optim.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        bar.set_postfix(loss=f"{loss:.4f}")
-    tokens, tags, lengths = make_batch(cfg, 500, np.random.default_rng(cfg.seed + 10_000))   # held out
-    acc = accuracy(model.forward(tokens, lengths), tags)
-    return {"train_loss": float(loss), "heldout_accuracy": acc}
+    tokens, tags, lengths = make_batch(cfg, cfg.steps * cfg.batch, rng)
+    held_out = make_batch(cfg, 500, np.random.default_rng(cfg.seed + 10_000))
+    model = build(cfg)
+    hist = model.fit(tokens, tags, lengths=lengths, loss=lk.CrossEntropyLoss(ignore_index=PAD),
+                     optimizer=lk.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01),
+                     epochs=1, batch_size=cfg.batch, shuffle=False, schedule="cosine",
+                     warmup=max(1, cfg.steps // 20), min_lr_frac=1 / 20, clip=1.0, metrics=["accuracy"],
+                     validation_data=held_out, seed=cfg.seed, progress=progress)
+    train_losses = [r["train_loss"] for r in hist.rows if r["train_loss"] is not None]   # means of 10 steps
+    return {"train_loss": train_losses[-1], "heldout_accuracy": hist.history["val_accuracy"][-1]}
 
 
 def main() -> None:
