@@ -35,7 +35,6 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ValueError(f"Sequential: item {i} is a {type(layer).__name__}, expected a Layer")
         self.layers = list(layers)
-        self._takes_lengths = [takes_lengths(layer) for layer in self.layers]
 
     def config(self) -> dict[str, Any]:
         return {"layers": list(self.layers)}
@@ -53,7 +52,7 @@ class Sequential(Layer):
 
     def forward(self, x: Any, lengths: Any = None) -> Any:
         for i, layer in enumerate(self.layers):
-            x = layer(x, lengths=lengths) if lengths is not None and self._takes_lengths[i] else layer(x)
+            x = layer(x, lengths=lengths) if lengths is not None and takes_lengths(layer) else layer(x)
             if isinstance(x, tuple):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) returned a tuple; give recurrent "
                                  "layers return_sequences=True or False inside Sequential")
