@@ -1,43 +1,77 @@
-"""``python -m benchmarks [recurrent] [charlm] [--minutes M]``: lstmkit against PyTorch, measured in one run.
+"""``python -m benchmarks [recurrent] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
 
-With no suite named, runs ``recurrent`` and the char-LM training speed. ``charlm``
-runs the char-LM speed comparison and then trains the default model for
-``--minutes`` (default 10) and reports the validation loss it reaches.
+With no suite named, runs ``recurrent`` and the char-LM training-step speed. Each
+library is timed in a process of its own, at the same thread count (``--threads``,
+default all cores), PyTorch's OpenMP threads pinned to cores; every figure is the
+median (and min) of at least 5 runs after warm-up. ``charlm`` also trains the
+default model for ``--minutes`` (default 10) and reports the validation loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
-
-import torch
+from pathlib import Path
+from typing import Any
 
 from . import charlm, recurrent
 from .common import print_table
+from .machine import cpu_model, simd_level, thread_env
+
+
+def run_worker(lib: str, suites: list[str], threads: int, repeat: int) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    if lib == "torch":       # unpinned OpenMP threads on these VMs can run several-fold slow
+        env.update({"OMP_PROC_BIND": "true", "OMP_PLACES": "cores"})
+    r = subprocess.run([sys.executable, "-m", "benchmarks.worker", lib, str(repeat), *suites], env=env,
+                       capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+    if r.returncode != 0:
+        raise SystemExit(f"the {lib} benchmark process failed:\n{r.stderr}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent and/or charlm (default: recurrent and "
-                   "the char-LM speed comparison, without the timed training)")
+                   "the char-LM step speed, without the timed training)")
     p.add_argument("--minutes", type=float, default=10.0, help="char-LM training budget (targets at 10 and 30)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both libraries")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per case (at least 5)")
+    p.add_argument("--json", metavar="PATH", help="also write the machine and the tables to PATH as JSON")
     args = p.parse_args(argv)
     unknown = set(args.suites) - {"recurrent", "charlm"}
     if unknown:
         p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, charlm")
-    threads = int(os.environ.get("BENCH_THREADS", os.cpu_count() or 1))
-    torch.set_num_threads(threads)
-    print(f"PyTorch {torch.__version__} with {torch.get_num_threads()} threads; NumPy/BLAS with its default threads")
-    which = args.suites or ["recurrent", "charlm-speed"]
-    if "recurrent" in which:
-        print_table("Recurrent layers, forward + backward, float32 (best of 5)", recurrent.run())
-    if "charlm" in which or "charlm-speed" in which:
+    suites = args.suites or ["recurrent", "charlm"]
+    speed_suites = [s for s in ("recurrent", "charlm") if s in suites]
+    ours = run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat))
+    theirs = run_worker("torch", speed_suites, args.threads, max(5, args.repeat))
+    machine = {"cpu": cpu_model(), "simd": simd_level(), "cores": os.cpu_count(), "threads": args.threads,
+               "thread_env": thread_env(), "lstmkit": ours["library"], "torch": theirs["library"],
+               "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1)}
+    print(f"CPU: {machine['cpu']} ({machine['simd']}, {machine['cores']} cores); {args.threads} threads each")
+    print(f"lstmkit side: {machine['lstmkit']}; float32 GEMM {machine['numpy_gemm_gflops']} GFLOP/s")
+    print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "
+          f"{machine['torch_gemm_gflops']} GFLOP/s")
+    print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}")
+    print("each library in its own process; figures are medians (mins) of >= 5 timed runs after warm-up")
+    tables: dict[str, list[dict[str, object]]] = {}
+    if "recurrent" in speed_suites:
+        tables["recurrent"] = recurrent.table(ours["recurrent"], theirs["recurrent"])
+        print_table("Recurrent layers, forward + backward, float32", tables["recurrent"])
+    if "charlm" in speed_suites:
+        tables["charlm_step"] = charlm.table(ours["charlm"], theirs["charlm"])
         print_table("Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches",
-                    charlm.speed())
-    if "charlm" in which:
+                    tables["charlm_step"])
+    if "charlm" in args.suites:
+        tables["charlm_quality"] = charlm.quality(args.minutes)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
-                    charlm.quality(args.minutes))
+                    tables["charlm_quality"])
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine, "tables": tables}, indent=1))
     return 0
 
 

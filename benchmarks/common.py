@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
 
-def best_ms(fn: Callable[[], object], repeat: int = 5, warmup: int = 1, budget_s: float = 20.0) -> float:
-    """Best wall time of ``fn`` in milliseconds over ``repeat`` runs (fewer if the budget runs out).
+def time_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, budget_s: float = 30.0) -> dict[str, float]:
+    """Median and minimum wall time of ``fn`` in milliseconds over ``repeat`` runs after ``warmup`` runs.
 
-    The best, not the mean: on a shared, noisy machine the minimum is the most
-    repeatable estimate of what the code itself costs.
+    At least 5 runs are timed even past the budget. The median is the figure to compare; the
+    minimum shows what the code costs when nothing else on a shared machine interferes.
     """
     for _ in range(warmup):
         fn()
-    best = float("inf")
+    times = []
     start = time.perf_counter()
-    for _ in range(repeat):
+    while len(times) < repeat and (len(times) < 5 or time.perf_counter() - start < budget_s):
         t0 = time.perf_counter()
         fn()
-        best = min(best, time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s:
-            break
-    return best * 1e3
+        times.append(time.perf_counter() - t0)
+    return {"median_ms": statistics.median(times) * 1e3, "min_ms": min(times) * 1e3, "runs": len(times)}
 
 
 def print_table(title: str, rows: list[dict[str, object]]) -> None:

@@ -1,0 +1,59 @@
+"""``python -m benchmarks.worker LIB SUITE...``: time one library in a process of its own; JSON on stdout.
+
+Timing each library in its own process keeps the two from disturbing each other:
+OpenBLAS worker threads spin for a while after each call and would steal the
+second core from PyTorch timed right after NumPy in the same process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import numpy as np
+
+from . import charlm, recurrent
+from .machine import gemm_gflops
+
+N_GEMM = 1024
+
+
+def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
+    from threadpoolctl import threadpool_info
+    a = np.random.default_rng(0).standard_normal((N_GEMM, N_GEMM)).astype(np.float32)
+    c = np.empty_like(a)
+    blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} threads)"
+            for i in threadpool_info() if i["user_api"] == "blas"]
+    out: dict[str, Any] = {"gemm_gflops": gemm_gflops(lambda: np.matmul(a, a, out=c), N_GEMM),
+                           "library": f"NumPy {np.__version__}, " + "; ".join(blas)}
+    if "recurrent" in suites:
+        out["recurrent"] = recurrent.run_lstmkit(repeat)
+    if "charlm" in suites:
+        out["charlm"] = charlm.speed_lstmkit()
+    return out
+
+
+def _torch(suites: list[str], repeat: int) -> dict[str, Any]:
+    import torch
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
+    a = torch.randn(N_GEMM, N_GEMM)
+    out: dict[str, Any] = {"gemm_gflops": gemm_gflops(lambda: a @ a, N_GEMM),
+                           "library": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"}
+    if "recurrent" in suites:
+        out["recurrent"] = recurrent.run_torch(repeat)
+    if "charlm" in suites:
+        out["charlm"] = charlm.speed_torch()
+    return out
+
+
+def main(argv: list[str]) -> int:
+    lib, repeat, suites = argv[0], int(argv[1]), argv[2:]
+    result = _lstmkit(suites, repeat) if lib == "lstmkit" else _torch(suites, repeat)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
