@@ -1,8 +1,9 @@
 """Layers: each has forward / backward / parameters()."""
 
 from .base import Layer
+from .cells import GRUCell, LSTMCell, SimpleRNNCell
 from .core import Activation, Dense, Dropout, Embedding, Flatten
-from .recurrent import GRU, LSTM, GRUCell, LSTMCell, SimpleRNN, SimpleRNNCell
+from .recurrent import GRU, LSTM, SimpleRNN
 from .wrappers import Bidirectional, TimeDistributed
 
 __all__ = ["Layer", "Dense", "Activation", "Dropout", "Flatten", "Embedding",

@@ -10,7 +10,7 @@ import numpy as np
 from .. import functional as F
 from ..parameter import Parameter
 from .base import Layer
-from .recurrent import _RNNBase
+from .rnn_base import _RNNBase
 
 _MERGE_MODES = ("concat", "sum", "mul", "ave")
 

@@ -1,0 +1,388 @@
+"""The frame every recurrent layer shares: stacking, directions, lengths, dropout, buffers.
+
+A kind of recurrence (LSTM, GRU, Elman) is a ``Kernel``: a time-major scan over
+one layer and one direction, and its backward (``recurrent.py`` holds them with
+the equations). Everything else is here, once:
+
+* The input projection of all time steps is one GEMM before the scan, and the
+  weight gradients dW_ih, dW_hh, the biases and dx are GEMMs after it.
+* A kernel may ask for some gate rows to be scaled (``Kernel.row_scale``): the
+  forward then uses scaled copies of the weights, e.g. ½ for the sigmoid gates so
+  that σ(p) = ½ + ½·tanh(p/2) needs no separate scaling pass. Scaling by ½ is
+  exact in binary floating point; the backward uses the true weights.
+* Variable lengths: sequences are padded at the end. Steps past a sequence's
+  length never influence its steps before it, so the scan runs over all T steps
+  and then (i) outputs past the length are zeroed, (ii) the final state is read
+  at each sequence's own last step, (iii) the reverse direction runs on each
+  sequence reversed *within its own length*. Gradients are those of PyTorch's
+  ``pack_padded_sequence`` path.
+* A bidirectional layer's two directions are independent: with two cores and
+  enough work they run side by side (``lstmkit.parallel``), with identical results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import functional as F
+from .. import parallel
+from .._checks import check_dtype_name, check_finite, check_float_input
+from ..init import uniform
+from ..parameter import Parameter
+from ..random import get_rng
+from ..workspace import Workspace
+from .base import Layer
+
+# Below this many multiply-adds per recurrent step, two threads cost more than they save.
+_SIDE_BY_SIDE_MIN = 2 ** 21
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kind of recurrence, as the frame runs it.
+
+    forward(xp, w_hh, b_hh, h0, c0, ws) -> (hs, cache)
+        xp (T, B, G·H): input projections incl. biases (the kernel may overwrite it);
+        w_hh (G·H, H) and b_hh (the hh-bias of the last ``loop_bias_gates`` gates, or None),
+        both scaled by ``row_scale``; hs (T + 1, B, H) with hs[0] = h0.
+    backward(cache, w_hh, dhs, inject, ws) -> (dxp, dhp, dh0, dc0)
+        w_hh: the true weights; dhs (T, B, H): gradient w.r.t. h_1..h_T from the outputs;
+        inject {t: (index, dh, dc)}: final-state gradients entering at step t;
+        dxp, dhp (T, B, G·H): gradients w.r.t. the true x- and h-pre-activations.
+    """
+
+    gates: int
+    forward: Callable[..., tuple[np.ndarray, dict[str, Any]]]
+    backward: Callable[..., tuple[Any, ...]]
+    row_scale: tuple[float, ...] | None = None     # one factor per gate block, or None
+    loop_bias_gates: int = 0                       # trailing gates whose hh-bias stays inside the scan
+    has_cell: bool = False
+
+
+class _RNNBase(Layer):
+    """Stacked, optionally bidirectional recurrence over batch-first sequences.
+
+    Parameters are named exactly as in PyTorch's ``state_dict``
+    (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
+    with a ``_reverse`` suffix for the backward direction).
+    """
+
+    _name = "RNN"
+
+    def __init__(self, kernel: Kernel, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+                 bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
+                 return_sequences: bool | None = None, dtype: str = "float32",
+                 rng: np.random.Generator | None = None) -> None:
+        name = self._name
+        for label, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: {label} must be a positive integer, got {v!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+        self.dtype = check_dtype_name(name, dtype)
+        self.mode, self._kernel = mode, kernel
+        self.gates = kernel.gates
+        self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
+        self.bias, self.dropout, self.bidirectional = bias, float(dropout), bool(bidirectional)
+        self.num_directions = 2 if bidirectional else 1
+        self.return_sequences = return_sequences
+        self.rng = rng
+        H, G = self.hidden_size, self.gates * self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        self.params: dict[str, Parameter] = {}
+        for k in range(self.num_layers):
+            in_k = self.input_size if k == 0 else H * self.num_directions
+            for sfx in self._suffixes():
+                shapes = {"weight_ih": (G, in_k), "weight_hh": (G, H)}
+                if bias:
+                    shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
+                for base, shape in shapes.items():
+                    key = f"{base}_l{k}{sfx}"
+                    self.params[key] = Parameter(uniform(shape, bound, self.dtype, rng), key)
+        self.initial_state_grad: Any = None
+        self._cache: dict[str, Any] | None = None
+        self._ws: dict[tuple[int, int], Workspace] = {}
+        self._row_scale = None if kernel.row_scale is None else \
+            np.repeat(np.asarray(kernel.row_scale, self.dtype), H)[:, None]           # (G, 1)
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments (without weights), e.g. to build a twin layer."""
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
+                "bias": self.bias, "dropout": self.dropout, "bidirectional": self.bidirectional,
+                "return_sequences": self.return_sequences, "dtype": self.dtype.name}
+
+    # ---- helpers -------------------------------------------------------
+
+    def _suffixes(self) -> tuple[str, ...]:
+        return ("", "_reverse") if self.bidirectional else ("",)
+
+    @property
+    def _has_cell(self) -> bool:
+        return self._kernel.has_cell
+
+    def _p(self, base: str, k: int, d: int) -> np.ndarray | None:
+        p = self.params.get(f"{base}_l{k}{self._suffixes()[d]}")
+        return None if p is None else p.value
+
+    def _state_shape(self, B: int) -> tuple[int, int, int]:
+        return (self.num_layers * self.num_directions, B, self.hidden_size)
+
+    def _check_lengths(self, lengths: Any, B: int, T: int) -> np.ndarray | None:
+        if lengths is None:
+            return None
+        lengths = np.asarray(lengths)
+        if lengths.shape != (B,) or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"{self._name}: expected lengths as integers of shape ({B},), "
+                             f"got {lengths.dtype} of shape {lengths.shape}")
+        if lengths.min() < 1 or lengths.max() > T:
+            raise ValueError(f"{self._name}: every length must be in [1, {T}] (T = {T}), "
+                             f"got values in [{lengths.min()}, {lengths.max()}]")
+        return lengths.astype(np.intp)
+
+    def _check_state(self, state: Any, B: int) -> tuple[np.ndarray, np.ndarray | None]:
+        shape = self._state_shape(B)
+        if state is None:
+            z = np.zeros(shape, self.dtype)
+            return z, (z.copy() if self._has_cell else None)
+        parts = state if self._has_cell else (state,)
+        if self._has_cell and (not isinstance(state, (tuple, list)) or len(state) != 2):
+            raise ValueError(f"{self._name}: expected state as a tuple (h_0, c_0), each of shape {shape}")
+        out = []
+        for label, s in zip(("h_0", "c_0"), parts):
+            s = np.asarray(s)
+            if s.shape != shape:
+                raise ValueError(f"{self._name}: expected {label} of shape {shape} "
+                                 f"(num_layers*num_directions, B, hidden_size), got {s.shape}")
+            if not np.issubdtype(s.dtype, np.floating):
+                raise ValueError(f"{self._name}: expected a floating-point {label}, got dtype {s.dtype}")
+            check_finite(self._name, s, label)
+            out.append(s.astype(self.dtype, copy=False))
+        return out[0], (out[1] if self._has_cell else None)
+
+    def _ws_for(self, k: int, d: int) -> Workspace:
+        """The workspace of layer k, direction d (k = -1: the stack's own buffers)."""
+        return self._ws.setdefault((k, d), Workspace())
+
+    @staticmethod
+    def _reverse(a: np.ndarray, rev: np.ndarray | None) -> np.ndarray:
+        """Reverse a time-major (T, B, ·) array along time, each sequence within its own length."""
+        if rev is None:
+            return a[::-1]
+        return a[rev, np.arange(a.shape[1])[None, :]]
+
+    def _directions(self, run: Callable[[int], Any], B: int) -> list[Any]:
+        """``[run(0), run(1)]`` for the two directions, side by side when that pays."""
+        if self.num_directions == 1:
+            return [run(0)]
+        if B * self.hidden_size * self.gates * self.hidden_size >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2:
+            return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
+        return [run(0), run(1)]
+
+    # ---- forward -------------------------------------------------------
+
+    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None
+              ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Input projection, then the kernel's scan, for layer k, direction d. inp_d (T, B, in_k)."""
+        T, B, _ = inp_d.shape
+        ws = self._ws_for(k, d)
+        G, kern = self.gates * self.hidden_size, self._kernel
+        w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
+        b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
+        if self._row_scale is not None:          # scaled copies for the forward (exact: factors are powers of 2)
+            w_ih = np.multiply(w_ih, self._row_scale, out=ws.empty("w_ih", w_ih.shape, self.dtype))
+            w_hh = np.multiply(w_hh, self._row_scale, out=ws.empty("w_hh", w_hh.shape, self.dtype))
+            if b_ih is not None:
+                b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
+        xp = ws.empty("xp", (T, B, G), self.dtype)
+        np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xp.reshape(T * B, G))
+        b_loop = None
+        if b_ih is not None:
+            cut = G - kern.loop_bias_gates * self.hidden_size
+            bias = b_ih.copy()
+            bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
+            xp += bias
+            b_loop = b_hh[cut:] if kern.loop_bias_gates else None
+        return kern.forward(xp, w_hh, b_loop, h0, c0, ws)
+
+    def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
+        """Run the stack over a batch of sequences.
+
+        Args:
+            x: (B, T, input_size).
+            state: initial state, h_0 (num_layers·D, B, H), or for the LSTM a
+                tuple (h_0, c_0); zeros if None. D = 2 if bidirectional.
+            lengths: (B,) integer lengths for padded batches, or None.
+
+        Returns:
+            With ``return_sequences=None`` (PyTorch style): ``(y, h_n)`` or for the
+            LSTM ``(y, (h_n, c_n))``, y of shape (B, T, D·H) and h_n, c_n of shape
+            (num_layers·D, B, H). With ``return_sequences=True``: y only. With
+            ``False``: the last output (B, D·H), i.e. each direction's final state
+            of the top layer (Keras style).
+        """
+        name = self._name
+        x = check_float_input(name, x, self.dtype, 3, f"(B, T, {self.input_size})", last=self.input_size)
+        B, T, _ = x.shape
+        if T == 0 or B == 0:
+            raise ValueError(f"{name}: expected a non-empty batch of shape (B, T, {self.input_size}), got {x.shape}")
+        lengths = self._check_lengths(lengths, B, T)
+        h0, c0 = self._check_state(state, B)
+        H, D = self.hidden_size, self.num_directions
+        rev = mask = last = None
+        if lengths is not None:
+            t_idx = np.arange(T)[:, None]
+            mask = (t_idx < lengths[None, :])[:, :, None]                      # (T, B, 1)
+            rev = F.reverse_index(lengths, T)
+            last = lengths - 1
+        training = self.training and self.dropout > 0
+        h_n = np.empty(self._state_shape(B), self.dtype)
+        c_n = np.empty_like(h_n) if self._has_cell else None
+
+        inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
+        inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
+        layers = []
+        for k in range(self.num_layers):
+            out = None if D == 1 else self._ws_for(k, 0).empty("out", (T, B, D * H), self.dtype)
+
+            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out) -> dict[str, Any]:
+                s = k * D + d
+                inp_d = inp if d == 0 else self._reverse(inp, rev)
+                hs, cache = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s])
+                h_n[s] = hs[T] if last is None else hs[last + 1, np.arange(B)]
+                if c_n is not None:
+                    c_n[s] = cache["cs"][T] if last is None else cache["cs"][last + 1, np.arange(B)]
+                if out is not None:
+                    out[:, :, d * H:(d + 1) * H] = hs[1:] if d == 0 else self._reverse(hs[1:], rev)
+                return {"inp": inp_d, "cache": cache}
+
+            dirs = self._directions(run, B)
+            if out is None:
+                out = dirs[0]["cache"]["hs"][1:]                               # (T, B, H)
+            if mask is not None:
+                out = out * mask
+            drop = None
+            if training and k < self.num_layers - 1:
+                keep = get_rng(self.rng).random(out.shape) >= self.dropout
+                drop = keep.astype(self.dtype) / (1.0 - self.dropout)
+                out = out * drop
+            layers.append({"dirs": dirs, "drop": drop})
+            inp = out
+        self._cache = {"layers": layers, "B": B, "T": T, "rev": rev, "mask": mask, "last": last}
+        y = np.ascontiguousarray(inp.transpose(1, 0, 2))                       # (B, T, D·H)
+        state_out = (h_n, c_n) if self._has_cell else h_n
+        if self.return_sequences is None:
+            return y, state_out
+        if self.return_sequences:
+            return y
+        return h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
+
+    # ---- backward ------------------------------------------------------
+
+    def backward(self, dy: np.ndarray | None, dstate: Any = None) -> np.ndarray:
+        """Back-propagate; accumulate parameter gradients; return dx (B, T, input_size).
+
+        Args:
+            dy: gradient w.r.t. the forward output: (B, T, D·H) for sequences,
+                (B, D·H) with ``return_sequences=False``; None means zeros.
+            dstate: gradient w.r.t. the final state (dh_n or, for the LSTM,
+                (dh_n, dc_n)), each (num_layers·D, B, H); None means zeros.
+
+        After the call, ``initial_state_grad`` holds dh_0 (or (dh_0, dc_0)).
+        """
+        cache = self._cache
+        if cache is None:
+            raise RuntimeError(f"{self._name}.backward called before forward")
+        B, T, rev, mask, last = cache["B"], cache["T"], cache["rev"], cache["mask"], cache["last"]
+        H, D = self.hidden_size, self.num_directions
+        shape = self._state_shape(B)
+        dh_n = np.zeros(shape, self.dtype)
+        dc_n = np.zeros(shape, self.dtype) if self._has_cell else None
+        if dstate is not None:
+            parts = dstate if self._has_cell else (dstate,)
+            if self._has_cell and (not isinstance(dstate, (tuple, list)) or len(dstate) != 2):
+                raise ValueError(f"{self._name}.backward: expected dstate as a tuple (dh_n, dc_n)")
+            for dst, s in zip((dh_n, dc_n), parts):
+                if s is not None and dst is not None:
+                    s = np.asarray(s)
+                    if s.shape != shape:
+                        raise ValueError(f"{self._name}.backward: expected final-state gradient of shape "
+                                         f"{shape}, got {s.shape}")
+                    dst += s
+        if self.return_sequences is False:
+            if dy is None or np.shape(dy) != (B, D * H):
+                raise ValueError(f"{self._name}.backward: expected dy of shape {(B, D * H)}, "
+                                 f"got {None if dy is None else np.shape(dy)}")
+            dh_n[-D:] += np.asarray(dy).reshape(B, D, H).transpose(1, 0, 2)
+            dy = None
+        if dy is None:
+            dout = np.zeros((T, B, D * H), self.dtype)
+        else:
+            dy = np.asarray(dy)
+            if dy.shape != (B, T, D * H):
+                raise ValueError(f"{self._name}.backward: expected dy of shape {(B, T, D * H)}, got {dy.shape}")
+            dout = self._ws_for(-1, 0).empty("dy", (T, B, D * H), self.dtype)
+            dout[...] = dy.transpose(1, 0, 2)
+        dh0 = np.empty(shape, self.dtype)
+        dc0 = np.empty(shape, self.dtype) if self._has_cell else None
+
+        for k in range(self.num_layers - 1, -1, -1):
+            layer = cache["layers"][k]
+            if layer["drop"] is not None:
+                dout = dout * layer["drop"]
+            if mask is not None:
+                dout = dout * mask
+
+            def run(d: int, k: int = k, layer: dict[str, Any] = layer, dout: np.ndarray = dout) -> np.ndarray:
+                s = k * D + d
+                dys = dout[:, :, d * H:(d + 1) * H]
+                if d == 1:
+                    dys = self._reverse(dys, rev)
+                inject = self._inject_map(T, last, dh_n[s], None if dc_n is None else dc_n[s])
+                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer["dirs"][d], dys, inject)
+                if dc0 is not None:
+                    dc0[s] = dc_s
+                return dinp_d if d == 0 else self._reverse(dinp_d, rev)
+
+            dinps = self._directions(run, B)
+            dout = dinps[0] if D == 1 else np.add(dinps[0], dinps[1], out=dinps[1])
+        self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
+        return np.ascontiguousarray(dout.transpose(1, 0, 2))
+
+    def _scan_backward(self, k: int, d: int, ent: dict[str, Any], dys: np.ndarray, inject: dict
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The kernel's backward, then the weight gradients and dx as whole-sequence GEMMs."""
+        T, B, H = dys.shape
+        sfx = self._suffixes()[d]
+        ws = self._ws_for(k, d)
+        w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
+        dxp, dhp, dh0, dc0 = self._kernel.backward(ent["cache"], w_hh, dys, inject, ws)
+        hs = ent["cache"]["hs"]
+        dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
+        # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
+        self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
+        self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent["inp"].reshape(T * B, -1)
+        if self.bias:
+            db_ih = dxp2.sum(axis=0)
+            self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
+            self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else dhp2.sum(axis=0)
+        w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
+        dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
+        np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
+        return dinp, dh0, dc0
+
+    @staticmethod
+    def _inject_map(T: int, last: np.ndarray | None, dh_n: np.ndarray,
+                    dc_n: np.ndarray | None) -> dict[int, tuple[Any, np.ndarray, np.ndarray | None]]:
+        """Where each sequence's final-state gradient enters the backward loop."""
+        if last is None:
+            return {T - 1: (slice(None), dh_n, dc_n)}
+        out = {}
+        for t in np.unique(last):
+            idx = np.flatnonzero(last == t)
+            out[int(t)] = (idx, dh_n[idx], None if dc_n is None else dc_n[idx])
+        return out
