@@ -83,8 +83,11 @@ def _inject(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]]
 
 
 def _lstm_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
-                  ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 4H) and w_hh (4H, H) with the i, f, o rows halved. Returns hs (T + 1, B, H) and the cache."""
+                  ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+    """xp (T, B, 4H) and w_hh (4H, H), with the i, f, o rows halved if ``prescaled``.
+
+    Returns hs (T + 1, B, H) and the cache.
+    """
     T, B, G = xp.shape
     H = G // 4
     w_t = w_hh.T  # (H, 4H) view: BLAS reads the transpose in place
@@ -99,7 +102,9 @@ def _lstm_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: None, h0: np.ndarray, 
     for t in range(T):
         a = acts[t]
         np.matmul(hs[t], w_t, out=rec)
-        a += rec                                # [p_i/2, p_f/2, p_g, p_o/2]
+        a += rec
+        if not prescaled:
+            a *= scale                          # [p_i/2, p_f/2, p_g, p_o/2]
         np.tanh(a, out=a)
         a *= scale
         a += shift                              # i, f, o = ½ + ½ tanh(p/2) = σ(p);  g = tanh(p_g)
@@ -158,8 +163,9 @@ def _lstm_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inj
 
 
 def _gru_forward(xp: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
-                 c0: None, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_hh (3H, H); the r, z rows of both halved."""
+                 c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
+    """xp (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_hh (3H, H); the r, z rows of both halved
+    if ``prescaled``."""
     T, B, G = xp.shape
     H = G // 3
     w_t = w_hh.T                                 # (H, 3H) view
@@ -173,7 +179,9 @@ def _gru_forward(xp: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray | None, h0: 
         np.matmul(hs[t], w_t, out=rec)
         a = acts[t]
         rz = a[:, :2 * H]
-        rz += rec[:, :2 * H]                     # [p_r/2, p_z/2]
+        rz += rec[:, :2 * H]
+        if not prescaled:
+            rz *= 0.5                            # [p_r/2, p_z/2]
         np.tanh(rz, out=rz)
         rz *= 0.5
         rz += 0.5                                # r, z = σ(p) = ½ + ½ tanh(p/2)
@@ -239,7 +247,7 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
     relu = nonlinearity == "relu"
 
     def forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: None, h0: np.ndarray,
-                c0: None, ws: Workspace) -> tuple[np.ndarray, dict[str, Any]]:
+                c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
         T, B, H = xp.shape
         w_t = w_hh.T
         hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
