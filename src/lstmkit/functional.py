@@ -64,6 +64,15 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return z
 
 
+def dropout_mask(rng: np.random.Generator, shape: tuple[int, ...], p: float, dtype: np.dtype) -> np.ndarray:
+    """Inverted-dropout mask of ``shape``: 0 with probability ``p``, else 1/(1 − p).
+
+    Draws float32 uniforms (a quarter faster than float64, and plenty to compare with ``p``).
+    """
+    keep = rng.random(shape, dtype=np.float32) >= p
+    return np.multiply(keep, 1.0 / (1.0 - p), dtype=dtype)
+
+
 def reverse_index(lengths: np.ndarray, T: int) -> np.ndarray:
     """(T, B) time indices that reverse each sequence within its own length.
 

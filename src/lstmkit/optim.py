@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
+from . import parallel
 from .parameter import Parameter
+from .workspace import Workspace
+
+# Below this many parameter elements one thread updates them all (two cost more than they save).
+_PARALLEL_MIN = 1 << 18
 
 
 class Optimizer:
@@ -42,6 +47,7 @@ class Optimizer:
                     raise ValueError(f"{type(self).__name__}: expected Parameters, got {type(p).__name__}")
             self.param_groups.append(group)
         self.state: dict[int, dict[str, Any]] = {}  # keyed by the parameter's position over all groups
+        self._scratch: dict[int, Workspace] = {}
 
     def _indexed(self) -> Iterable[tuple[int, Parameter, dict[str, Any]]]:
         i = 0
@@ -55,10 +61,28 @@ class Optimizer:
             p.zero_grad()
 
     def step(self) -> None:
-        for i, p, group in self._indexed():
-            self._update(p, self.state.setdefault(i, {}), group)
+        """Update every parameter from its gradient. Large models update in two halves side by side
+        (elementwise work releases the GIL); each parameter's arithmetic is the same either way."""
+        items = [(p, self.state.setdefault(i, {}), group) for i, p, group in self._indexed()]
+        total = sum(p.value.size for p, _, _ in items)
+        if total < _PARALLEL_MIN or parallel.cores() < 2:
+            self._update_all(items, 0)
+            return
+        halves: tuple[list, list] = ([], [])
+        sizes = [0, 0]
+        for item in sorted(items, key=lambda it: -it[0].value.size):     # balance the two halves by size
+            k = int(sizes[1] < sizes[0])
+            halves[k].append(item)
+            sizes[k] += item[0].value.size
+        parallel.side_by_side(lambda: self._update_all(halves[0], 0), lambda: self._update_all(halves[1], 1))
 
-    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update_all(self, items: list[tuple[Parameter, dict[str, Any], dict[str, Any]]], k: int) -> None:
+        ws = self._scratch.setdefault(k, Workspace())
+        for p, state, group in items:
+            self._update(p, state, group, ws.empty("tmp", p.shape, p.dtype))
+
+    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any], tmp: np.ndarray) -> None:
+        """Update ``p`` in place; ``tmp`` is scratch of ``p``'s shape and dtype."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -107,7 +131,7 @@ class SGD(Optimizer):
         super().__init__(params, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                          nesterov=nesterov)
 
-    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any], tmp: np.ndarray) -> None:
         g = p.grad
         if group["weight_decay"]:
             g = g + group["weight_decay"] * p.value
@@ -137,7 +161,7 @@ class Adam(Optimizer):
             raise ValueError(f"{name}: betas must be in [0, 1), got {betas}")
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
 
-    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any]) -> None:
+    def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any], tmp: np.ndarray) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         if not state:
             state.update(step=0, exp_avg=np.zeros_like(p.value), exp_avg_sq=np.zeros_like(p.value))
@@ -151,18 +175,30 @@ class Adam(Optimizer):
                 p.value *= 1 - lr * wd
             else:
                 g = g + wd * p.value
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-        m *= b1
-        m += (1 - b1) * g
-        v *= b2
-        v += (1 - b2) * (g * g)
-        if group["amsgrad"]:
-            np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-            v = state["max_exp_avg_sq"]
         bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-        denom = np.sqrt(v) / math.sqrt(bc2)
-        denom += eps
-        p.value -= (lr / bc1) * (m / denom)
+        _adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], tmp, state.get("max_exp_avg_sq"),
+                     b1, b2, eps, lr / bc1, math.sqrt(bc2))
+
+
+def _adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, tmp: np.ndarray,
+                vmax: np.ndarray | None, b1: float, b2: float, eps: float, step_size: float, bc2_sqrt: float) -> None:
+    """The same operations, in the same order, as PyTorch's single-tensor Adam; no temporaries."""
+    m *= b1
+    np.multiply(g, 1 - b1, out=tmp)
+    m += tmp                                            # m = β1 m + (1 − β1) g
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1 - b2
+    v += tmp                                            # v = β2 v + (1 − β2) g²
+    if vmax is not None:                                # amsgrad
+        np.maximum(vmax, v, out=vmax)
+        v = vmax
+    np.sqrt(v, out=tmp)
+    tmp /= bc2_sqrt
+    tmp += eps                                          # denom = sqrt(v) / sqrt(1 − β2^t) + eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step_size
+    p -= tmp                                            # θ −= lr / (1 − β1^t) · m / denom
 
 
 class AdamW(Adam):
@@ -190,6 +226,8 @@ def clip_grad_norm_(params: Iterable[Parameter], max_norm: float, norm_type: flo
         return 0.0
     if math.isinf(norm_type):
         total = max(float(np.abs(g).max()) if g.size else 0.0 for g in grads)
+    elif norm_type == 2.0:                               # one BLAS dot per gradient, no temporaries
+        total = math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads))
     else:
         total = float(sum(float((np.abs(g.astype(np.float64)) ** norm_type).sum()) for g in grads)) ** (1 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):

@@ -132,8 +132,7 @@ class Dropout(Layer):
         if not self.training or self.p == 0.0:
             self._mask = None
             return x
-        keep = get_rng(self.rng).random(x.shape) >= self.p
-        self._mask = keep.astype(x.dtype) / (1.0 - self.p)
+        self._mask = F.dropout_mask(get_rng(self.rng), x.shape, self.p, x.dtype)
         return x * self._mask
 
     def backward(self, dy: np.ndarray) -> np.ndarray:

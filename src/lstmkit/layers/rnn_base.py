@@ -271,8 +271,7 @@ class _RNNBase(Layer):
                 out = out * mask
             drop = None
             if training and k < self.num_layers - 1:
-                keep = get_rng(self.rng).random(out.shape) >= self.dropout
-                drop = keep.astype(self.dtype) / (1.0 - self.dropout)
+                drop = F.dropout_mask(get_rng(self.rng), out.shape, self.dropout, self.dtype)
                 out = out * drop
             layers.append({"dirs": dirs, "drop": drop})
             inp = out
