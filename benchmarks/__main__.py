@@ -22,8 +22,11 @@ from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 
-def run_worker(lib: str, suites: list[str], threads: int, repeat: int) -> dict[str, Any]:
+def run_worker(lib: str, suites: list[str], threads: int, repeat: int, native_blas: bool = False) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    if native_blas:          # let OpenBLAS pick its kernel for this CPU instead of the one the environment forces
+        for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+            env.pop(k, None)
     if lib == "torch":       # unpinned OpenMP threads on these VMs can run several-fold slow
         env.update({"OMP_PROC_BIND": "true", "OMP_PLACES": "cores"})
     r = subprocess.run([sys.executable, "-m", "benchmarks.worker", lib, str(repeat), *suites], env=env,
@@ -41,22 +44,29 @@ def main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both libraries")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per case (at least 5)")
     p.add_argument("--json", metavar="PATH", help="also write the machine and the tables to PATH as JSON")
+    p.add_argument("--native-blas", action="store_true", help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the "
+                   "lstmkit process, so that OpenBLAS runs the kernel it would choose for this CPU (some machines "
+                   "force an older one, e.g. Haswell on AVX-512 CPUs, to work around old OpenBLAS bugs)")
     args = p.parse_args(argv)
     unknown = set(args.suites) - {"recurrent", "charlm"}
     if unknown:
         p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, charlm")
     suites = args.suites or ["recurrent", "charlm"]
     speed_suites = [s for s in ("recurrent", "charlm") if s in suites]
-    ours = run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat))
+    ours = run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat), args.native_blas)
     theirs = run_worker("torch", speed_suites, args.threads, max(5, args.repeat))
     machine = {"cpu": cpu_model(), "simd": simd_level(), "cores": os.cpu_count(), "threads": args.threads,
+               "native_blas": args.native_blas,
                "thread_env": thread_env(), "lstmkit": ours["library"], "torch": theirs["library"],
                "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1)}
     print(f"CPU: {machine['cpu']} ({machine['simd']}, {machine['cores']} cores); {args.threads} threads each")
     print(f"lstmkit side: {machine['lstmkit']}; float32 GEMM {machine['numpy_gemm_gflops']} GFLOP/s")
     print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "
           f"{machine['torch_gemm_gflops']} GFLOP/s")
-    print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}")
+    print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}"
+          + ("; --native-blas: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for lstmkit" if args.native_blas else ""))
+    if "OPENBLAS_CORETYPE" in machine["thread_env"] and not args.native_blas:
+        print("note: OPENBLAS_CORETYPE forces an OpenBLAS kernel; --native-blas times lstmkit with the CPU's own")
     print("each library in its own process; figures are medians (mins) of >= 5 timed runs after warm-up")
     tables: dict[str, list[dict[str, object]]] = {}
     if "recurrent" in speed_suites:

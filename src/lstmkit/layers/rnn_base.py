@@ -369,10 +369,12 @@ class _RNNBase(Layer):
         # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
         self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
         self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent["inp"].reshape(T * B, -1)
-        if self.bias:
-            db_ih = dxp2.sum(axis=0)
+        if self.bias:                            # Σ over steps and batch as a BLAS product: 2x a column sum
+            ones = ws.empty("ones", (T * B,), self.dtype)
+            ones.fill(1)
+            db_ih = ones @ dxp2
             self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
-            self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else dhp2.sum(axis=0)
+            self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else ones @ dhp2
         w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
         dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
         np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
