@@ -82,15 +82,14 @@ def _inject(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]]
 # ---- LSTM ------------------------------------------------------------------
 
 
-def _lstm_forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
+def _lstm_forward(xp: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
                   ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 4H) and w_hh (4H, H), with the i, f, o rows halved if ``prescaled``.
+    """xp (T, B, 4H) and w_t = W_hh^T (H, 4H), with the i, f, o columns halved if ``prescaled``.
 
     Returns hs (T + 1, B, H) and the cache.
     """
     T, B, G = xp.shape
     H = G // 4
-    w_t = w_hh.T  # (H, 4H) view: BLAS reads the transpose in place
     scale, shift = _sigmoid_affine("ssts", H, xp.dtype.str)
     acts = xp                                   # (T, B, 4H): becomes [i, f, g, o]
     hs = ws.empty("hs", (T + 1, B, H), xp.dtype)        # h_0..h_T
@@ -162,13 +161,12 @@ def _lstm_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inj
 # ---- GRU -------------------------------------------------------------------
 
 
-def _gru_forward(xp: np.ndarray, w_hh: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
+def _gru_forward(xp: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
                  c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_hh (3H, H); the r, z rows of both halved
-    if ``prescaled``."""
+    """xp (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_t = W_hh^T (H, 3H); the r, z parts of both
+    halved if ``prescaled``."""
     T, B, G = xp.shape
     H = G // 3
-    w_t = w_hh.T                                 # (H, 3H) view
     hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
     hp_n = ws.empty("hp_n", (T, B, H), xp.dtype)  # W_hn h + b_hn per step (the backward needs it)
     rec = ws.empty("rec", (B, G), xp.dtype)
@@ -246,10 +244,9 @@ def _gru_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inje
 def _make_rnn_kernels(nonlinearity: str) -> Kernel:
     relu = nonlinearity == "relu"
 
-    def forward(xp: np.ndarray, w_hh: np.ndarray, b_hh: None, h0: np.ndarray,
+    def forward(xp: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray,
                 c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
         T, B, H = xp.shape
-        w_t = w_hh.T
         hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
         hs[0] = h0
         for t in range(T):

@@ -46,9 +46,9 @@ _SIDE_BY_SIDE_MIN = 2 ** 21
 class Kernel:
     """One kind of recurrence, as the frame runs it.
 
-    forward(xp, w_hh, b_hh, h0, c0, ws, prescaled) -> (hs, cache)
+    forward(xp, w_t, b_hh, h0, c0, ws, prescaled) -> (hs, cache)
         xp (T, B, G·H): input projections incl. biases (the kernel may overwrite it);
-        w_hh (G·H, H) and b_hh (the hh-bias of the last ``loop_bias_gates`` gates, or None);
+        w_t = W_hh^T (H, G·H) and b_hh (the hh-bias of the last ``loop_bias_gates`` gates, or None);
         with ``prescaled`` all three were scaled by ``row_scale``, otherwise the kernel
         scales each step's pre-activations itself; hs (T + 1, B, H) with hs[0] = h0.
     backward(cache, w_hh, dhs, inject, ws) -> (dxp, dhp, dh0, dc0)
@@ -194,12 +194,20 @@ class _RNNBase(Layer):
         G, kern = self.gates * self.hidden_size, self._kernel
         w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
         b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
-        # Scaled copies of the weights for the forward (exact: the factors are powers of 2), unless there
-        # are fewer steps than weight rows to scale: then the kernel scales each step's pre-activations.
-        prescaled = self._row_scale is not None and T * B >= self.hidden_size
+        # With at least as many steps as weight rows, the forward takes a copy of the recurrent weights,
+        # transposed to (H, G) (the faster layout for h @ W_hh^T on AVX-512 kernels) and scaled by the kernel's
+        # row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's pre-activations.
+        copied = T * B >= self.hidden_size
+        prescaled = self._row_scale is not None and copied
+        w_t = w_hh.T
+        if copied:
+            w_t = ws.empty("w_t", w_t.shape, self.dtype)
+            if prescaled:
+                np.multiply(w_hh.T, self._row_scale.T, out=w_t)
+            else:
+                np.copyto(w_t, w_hh.T)
         if prescaled:
             w_ih = np.multiply(w_ih, self._row_scale, out=ws.empty("w_ih", w_ih.shape, self.dtype))
-            w_hh = np.multiply(w_hh, self._row_scale, out=ws.empty("w_hh", w_hh.shape, self.dtype))
             if b_ih is not None:
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
         xp = ws.empty("xp", (T, B, G), self.dtype)
@@ -211,7 +219,7 @@ class _RNNBase(Layer):
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
             xp += bias
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        return kern.forward(xp, w_hh, b_loop, h0, c0, ws, prescaled)
+        return kern.forward(xp, w_t, b_loop, h0, c0, ws, prescaled)
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
         """Run the stack over a batch of sequences.
