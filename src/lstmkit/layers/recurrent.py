@@ -228,7 +228,7 @@ def _gru_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inje
             _inject(t, inject, dh_next, None)
             np.add(dhs[t], dh_next, out=dh)
             dx = dxp[t]
-            dx[:, H:].reshape(B, 2, H)[...] = Fa[t - s, :, H:].reshape(B, 2, H) * dh[:, None, :]   # d p_z, d p_n
+            np.multiply(Fa[t - s, :, H:].reshape(B, 2, H), dh[:, None, :], out=dx[:, H:].reshape(B, 2, H))  # dz, dn
             np.multiply(dx[:, 2 * H:], Fa[t - s, :, :H], out=dx[:, :H])                         # d p_r
             dhp[t, :, :2 * H] = dx[:, :2 * H]
             np.multiply(dx[:, 2 * H:], acts[t, :, :H], out=dhp[t, :, 2 * H:])                    # r ⊙ d p_n
