@@ -28,8 +28,9 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
+# Each library in its own process; ARGS=--native-blas, ARGS="--json bench.json", ... pass through.
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run
