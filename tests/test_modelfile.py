@@ -38,6 +38,15 @@ def models() -> list[tuple[str, Any, tuple[int, ...], str]]:
                                      lk.TimeDistributed(lk.Sequential(lk.Dense(5, 4, rng=g), lk.Activation("tanh"))),
                                      lk.LSTM(4, 2, return_sequences=False, rng=g)), (6,), "i"),
         ("CharLM", CharLM(CharLMConfig(vocab_size=9, embed=4, hidden=6, layers=2, dropout=0.1), rng=g), (6,), "i"),
+        ("Conv2D", lk.Conv2D(3, 4, (3, 2), stride=(2, 1), padding="same", dilation=(1, 2), rng=g), (7, 6, 3), "f"),
+        ("MaxPool2D", lk.MaxPool2D(3, 2, 1), (7, 6, 3), "f"),
+        ("AvgPool2D", lk.AvgPool2D((2, 3)), (7, 6, 3), "f"),
+        ("GlobalAvgPool2D", lk.GlobalAvgPool2D(), (7, 6, 3), "f"),
+        ("BatchNorm2D", lk.BatchNorm2D(3, momentum=None, affine=True), (7, 6, 3), "f"),
+        ("CNN+LSTM", lk.Sequential(lk.TimeDistributed(lk.Sequential(
+            lk.Conv2D(1, 4, 3, padding="same", rng=g), lk.Activation("relu"), lk.MaxPool2D(2), lk.Flatten(),
+            lk.Dense(16, 5, rng=g))), lk.LSTM(5, 6, return_sequences=False, rng=g), lk.Dense(6, 3, rng=g)),
+         (4, 4, 4, 1), "f"),
     ]
 
 

@@ -45,3 +45,20 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+class Buffer(Parameter):
+    """State that a layer keeps but no optimizer trains (BatchNorm's running statistics).
+
+    It travels with the weights — ``state_dict``, model files, PyTorch's ``state_dict``
+    keys — but ``parameters()`` leaves it out. Any numeric dtype (PyTorch's
+    ``num_batches_tracked`` is an integer).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, value: np.ndarray, name: str = "") -> None:
+        value = np.asarray(value)
+        if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+            raise ValueError(f"Buffer {name!r}: expected a numeric array, got dtype {value.dtype}")
+        self.value, self.grad, self.name = value, None, name

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..parameter import Parameter
+from ..parameter import Buffer, Parameter
 
 # Every Layer subclass, by the name model files use (short for lstmkit's own, module-qualified otherwise).
 REGISTRY: dict[str, type[Layer]] = {}
@@ -55,7 +55,11 @@ class Layer:
     # ---- parameters ---------------------------------------------------------
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """(dotted name, Parameter) pairs, sub-layers included, each once."""
+        """(dotted name, Parameter) pairs of what optimizers train, sub-layers included, each once."""
+        return ((n, p) for n, p in _unique(self._walk(prefix)) if not isinstance(p, Buffer))
+
+    def named_state(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Parameters and buffers (running statistics), by dotted name: what ``state_dict`` holds."""
         return _unique(self._walk(prefix))
 
     def _walk(self, prefix: str, torch: bool = False) -> Iterator[tuple[str, Parameter]]:
@@ -111,12 +115,12 @@ class Layer:
         return self.train(False)
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Parameter values by dotted name (copies)."""
-        return {name: p.value.copy() for name, p in self.named_parameters()}
+        """Parameter and buffer values by dotted name (copies)."""
+        return {name: p.value.copy() for name, p in self.named_state()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Load values by dotted name; unknown, missing or mis-shaped keys raise ValueError."""
-        _assign(self, dict(self.named_parameters()), state, "load_state_dict")
+        _assign(self, dict(self.named_state()), state, "load_state_dict")
 
     # ---- PyTorch interchange --------------------------------------------------
 
@@ -125,9 +129,13 @@ class Layer:
 
         The keys are those of the equivalent PyTorch module: ``nn.Linear`` for
         ``Dense``, ``nn.LSTM`` for ``LSTM``, ``nn.Sequential``'s ``"0.weight"``
-        for ``Sequential``, and so on.
+        for ``Sequential``, and so on; buffers (running statistics) are included
+        with the values, left out with the gradients. Where a layout differs from
+        PyTorch's (convolution weights: (kh, kw, in, out) here, (out, in, kh, kw)
+        there) the layer's torch walk yields a ``TorchLayout`` that converts.
         """
-        return {key: (p.grad if grad else p.value).copy() for key, p in _unique(self._walk("", torch=True))}
+        return {key: np.array(p.grad if grad else p.value) for key, p in _unique(self._walk("", torch=True))
+                if not (grad and isinstance(p, Buffer))}
 
     def load_torch_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a PyTorch ``state_dict`` (NumPy arrays or CPU tensors) of the equivalent module.
@@ -200,7 +208,29 @@ def _unique(pairs: Iterator[tuple[str, Parameter]]) -> Iterator[tuple[str, Param
             yield name, p
 
 
-def _assign(layer: Layer, own: dict[str, Parameter], state: dict[str, Any], what: str) -> None:
+class TorchLayout:
+    """A parameter as PyTorch lays it out: ``to_torch`` maps our array to theirs, ``from_torch`` back."""
+
+    def __init__(self, p: Parameter, to_torch: Any, from_torch: Any) -> None:
+        self.p, self.to_torch, self.from_torch = p, to_torch, from_torch
+
+    @property
+    def value(self) -> np.ndarray:
+        return self.to_torch(self.p.value)
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self.to_torch(self.p.grad)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.value.shape
+
+    def assign(self, value: np.ndarray) -> None:
+        self.p.value[...] = self.from_torch(value)
+
+
+def _assign(layer: Layer, own: dict[str, Any], state: dict[str, Any], what: str) -> None:
     owner = f"{type(layer).__name__}.{what}"
     unknown = sorted(set(state) - set(own))
     missing = sorted(set(own) - set(state))
@@ -216,7 +246,10 @@ def _assign(layer: Layer, own: dict[str, Parameter], state: dict[str, Any], what
             raise ValueError(f"{owner}: {name!r} expected shape {p.shape}, got {value.shape}")
         values[name] = value
     for name, p in own.items():                          # all checked first: a bad key changes nothing
-        p.value[...] = values[name]
+        if isinstance(p, TorchLayout):
+            p.assign(values[name])
+        else:
+            p.value[...] = values[name]
 
 
 def _repr_args(layer: Layer) -> str:
@@ -234,8 +267,9 @@ def _repr_args(layer: Layer) -> str:
         if isinstance(value, Layer) or (isinstance(value, list) and value and isinstance(value[0], Layer)):
             continue                                   # shown as children
         p = params.get(key)
+        shown = tuple(value) if isinstance(value, list) else value          # pairs print as PyTorch's tuples
         if p is not None and p.default is inspect.Parameter.empty:
-            parts.append(repr(value))
-        elif p is None or p.default != value:
-            parts.append(f"{key}={value!r}")
+            parts.append(repr(shown))
+        elif p is None or not (p.default == value or (isinstance(value, list) and set(value) == {p.default})):
+            parts.append(f"{key}={shown!r}")
     return ", ".join(parts)
