@@ -1,6 +1,6 @@
 """``python -m benchmarks [recurrent] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
 
-With no suite named, runs ``recurrent`` and the char-LM training-step speed. Each
+With no suite named, runs ``recurrent``, ``conv`` and the char-LM training-step speed. Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, recurrent
+from . import charlm, conv, recurrent
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
@@ -42,7 +42,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(results[0])
     for r in results[1:]:
         best["gemm_gflops"] = max(best["gemm_gflops"], r["gemm_gflops"])
-        for suite in ("recurrent",):
+        for suite in ("recurrent", "conv"):
             if suite in r:
                 best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t["median_ms"]) for k in r[suite]}
         if "charlm" in r and r["charlm"]["step"]["median_ms"] < best["charlm"]["step"]["median_ms"]:
@@ -52,8 +52,8 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent and/or charlm (default: recurrent and "
-                   "the char-LM step speed, without the timed training)")
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv and/or charlm (default: all three, "
+                   "the char LM's step speed without its timed training)")
     p.add_argument("--minutes", type=float, default=10.0, help="char-LM training budget (targets at 10 and 30)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both libraries")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per case (at least 5)")
@@ -64,11 +64,11 @@ def main(argv: list[str]) -> int:
                    "lstmkit process, so that OpenBLAS runs the kernel it would choose for this CPU (some machines "
                    "force an older one, e.g. Haswell on AVX-512 CPUs, to work around old OpenBLAS bugs)")
     args = p.parse_args(argv)
-    unknown = set(args.suites) - {"recurrent", "charlm"}
+    unknown = set(args.suites) - {"recurrent", "conv", "charlm"}
     if unknown:
-        p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, charlm")
-    suites = args.suites or ["recurrent", "charlm"]
-    speed_suites = [s for s in ("recurrent", "charlm") if s in suites]
+        p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, conv, charlm")
+    suites = args.suites or ["recurrent", "conv", "charlm"]
+    speed_suites = [s for s in ("recurrent", "conv", "charlm") if s in suites]
     runs: dict[str, list[dict[str, Any]]] = {"lstmkit": [], "torch": []}
     for _ in range(args.rounds):             # alternate the libraries, so a noisy minute does not hit only one
         runs["lstmkit"].append(run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat),
@@ -93,6 +93,10 @@ def main(argv: list[str]) -> int:
     if "recurrent" in speed_suites:
         tables["recurrent"] = recurrent.table(ours["recurrent"], theirs["recurrent"])
         print_table("Recurrent layers, forward + backward, float32", tables["recurrent"])
+    if "conv" in speed_suites:
+        tables["conv"] = conv.table(ours["conv"], theirs["conv"])
+        print_table("Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)",
+                    tables["conv"])
     if "charlm" in speed_suites:
         tables["charlm_step"] = charlm.table(ours["charlm"], theirs["charlm"])
         print_table("Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches",

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import charlm, recurrent
+from . import charlm, conv, recurrent
 from .machine import gemm_gflops
 
 N_GEMM = 1024
@@ -30,6 +30,8 @@ def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
                            "library": f"NumPy {np.__version__}, " + "; ".join(blas)}
     if "recurrent" in suites:
         out["recurrent"] = recurrent.run_lstmkit(repeat)
+    if "conv" in suites:
+        out["conv"] = conv.run_lstmkit(repeat)
     if "charlm" in suites:
         out["charlm"] = charlm.speed_lstmkit()
     return out
@@ -43,6 +45,8 @@ def _torch(suites: list[str], repeat: int) -> dict[str, Any]:
                            "library": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"}
     if "recurrent" in suites:
         out["recurrent"] = recurrent.run_torch(repeat)
+    if "conv" in suites:
+        out["conv"] = conv.run_torch(repeat)
     if "charlm" in suites:
         out["charlm"] = charlm.speed_torch()
     return out

@@ -58,33 +58,66 @@ class _Pool2D(Layer):
 
 
 class MaxPool2D(_Pool2D):
-    """Max over kh × kw windows: x (N, H, W, C) -> (N, Ho, Wo, C). ``stride`` defaults to ``pool_size``."""
+    """Max over kh × kw windows: x (N, H, W, C) -> (N, Ho, Wo, C). ``stride`` defaults to ``pool_size``.
+
+    The forward is a chain of ``np.maximum`` over the window taps. The backward sends each
+    window's gradient to the first tap (row-major) that equals the maximum, as PyTorch does.
+    When windows tile the input exactly (stride = pool size, no padding, sizes divisible)
+    the taps are views of one reshape of x, and dx is one broadcast product.
+    """
 
     _name = "MaxPool2D"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        (kh, kw), (ph, pw) = self.pool_size, self.padding
+        if self.stride == self.pool_size and (ph, pw) == (0, 0) and x.ndim == 4 and x.shape[1] % kh == 0 \
+                and x.shape[2] % kw == 0 and x.shape[1] >= kh and x.shape[2] >= kw:
+            x = check_float_input(self._name, x, x.dtype, 4, "(N, H, W, C)")
+            N, H, W, C = x.shape
+            xr = x.reshape(N, H // kh, kh, W // kw, kw, C)             # a view: window taps on axes 2 and 4
+            y = xr[:, :, 0, :, 0].copy()
+            for i in range(kh):
+                for j in range(kw):
+                    if i or j:
+                        np.maximum(y, xr[:, :, i, :, j], out=y)
+            self._cache = {"tiled": xr, "y": y, "shape": x.shape}
+            return y
         xp, taps = self._taps(x, -np.inf)
         y = xp[taps[0][2]].copy()
-        arg = np.zeros(y.shape, np.int8 if len(taps) < 128 else np.int32)   # which tap holds the max
-        for k, (_, _, sl) in enumerate(taps[1:], start=1):
-            v = xp[sl]
-            better = v > y                              # strict: a tie keeps the earlier element, as PyTorch
-            np.copyto(y, v, where=better)
-            arg[better] = k
-        self._cache["arg"] = arg
+        for _, _, sl in taps[1:]:
+            np.maximum(y, xp[sl], out=y)
+        self._cache.update(y=y, xp=xp, tiled=None)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("MaxPool2D.backward called before forward")
-        arg, taps = self._cache["arg"], self._cache["taps"]
+        y = self._cache["y"]
         dy = np.asarray(dy)
-        if dy.shape != arg.shape:
-            raise ValueError(f"MaxPool2D.backward: expected dy of shape {arg.shape}, got {dy.shape}")
-        dxp = np.zeros(self._cache["padded"], self._cache["dtype"])
-        for k, (_, _, sl) in enumerate(taps):
-            dxp[sl] += np.where(arg == k, dy, 0)
+        if dy.shape != y.shape:
+            raise ValueError(f"MaxPool2D.backward: expected dy of shape {y.shape}, got {dy.shape}")
+        taken = np.zeros(y.shape, bool)                  # windows whose maximum already has its gradient
+        xr = self._cache["tiled"]
+        if xr is not None:
+            hit = xr == y[:, :, None, :, None]
+            for i in range(self.pool_size[0]):
+                for j in range(self.pool_size[1]):
+                    first_only(hit[:, :, i, :, j], taken)
+            return np.multiply(hit, dy[:, :, None, :, None]).reshape(self._cache["shape"])
+        xp = self._cache["xp"]
+        dxp = np.zeros(xp.shape, y.dtype)
+        for _, _, sl in self._cache["taps"]:
+            hit = xp[sl] == y
+            first_only(hit, taken)
+            dxp[sl] += dy * hit
         return self._unpad(dxp)
+
+
+def first_only(hit: np.ndarray, taken: np.ndarray) -> None:
+    """Keep the hits of windows that have none yet (in place), and mark them taken."""
+    np.logical_and(hit, np.logical_not(taken), out=hit)
+    taken |= hit
 
 
 class AvgPool2D(_Pool2D):
