@@ -5,6 +5,10 @@
     lstmkit charlm sample runs/my --prompt "ROMEO:" --length 500 --temperature 0.8 --top-k 20 --seed 1
     lstmkit charlm eval runs/my --text held_out.txt
     lstmkit model summary mine.npz --input-shape 20,8
+    lstmkit video make-synthetic --out data/moving --per-class 200
+    lstmkit video train data/moving --out runs/video --frames 16 --size 32 --epochs 10
+    lstmkit video predict runs/video clip.mp4
+    lstmkit video eval runs/video data/moving_test
 
 Bad input (a missing, empty, binary or too-short text, a missing or damaged
 checkpoint, a vocabulary that does not match) prints one line naming the file
@@ -18,13 +22,17 @@ import math
 import sys
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .apps import charlm_train as ct
+from .apps import video
 from .apps.charlm import CharLM
 from .checkpoint import CheckpointError
+from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
+from .data.video import VideoError
 from .modelfile import load_model
 
 EXIT_BAD_INPUT = 2
@@ -89,6 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
     ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
 
+    _video_parser(apps)
+
     md = apps.add_parser("model", help="inspect a saved model file", description="saved model files")
     mcmds = md.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     su = mcmds.add_parser("summary", help="print a model file's architecture and parameter counts",
@@ -96,6 +106,110 @@ def _parser() -> argparse.ArgumentParser:
     su.add_argument("path", help="a model file (model.save) or a run's checkpoint")
     su.add_argument("--input-shape", help="one sample's shape without the batch axis, e.g. 20,8: adds output shapes")
     return p
+
+
+def _video_parser(apps: Any) -> None:
+    d = video.VideoConfig(data="")
+    vp = apps.add_parser("video", help="CNN+LSTM video classifier", description="CNN+LSTM video classifier")
+    cmds = vp.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    ms = cmds.add_parser("make-synthetic", help="write a synthetic moving-digits set of .mp4 clips",
+                         description="Render digits moving six ways and write them as .mp4, one folder per class.")
+    ms.add_argument("--out", required=True, help="folder to create (must be new or empty)")
+    ms.add_argument("--per-class", type=int, default=200, help="clips per class (default 200)")
+    ms.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    ms.add_argument("--size", type=int, default=32, help="frame width and height (default 32)")
+    ms.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    tr = cmds.add_parser("train", help="train on a folder of class folders, or continue with --resume",
+                         description="Train on DATA/<class>/<videos> (any format FFmpeg reads).")
+    tr.add_argument("data", nargs="?", help="folder with one sub-folder of clips per class")
+    tr.add_argument("--out", help="run folder (default runs/video)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
+    tr.add_argument("--epochs", type=int, help="budget in passes over the training clips (default 10)")
+    tr.add_argument("--steps", type=int, help="budget in optimizer steps")
+    tr.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+    g = tr.add_argument_group("data, model and optimisation (fixed when a run starts)")
+    g.add_argument("--frames", type=int, help=f"frames sampled per clip (default {d.frames})")
+    g.add_argument("--size", type=int, help=f"frame width and height after resizing (default {d.size[0]})")
+    g.add_argument("--grayscale", action="store_true", default=None, help="one channel instead of RGB")
+    g.add_argument("--hidden", type=int, help=f"LSTM units (default {d.hidden})")
+    g.add_argument("--features", type=int, help=f"CNN features per frame (default {d.features})")
+    g.add_argument("--batch-size", type=int, help=f"clips per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
+    g.add_argument("--val-fraction", type=float, help=f"held out per class (default {d.val_fraction})")
+    g.add_argument("--patience", type=int, help=f"early stopping after N epochs without improvement "
+                   f"(default {d.patience})")
+    g.add_argument("--seed", type=int, help=f"seed for the split, initialisation and shuffling (default {d.seed})")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
+    pr = cmds.add_parser("predict", help="top classes of video files", description="Classify video files.")
+    pr.add_argument("run", help="run folder (or its best.npz)")
+    pr.add_argument("files", nargs="+", help="video files")
+    pr.add_argument("--top", type=int, default=3, help="classes to show per file (default 3)")
+    ev = cmds.add_parser("eval", help="accuracy, per-class report and confusion matrix on a folder",
+                         description="Score a run on DATA/<class>/<videos>; writes a confusion-matrix PNG.")
+    ev.add_argument("run", help="run folder (or its best.npz)")
+    ev.add_argument("data", help="folder with one sub-folder of clips per class")
+    ev.add_argument("--png", help="confusion-matrix image (default RUN/confusion.png)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+_VIDEO_SHAPING = ("frames", "size", "grayscale", "hidden", "features", "batch_size", "lr", "val_fraction",
+                  "patience", "seed")
+
+
+def _video(args: argparse.Namespace) -> int:
+    if args.cmd == "make-synthetic":
+        classes = make_moving_set(args.out, args.per_class, args.frames, args.size, args.seed)
+        print(f"wrote {args.per_class} clips of each of {', '.join(classes)} to {args.out}", file=sys.stderr)
+        return 0
+    if args.cmd == "predict":
+        if args.top < 1:
+            raise ct.RunError(f"--top must be >= 1, got {args.top}")
+        for f, best in video.predict(args.run, args.files, args.top):
+            print(f"{f}: " + ", ".join(f"{name} {p:.3f}" for name, p in best))
+        return 0
+    if args.cmd == "eval":
+        run = Path(args.run)
+        png = args.png or (run if run.is_dir() else run.parent) / "confusion.png"
+        rep = video.evaluate(args.run, args.data, png, progress=not args.no_progress)
+        print(f"accuracy {rep['accuracy']:.4f} on {rep['clips']} clips")
+        print(f"{'class':>12}  precision  recall  clips")
+        for r in rep["per_class"]:
+            print(f"{r['class']:>12}  {r['precision']:9.3f}  {r['recall']:6.3f}  {r['clips']:5d}")
+        print(f"confusion matrix: {rep['png']}" if rep["png"] else "no confusion.png (matplotlib is not installed; "
+              "pip install 'lstmkit[plot]')")
+        return 0
+    return _video_train(args)
+
+
+def _video_train(args: argparse.Namespace) -> int:
+    given = {k: getattr(args, k) for k in _VIDEO_SHAPING if getattr(args, k) is not None}
+    if args.resume:
+        if given or args.data:
+            names = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
+            raise ct.RunError(f"{args.resume}: {', '.join(names)} cannot change when resuming (the run keeps "
+                              "the settings it started with)")
+        out, cfg = Path(args.resume), None
+    else:
+        if not args.data:
+            raise ct.RunError("give the data folder (DATA/<class>/<videos>) or --resume RUN")
+        if "size" in given:
+            given["size"] = [given["size"], given["size"]]
+        cfg = video.VideoConfig(data=str(Path(args.data).resolve()), **given)
+        out = Path(args.out or "runs/video")
+        if out.exists() and not out.is_dir():
+            raise ct.RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
+    hist, cfg = video.train(cfg, out, args.epochs, args.steps, args.minutes, resume=bool(args.resume),
+                            progress=not args.no_progress)
+    if hist.stop_reason == "nan":
+        return _fail(f"the loss became non-finite (nan/inf); training stopped and the last good checkpoint is "
+                     f"{out / 'latest.npz'} (try a lower --lr)", EXIT_NAN)
+    acc = hist.history.get("val_accuracy") or [math.nan]
+    print(f"best validation accuracy {max(acc):.4f} over {len(cfg.classes)} classes; saved {out / 'best.npz'}",
+          file=sys.stderr)
+    if hist.stop_reason == "interrupted":
+        print(f"stopped by Ctrl-C; continue with: lstmkit video train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
@@ -108,12 +222,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.app == "model":
             return _model_summary(args)
+        if args.app == "video":
+            return _video(args)
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "sample":
             return _sample(args)
         return _eval(args)
-    except (TextError, CheckpointError, ct.RunError) as e:
+    except (TextError, CheckpointError, ct.RunError, VideoError) as e:
         return _fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return _fail(f"{e.filename or ''}: {e.strerror or e}")

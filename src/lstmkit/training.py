@@ -244,6 +244,7 @@ class Trainer:
         self.best_weights: dict[str, np.ndarray] | None = None
         self.stop_reason = ""
         self.recent: list[float] = []  # training losses since the last history row (checkpointed too)
+        self.meta: dict[str, Any] = {}  # an application's own header entries, kept in latest.npz and best.npz
 
     # -- what an application supplies --------------------------------------------
 
@@ -264,10 +265,10 @@ class Trainer:
         pass
 
     def header(self) -> dict[str, Any]:
-        return {"format": "lstmkit-run", **modelfile.model_header(self.model)}
+        return {"format": "lstmkit-run", **modelfile.model_header(self.model), **self.meta}
 
     def save_best(self, path: Path, metrics: dict[str, float]) -> None:
-        modelfile.save_model(self.model, path, extra={"step": self.step, **metrics})
+        modelfile.save_model(self.model, path, extra={**self.meta, "step": self.step, **metrics})
 
     def describe(self, metrics: dict[str, Any]) -> str:
         """The validation part of the progress bar's text."""
