@@ -70,6 +70,7 @@ def test_conv2d_matches_torch(N, H, W, C, O, k, s, p, d, bias, rng):
     check_layer(ours, run, rng.standard_normal((N, H, W, C)), rng, theirs)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
 def test_same_padding_is_pytorchs_and_the_batch_halves_agree(rng, monkeypatch):
     ours = lk.Conv2D(3, 4, (3, 4), padding="same", dtype="float64")
     theirs = nn.Conv2d(3, 4, (3, 4), padding="same", dtype=torch.float64)

@@ -282,7 +282,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
         eval_every: int | None = None, early_stopping: int | None = None, monitor: str | None = None,
         mode: str | None = None, min_delta: float = 0.0, restore_best_weights: bool = False,
         run_dir: str | Path | None = None, resume: bool = False, seed: int = 0, progress: bool = True,
-        meta: dict[str, Any] | None = None) -> History:
+        meta: dict[str, Any] | None = None, unit: str = "samples") -> History:
     """Train ``model`` on ``(x, y)`` and return its History (``history.history["val_loss"]``, ...).
 
     Args:
@@ -307,6 +307,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
             ``resume=True`` an interrupted run there continues exactly where it stopped.
         progress: show a progress bar.
         meta: JSON entries of your own for the checkpoints' headers (e.g. class names).
+        unit: what the progress bar counts per second ("samples", "clips", ...).
 
     A first Ctrl-C stops after the current step (saving when there is a ``run_dir``); a
     non-finite loss stops training with a warning, keeping the last good checkpoint.
@@ -351,7 +352,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
                            (x, y, lengths), val, loss_fn, fns, batch_size, shuffle, run_meta, monitor=monitor,
                            mode=mode, patience=early_stopping, min_delta=min_delta,
                            restore_best=restore_best_weights)
-    trainer.meta = dict(meta or {})
+    trainer.meta, trainer.unit = dict(meta or {}), unit
     if run_dir is not None:
         _open_run(trainer, Path(run_dir), resume, tcfg)
     reason = trainer.fit(progress=progress)
