@@ -22,9 +22,14 @@ from . import charlm, conv, recurrent
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
+# glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
+# allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
+# before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
+
 
 def run_worker(lib: str, suites: list[str], threads: int, repeat: int, native_blas: bool = False) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), **MALLOC}
     if native_blas:          # let OpenBLAS pick its kernel for this CPU instead of the one the environment forces
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
             env.pop(k, None)
@@ -84,6 +89,7 @@ def main(argv: list[str]) -> int:
     print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "
           f"{machine['torch_gemm_gflops']} GFLOP/s")
     print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}"
+          f"; both processes: {' '.join(f'{k}={v}' for k, v in MALLOC.items())} (no page faults re-allocating)"
           + ("; --native-blas: OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE unset for lstmkit" if args.native_blas else ""))
     if "OPENBLAS_CORETYPE" in machine["thread_env"] and not args.native_blas:
         print("note: OPENBLAS_CORETYPE forces an OpenBLAS kernel; --native-blas times lstmkit with the CPU's own")

@@ -5,13 +5,14 @@ and bias b (O,), stride (sh, sw) and dilation (dh, dw)::
 
     y[n, u, v, o] = b[o] + Σ_{i, j, c} x_pad[n, u·sh + i·dh, v·sw + j·dw, c] · w[i, j, c, o]
 
-im2col copies each output pixel's receptive field into one row of a matrix
-(N·Ho·Wo, kh·kw·C); then y = cols @ w.reshape(kh·kw·C, O) is one GEMM, already in
-NHWC order. Backward: dW = colsᵀ @ dy and db = Σ dy are GEMMs too; dx is, for
-stride 1, the convolution of the padded dy with the flipped, transposed kernel
-(another im2col + GEMM), and for larger strides the scatter-add of dy @ wᵀ back
-over the receptive fields (kh·kw strided slice-adds). Python loops run over the
-kh·kw kernel taps at most, never over pixels. Buffers are reused across calls.
+im2col copies each output pixel's receptive field into one column of a matrix
+(kh·kw·C, N·Ho·Wo) — channels first, so that every row is a strided copy of one
+contiguous plane — with a row of ones for the bias; then y = colsᵀ @ wᵀ is one
+GEMM, written straight into NHWC. Backward: dW and db are one GEMM, cols @ dy;
+dx is w @ dyᵀ — for every kernel tap and input channel a plane over the output
+pixels — added back at each tap's offset into the padded input (kh·kw slice-adds
+of contiguous planes, channels first), then turned to NHWC. Python loops run
+over the kh·kw kernel taps at most, never over pixels. Buffers are reused.
 
 PyTorch keeps images NCHW and weights (O, C, kh, kw); the layouts are converted
 when weights move (``load_torch_state_dict`` / ``torch_state_dict``), not here.
@@ -158,15 +159,27 @@ class Conv2D(Layer):
     def _forward_part(self, k: int, x: np.ndarray, y: np.ndarray) -> None:
         ws = self._ws[k]
         N, H, W, C = x.shape
-        Ho, Wo = y.shape[1:3]
-        xp = padded(ws, "xpad", x, self.pads(H, W))
-        K = self.kernel_size[0] * self.kernel_size[1] * C
-        cols = ws.empty("cols", (N, Ho, Wo, *self.kernel_size, C), self.dtype)
-        np.copyto(cols, windows(xp, (Ho, Wo), self.kernel_size, self.stride, self.dilation))   # im2col
-        y2 = y.reshape(N * Ho * Wo, self.out_channels)
-        np.matmul(cols.reshape(-1, K), self.weight.value.reshape(K, -1), out=y2)
-        if self.bias is not None:
-            y2 += self.bias.value
+        Ho, Wo, O = y.shape[1:]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        K, P, nb = kh * kw * C, N * Ho * Wo, int(self.bias is not None)
+        # im2col, channels first: row (i, j, c) holds the input that tap (i, j) of channel c sees at every
+        # output pixel; each row is a strided copy of a contiguous plane of the padded input.
+        t, b, l, r = self.pads(H, W)
+        xp = ws.empty("xpadT", (C, N, H + t + b, W + l + r), self.dtype)
+        if t or b or l or r:
+            xp.fill(0)
+        xp[:, :, t:t + H, l:l + W] = x.transpose(3, 0, 1, 2)
+        cols = ws.empty("colsT", (K + nb, P), self.dtype)
+        taps = cols[:K].reshape(kh, kw, C, N, Ho, Wo)
+        for i in range(kh):
+            for j in range(kw):
+                taps[i, j] = xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
+        w = ws.empty("w_aug", (O, K + nb), self.dtype)
+        w[:, :K] = self.weight.value.reshape(K, O).T
+        if nb:                                            # the bias rides in the GEMM as a row of ones
+            cols[K] = 1
+            w[:, K] = self.bias.value
+        np.matmul(cols.T, w.T, out=y.reshape(P, O))      # straight into NHWC
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, Ho, Wo, out) -> dx (N, H, W, in); adds into weight.grad and bias.grad."""
@@ -190,35 +203,23 @@ class Conv2D(Layer):
         N, H, W, C = dx.shape
         Ho, Wo, O = dy.shape[1:]
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        K = kh * kw * C
+        K, nb = kh * kw * C, int(self.bias is not None)
         dy2 = dy.reshape(-1, O)
-        cols = ws.empty("cols", (N, Ho, Wo, kh, kw, C), self.dtype).reshape(-1, K)     # from the forward
-        dW = (cols.T @ dy2).reshape(self.weight.shape)
-        db = None
-        if self.bias is not None:
-            ones = ws.empty("ones", (dy2.shape[0],), self.dtype)
-            ones.fill(1)
-            db = ones @ dy2
+        cols = ws.empty("colsT", (K + nb, N * Ho * Wo), self.dtype)      # from the forward, with its ones row
+        dWb = cols @ dy2                                                  # (K + 1, O): dW and, last, db
+        dW, db = dWb[:K].reshape(self.weight.shape), (dWb[K] if nb else None)
+        # dx: each output pixel's gradient spread back over its receptive field. One GEMM gives, per kernel
+        # tap (i, j) and input channel, a plane over the output pixels (channels first, so that each plane is
+        # contiguous); the planes are added into the padded input at their taps' offsets, then turned to NHWC.
         t, b, l, r = self.pads(H, W)
-        eh, ew = (kh - 1) * dh + 1, (kw - 1) * dw + 1
-        if (sh, sw) == (1, 1) and max(t, b) < eh and max(l, r) < ew:
-            # dx = dy, padded by (extent − 1 − pad), convolved with the kernel flipped in space, in and out swapped.
-            dyp = padded(ws, "dypad", dy, (eh - 1 - t, eh - 1 - b, ew - 1 - l, ew - 1 - r))
-            flipped = ws.empty("wflip", (kh, kw, O, C), self.dtype)
-            np.copyto(flipped, self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2))
-            dcols = ws.empty("dcols", (N, H, W, kh, kw, O), self.dtype)
-            np.copyto(dcols, windows(dyp, (H, W), (kh, kw), (1, 1), (dh, dw)))
-            np.matmul(dcols.reshape(-1, kh * kw * O), flipped.reshape(-1, C), out=dx.reshape(-1, C))
-        else:
-            # Scatter-add dy @ wᵀ back over each output pixel's receptive field, one kernel tap at a time.
-            dcols = (dy2 @ self.weight.value.reshape(K, O).T).reshape(N, Ho, Wo, kh, kw, C)
-            dxp = ws.empty("dxpad", (N, H + t + b, W + l + r, C), self.dtype)
-            dxp.fill(0)
-            for i in range(kh):
-                for j in range(kw):
-                    dxp[:, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] += \
-                        dcols[:, :, :, i, j]
-            dx[...] = dxp[:, t:t + H, l:l + W]
+        dcols = ws.empty("dcolsT", (kh, kw, C, N, Ho, Wo), self.dtype)
+        np.matmul(self.weight.value.reshape(K, O), dy2.T, out=dcols.reshape(K, -1))
+        dxp = ws.empty("dxpadT", (C, N, H + t + b, W + l + r), self.dtype)
+        dxp.fill(0)
+        for i in range(kh):
+            for j in range(kw):
+                dxp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] += dcols[i, j]
+        dx[...] = dxp[:, :, t:t + H, l:l + W].transpose(1, 2, 3, 0)
         return dW, db
 
     # ---- two cores --------------------------------------------------------------
