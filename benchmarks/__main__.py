@@ -1,11 +1,11 @@
-"""``python -m benchmarks [recurrent] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
+"""``python -m benchmarks [recurrent] [conv] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
 
 With no suite named, runs ``recurrent``, ``conv`` and the char-LM training-step speed. Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
-warm-up, from the quietest round. ``charlm`` also trains the
-default model for ``--minutes`` (default 10) and reports the validation loss.
+warm-up, from the quietest round. With ``--minutes M``, ``charlm`` also trains
+the default model for M minutes and reports the validation loss.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv and/or charlm (default: all three, "
                    "the char LM's step speed without its timed training)")
-    p.add_argument("--minutes", type=float, default=10.0, help="char-LM training budget (targets at 10 and 30)")
+    p.add_argument("--minutes", type=float, help="with charlm: also train the default char LM for this many minutes "
+                   "and report the validation loss (targets at 10 and 30)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads for both libraries")
     p.add_argument("--repeat", type=int, default=7, help="timed runs per case (at least 5)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of the two libraries' processes; "
@@ -107,7 +108,7 @@ def main(argv: list[str]) -> int:
         tables["charlm_step"] = charlm.table(ours["charlm"], theirs["charlm"])
         print_table("Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches",
                     tables["charlm_step"])
-    if "charlm" in args.suites:
+    if "charlm" in suites and args.minutes is not None:
         tables["charlm_quality"] = charlm.quality(args.minutes)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
                     tables["charlm_quality"])
