@@ -87,8 +87,10 @@ def test_same_padding_is_pytorchs_and_the_batch_halves_agree(rng, monkeypatch):
 
 @pytest.mark.parametrize("k,s,p", [(2, None, 0), (3, 2, 1), ((2, 3), (1, 2), (1, 1)), (3, 1, 0), ((2, 4), None, 0)])
 @pytest.mark.parametrize("H,W", [(7, 8), (8, 12)])        # 8 × 12 tiles exactly for the stride = pool cases
-def test_max_pool_matches_torch_including_ties(k, s, p, H, W, rng):
-    x = rng.integers(-2, 3, (2, H, W, 3)).astype(np.float64)        # many ties: the first max gets the gradient
+@pytest.mark.parametrize("ties", [True, False])
+def test_max_pool_matches_torch_including_ties(k, s, p, H, W, ties, rng):
+    # with ties (small integers) the first maximum of each window gets the gradient, as in PyTorch
+    x = rng.integers(-2, 3, (2, H, W, 3)).astype(np.float64) if ties else rng.standard_normal((2, H, W, 3))
     ours = lk.MaxPool2D(k, s, p)
     check_layer(ours, lambda xt: tF.max_pool2d(xt, k, s, p), x, rng)
 

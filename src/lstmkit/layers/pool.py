@@ -97,13 +97,14 @@ class MaxPool2D(_Pool2D):
         dy = np.asarray(dy)
         if dy.shape != y.shape:
             raise ValueError(f"MaxPool2D.backward: expected dy of shape {y.shape}, got {dy.shape}")
-        taken = np.zeros(y.shape, bool)                  # windows whose maximum already has its gradient
         xr = self._cache["tiled"]
+        taken = np.zeros(y.shape, bool)                  # windows whose maximum already has its gradient
         if xr is not None:
             hit = xr == y[:, :, None, :, None]
-            for i in range(self.pool_size[0]):
-                for j in range(self.pool_size[1]):
-                    first_only(hit[:, :, i, :, j], taken)
+            if np.count_nonzero(hit) != y.size:          # ties somewhere (ReLU zeros, say): keep the first
+                for i in range(self.pool_size[0]):
+                    for j in range(self.pool_size[1]):
+                        first_only(hit[:, :, i, :, j], taken)
             return np.multiply(hit, dy[:, :, None, :, None]).reshape(self._cache["shape"])
         xp = self._cache["xp"]
         dxp = np.zeros(xp.shape, y.dtype)
