@@ -28,13 +28,7 @@ def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
             for i in threadpool_info() if i["user_api"] == "blas"]
     out: dict[str, Any] = {"gemm_gflops": gemm_gflops(lambda: np.matmul(a, a, out=c), N_GEMM),
                            "library": f"NumPy {np.__version__}, " + "; ".join(blas)}
-    if "recurrent" in suites:
-        out["recurrent"] = recurrent.run_lstmkit(repeat)
-    if "conv" in suites:
-        out["conv"] = conv.run_lstmkit(repeat)
-    if "charlm" in suites:
-        out["charlm"] = charlm.speed_lstmkit()
-    return out
+    return out | _suites(0, suites, repeat)
 
 
 def _torch(suites: list[str], repeat: int) -> dict[str, Any]:
@@ -43,13 +37,19 @@ def _torch(suites: list[str], repeat: int) -> dict[str, Any]:
     a = torch.randn(N_GEMM, N_GEMM)
     out: dict[str, Any] = {"gemm_gflops": gemm_gflops(lambda: a @ a, N_GEMM),
                            "library": f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads"}
-    if "recurrent" in suites:
-        out["recurrent"] = recurrent.run_torch(repeat)
-    if "conv" in suites:
-        out["conv"] = conv.run_torch(repeat)
-    if "charlm" in suites:
-        out["charlm"] = charlm.speed_torch()
-    return out
+    return out | _suites(1, suites, repeat)
+
+
+# suite -> (lstmkit's runner, PyTorch's runner), each taking the repeat count
+RUNNERS: dict[str, tuple[Any, Any]] = {
+    "recurrent": (recurrent.run_lstmkit, recurrent.run_torch),
+    "conv": (conv.run_lstmkit, conv.run_torch),
+    "charlm": (lambda repeat: charlm.speed_lstmkit(), lambda repeat: charlm.speed_torch()),
+}
+
+
+def _suites(side: int, suites: list[str], repeat: int) -> dict[str, Any]:
+    return {name: RUNNERS[name][side](repeat) for name in suites}
 
 
 def main(argv: list[str]) -> int:
