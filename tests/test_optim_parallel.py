@@ -32,3 +32,14 @@ def test_two_halves_equal_one_thread(make, monkeypatch):
     one, two = run(1 << 40), run(0)
     for a, b in zip(one, two):
         np.testing.assert_array_equal(a, b)
+
+
+def test_side_by_side_nested_in_its_own_worker_runs_in_order():
+    from lstmkit import parallel
+    order: list[str] = []
+
+    def inner() -> tuple[str, str]:
+        return parallel.side_by_side(lambda: order.append("a") or "a", lambda: order.append("b") or "b")
+
+    assert parallel.side_by_side(lambda: "outer", inner) == ("outer", ("a", "b"))   # no deadlock
+    assert order == ["a", "b"]

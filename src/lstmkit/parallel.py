@@ -45,6 +45,8 @@ def blas_threads(n: int) -> Iterator[None]:
 def side_by_side(first: Callable[[], R], second: Callable[[], R]) -> tuple[R, R]:
     """Run ``second`` on a worker thread while ``first`` runs here, each with one BLAS thread."""
     global _pool
+    if threading.current_thread().name.startswith("lstmkit"):     # already on the worker: no nesting
+        return first(), second()
     with _lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lstmkit")
