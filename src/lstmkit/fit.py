@@ -12,6 +12,7 @@ with the loss's ``ignore_index`` (-100) so padding is neither scored nor counted
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -261,7 +262,6 @@ def _generators(model: Layer) -> list[np.random.Generator]:
 
 
 def _fingerprint(*arrays: np.ndarray | None) -> str:
-    import hashlib
     h = hashlib.sha256()
     for a in arrays:
         if a is not None:
