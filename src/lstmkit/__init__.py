@@ -4,7 +4,8 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import checkpoint, data, functional, init, optim, training
+from . import checkpoint, data, decoding, functional, init, optim, training
+from .ctc import CTCLoss
 from .layers import (
                      GRU,
                      LSTM,
@@ -36,6 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
+           "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
-           "checkpoint", "data", "optim", "functional", "init",
+           "checkpoint", "data", "decoding", "optim", "functional", "init",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]

@@ -1,0 +1,196 @@
+r"""Connectionist Temporal Classification loss (Graves et al., 2006), with PyTorch's conventions.
+
+For logits (B, T, C), log-probabilities y = log_softmax(logits), a target l of length S and
+its extended form l' = (blank, l_1, blank, l_2, ..., l_S, blank) of length L = 2S + 1, the
+forward variables (log space, emission included) are::
+
+    α_0(0) = y_0(blank),  α_0(1) = y_0(l_1)
+    α_t(s) = logsumexp(α_{t−1}(s), α_{t−1}(s−1), [α_{t−1}(s−2) if l'_s ≠ blank and l'_s ≠ l'_{s−2}]) + y_t(l'_s)
+    −log p(l | x) = −logsumexp(α_{T−1}(L−1), α_{T−1}(L−2))
+
+β is the same recursion run on the time- and label-reversed problem, so both are one
+recursion over a stacked 2B-row batch, vectorised over samples and the extended-label
+axis and looping over time only. The posterior of being at s at time t is
+exp(α_t(s) + β_t(s) − y_t(l'_s) − log p), and
+
+    ∂(−log p)/∂logits_t(k) = softmax_t(k) − Σ_{s: l'_s = k} exp(α_t(s) + β_t(s) − y_t(l'_s) − log p)
+
+for t below the sample's input length (zero after it). A large negative constant stands
+for log 0 so that padded, shifted views need no special cases.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import functional as F
+
+NEG = -1e30          # log 0, finite: shifted views and sums stay free of inf − inf
+_REDUCTIONS = ("mean", "sum", "none")
+
+
+def _lengths(name: str, v: Any, B: int, upper: int | None) -> np.ndarray:
+    a = np.asarray(v)
+    if a.shape != (B,) or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"CTCLoss: expected {name} as integers of shape ({B},), got {a.dtype} of shape {a.shape}")
+    bad = np.flatnonzero((a < 0) | ((a > upper) if upper is not None else False))
+    if bad.size:
+        b = int(bad[0])
+        raise ValueError(f"CTCLoss: {name}[{b}] = {int(a[b])} is outside [0, {upper}]")
+    return a.astype(np.int64)
+
+
+class CTCLoss:
+    """``loss = CTCLoss(blank=0)(logits, targets, input_lengths, target_lengths)``; ``backward()`` -> dlogits.
+
+    logits (B, T, C) (log_softmax is taken inside); targets padded (B, S) or concatenated (ΣS_b,);
+    input_lengths, target_lengths (B,). ``reduction="mean"`` divides each sample's loss by its target
+    length (at least 1), then averages over the batch, as PyTorch does; "sum" adds; "none" returns (B,).
+    An impossible alignment gives inf (or 0, with no gradient, if ``zero_infinity``).
+    """
+
+    name = "CTCLoss"
+
+    def __init__(self, blank: int = 0, reduction: str = "mean", zero_infinity: bool = False) -> None:
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"CTCLoss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.blank, self.reduction, self.zero_infinity = int(blank), reduction, zero_infinity
+        self._cache: dict[str, Any] | None = None
+
+    def __call__(self, logits: np.ndarray, targets: np.ndarray, input_lengths: Any, target_lengths: Any
+                 ) -> float | np.ndarray:
+        return self.forward(logits, targets, input_lengths, target_lengths)
+
+    def _targets(self, targets: Any, lengths: np.ndarray, C: int) -> np.ndarray:
+        """Targets as a padded (B, S_max) int array, checked."""
+        t = np.asarray(targets)
+        B = len(lengths)
+        if not np.issubdtype(t.dtype, np.integer):
+            raise ValueError(f"CTCLoss: expected integer targets, got dtype {t.dtype}")
+        S = int(lengths.max(initial=0))
+        if t.ndim == 1:                                   # concatenated
+            if t.size != lengths.sum():
+                raise ValueError(f"CTCLoss: concatenated targets hold {t.size} labels but target_lengths add up "
+                                 f"to {int(lengths.sum())}")
+            padded = np.full((B, S), self.blank, np.int64)
+            ends = np.cumsum(lengths)
+            for b in range(B):
+                padded[b, :lengths[b]] = t[ends[b] - lengths[b]:ends[b]]
+        elif t.ndim == 2 and t.shape[0] == B and t.shape[1] >= S:
+            padded = t[:, :S].astype(np.int64)
+        else:
+            raise ValueError(f"CTCLoss: expected targets of shape ({B}, >= {S}) or ({int(lengths.sum())},), "
+                             f"got {t.shape}")
+        valid = np.arange(S)[None, :] < lengths[:, None]
+        bad = valid & ((padded < 0) | (padded >= C) | (padded == self.blank))
+        if bad.any():
+            b, s = (int(i[0]) for i in np.nonzero(bad))
+            raise ValueError(f"CTCLoss: target {b} has label {int(padded[b, s])} at position {s}; expected labels "
+                             f"in [0, {C}) other than the blank {self.blank}")
+        return np.where(valid, padded, self.blank)
+
+    def forward(self, logits: np.ndarray, targets: Any, input_lengths: Any, target_lengths: Any
+                ) -> float | np.ndarray:
+        x = np.asarray(logits)
+        if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
+            raise ValueError(f"CTCLoss: expected floating-point logits of shape (B, T, C), got {x.dtype} {x.shape}")
+        if not np.isfinite(x).all():
+            b = int(np.flatnonzero(~np.isfinite(x).reshape(x.shape[0], -1).all(axis=1))[0])
+            raise ValueError(f"CTCLoss: logits of sample {b} contain NaN or infinite values")
+        B, T, C = x.shape
+        if not 0 <= self.blank < C:
+            raise ValueError(f"CTCLoss: blank {self.blank} is not a class of logits with C = {C}")
+        Tl = _lengths("input_lengths", input_lengths, B, T)
+        Sl = _lengths("target_lengths", target_lengths, B, None)
+        over = np.flatnonzero(Sl > Tl)
+        if over.size:
+            b = int(over[0])
+            raise ValueError(f"CTCLoss: target {b} has {int(Sl[b])} labels but its input only {int(Tl[b])} steps")
+        tgt = self._targets(targets, Sl, C)                                  # (B, S)
+        S = tgt.shape[1]
+        L = 2 * S + 1
+        ext = np.full((B, L), self.blank, np.int64)
+        ext[:, 1::2] = tgt                                                   # (B, L): blank, l1, blank, ...
+        Ll = 2 * Sl + 1
+        logp = F.log_softmax(x.astype(np.float64), axis=-1)                  # (B, T, C), float64 inside
+
+        # Forward rows 0..B−1; rows B..2B−1: the same samples reversed in time and labels (their α is β).
+        t_idx = np.arange(T)[None, :]
+        rev_t = np.where(t_idx < Tl[:, None], Tl[:, None] - 1 - t_idx, t_idx)        # (B, T)
+        s_idx = np.arange(L)[None, :]
+        rev_s = np.where(s_idx < Ll[:, None], Ll[:, None] - 1 - s_idx, s_idx)        # (B, L)
+        ext_r = np.take_along_axis(ext, rev_s, axis=1)
+        both_ext = np.concatenate([ext, ext_r])                                        # (2B, L)
+        logp_r = np.take_along_axis(logp, rev_t[:, :, None], axis=1)
+        emit = np.concatenate([np.take_along_axis(logp, np.broadcast_to(ext[:, None, :], (B, T, L)), axis=2),
+                               np.take_along_axis(logp_r, np.broadcast_to(ext_r[:, None, :], (B, T, L)), axis=2)])
+        emit = np.ascontiguousarray(emit.transpose(1, 0, 2))                         # (T, 2B, L)
+        emit[:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = NEG                     # past each L_b: unreachable
+        skip = np.zeros((2 * B, L))                                                    # 0 where s−2 → s is allowed
+        skip[:, :2] = NEG
+        skip[:, 2:] = np.where((both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2]), 0.0, NEG)
+        A = np.full((T + 1, 2 * B, L + 2), NEG)                                        # two NEG columns in front
+        A[0, :, 2] = 0.0                                                               # the virtual α_{−1}(0) = log 1
+        m = np.empty((2 * B, L))
+        for t in range(T):
+            prev, cur = A[t], A[t + 1, :, 2:]
+            a0, a1 = prev[:, 2:], prev[:, 1:-1]
+            a2 = prev[:, :-2] + skip
+            np.maximum(a0, a1, out=m)
+            np.maximum(m, a2, out=m)
+            np.subtract(a0, m, out=cur)
+            np.exp(cur, out=cur)
+            cur += np.exp(a1 - m)
+            cur += np.exp(a2 - m)
+            np.log(cur, out=cur)
+            cur += m
+            cur += emit[t]
+        alpha = A[1:, :B, 2:]                                                          # (T, B, L)
+        beta_r = A[1:, B:, 2:]
+        rows = np.arange(B)
+        last = A[Tl, rows, 2:]                                                         # α at each T_b − 1 (Tl ≥ 1)
+        end1 = last[rows, Ll - 1]
+        end2 = np.where(Ll >= 2, last[rows, np.maximum(Ll - 2, 0)], NEG)
+        mx = np.maximum(end1, end2)
+        logP = mx + np.log(np.exp(end1 - mx) + np.exp(end2 - mx))
+        feasible = (logP > NEG / 2) & (Tl > 0)
+        loss = np.where(feasible, -logP, np.inf)
+        self._cache = {"alpha": alpha, "beta_r": beta_r, "rev_t": rev_t, "rev_s": rev_s, "ext": ext, "logp": logp,
+                       "logP": logP, "feasible": feasible, "Tl": Tl, "Sl": Sl, "dtype": x.dtype, "C": C}
+        if self.zero_infinity:
+            loss = np.where(feasible, loss, 0.0)
+        self._loss = loss
+        if self.reduction == "none":
+            return loss.astype(x.dtype)
+        if self.reduction == "sum":
+            return float(loss.sum())
+        return float((loss / np.maximum(Sl, 1)).mean())
+
+    def backward(self, grad_output: Any = None) -> np.ndarray:
+        """d loss / d logits (B, T, C); with reduction "none", ``grad_output`` (B,) weighs each sample."""
+        c = self._cache
+        if c is None:
+            raise RuntimeError("CTCLoss.backward called before forward")
+        alpha, logp, Tl, Sl = c["alpha"], c["logp"], c["Tl"], c["Sl"]
+        T, B, L = alpha.shape
+        # β_t(s) = α of the reversed problem at (T_b − 1 − t, L_b − 1 − s)
+        beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]  # (T, B, L)
+        emit = np.take_along_axis(logp.transpose(1, 0, 2), np.broadcast_to(c["ext"][None], (T, B, L)), axis=2)
+        post = np.exp(np.minimum(alpha + beta - emit - c["logP"][None, :, None], 0.0))       # (T, B, L)
+        onehot = np.zeros((B, L, c["C"]))
+        onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
+        occ = np.matmul(post.transpose(1, 0, 2), onehot)                                     # (B, T, C)
+        grad = np.exp(logp) - occ
+        grad[np.arange(T)[None, :] >= Tl[:, None]] = 0.0
+        if self.reduction == "none":
+            w = np.ones(B) if grad_output is None else np.asarray(grad_output, np.float64)
+            if w.shape != (B,):
+                raise ValueError(f"CTCLoss.backward: expected grad_output of shape ({B},), got {w.shape}")
+        else:
+            scale = 1.0 if grad_output is None else float(grad_output)
+            w = np.full(B, scale) if self.reduction == "sum" else scale / (B * np.maximum(Sl, 1))
+        w = np.where(c["feasible"], w, 0.0 if self.zero_infinity else np.nan)
+        grad *= w[:, None, None]
+        return grad.astype(c["dtype"], copy=False)
