@@ -1,6 +1,6 @@
-"""``python -m benchmarks [recurrent] [conv] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
+"""``python -m benchmarks [recurrent] [conv] [ctc] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
 
-With no suite named, runs ``recurrent``, ``conv`` and the char-LM training-step speed. Each
+With no suite named, runs ``recurrent``, ``conv``, ``ctc`` and the char-LM training-step speed. Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, conv, recurrent
+from . import charlm, conv, ctc, recurrent
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 # glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
+SUITES = ("recurrent", "conv", "ctc", "charlm")
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
@@ -47,7 +48,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(results[0])
     for r in results[1:]:
         best["gemm_gflops"] = max(best["gemm_gflops"], r["gemm_gflops"])
-        for suite in ("recurrent", "conv"):
+        for suite in ("recurrent", "conv", "ctc"):
             if suite in r:
                 best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t["median_ms"]) for k in r[suite]}
         if "charlm" in r and r["charlm"]["step"]["median_ms"] < best["charlm"]["step"]["median_ms"]:
@@ -57,7 +58,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv and/or charlm (default: all three, "
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv, ctc and/or charlm (default: all, "
                    "the char LM's step speed without its timed training)")
     p.add_argument("--minutes", type=float, help="with charlm: also train the default char LM for this many minutes "
                    "and report the validation loss (targets at 10 and 30)")
@@ -70,11 +71,11 @@ def main(argv: list[str]) -> int:
                    "lstmkit process, so that OpenBLAS runs the kernel it would choose for this CPU (some machines "
                    "force an older one, e.g. Haswell on AVX-512 CPUs, to work around old OpenBLAS bugs)")
     args = p.parse_args(argv)
-    unknown = set(args.suites) - {"recurrent", "conv", "charlm"}
+    unknown = set(args.suites) - set(SUITES)
     if unknown:
-        p.error(f"unknown suite(s) {sorted(unknown)}; choose from recurrent, conv, charlm")
-    suites = args.suites or ["recurrent", "conv", "charlm"]
-    speed_suites = [s for s in ("recurrent", "conv", "charlm") if s in suites]
+        p.error(f"unknown suite(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
+    speed_suites = [s for s in SUITES if s in (args.suites or SUITES)]
+    suites = speed_suites
     runs: dict[str, list[dict[str, Any]]] = {"lstmkit": [], "torch": []}
     for _ in range(args.rounds):             # alternate the libraries, so a noisy minute does not hit only one
         runs["lstmkit"].append(run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat),
@@ -104,6 +105,9 @@ def main(argv: list[str]) -> int:
         tables["conv"] = conv.table(ours["conv"], theirs["conv"])
         print_table("Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)",
                     tables["conv"])
+    if "ctc" in speed_suites:
+        tables["ctc"] = ctc.table(ours["ctc"], theirs["ctc"])
+        print_table("CTC loss, forward + backward from logits, float32", tables["ctc"])
     if "charlm" in speed_suites:
         tables["charlm_step"] = charlm.table(ours["charlm"], theirs["charlm"])
         print_table("Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches",
