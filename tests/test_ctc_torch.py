@@ -30,6 +30,7 @@ CASES = [
     (4, 10, 6, [2, 0, 4, 3], [10, 7, 9, 4], 0),           # an empty target, inputs shorter than T
     (2, 8, 4, [4, 2], [8, 8], 3),                         # blank ≠ 0
     (2, 6, 5, [6, 3], [6, 6], 0),                         # a target as long as its input
+    (3, 9, 4, [3, 3, 3], None, 0),                        # every length equal: β by flipping α's buffer
 ]
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import functional as F
+from .workspace import Workspace
 
 NEG = -1e30          # log 0, finite: shifted views and sums stay free of inf − inf
 _REDUCTIONS = ("mean", "sum", "none")
@@ -58,6 +59,7 @@ class CTCLoss:
             raise ValueError(f"CTCLoss: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.blank, self.reduction, self.zero_infinity = int(blank), reduction, zero_infinity
         self._cache: dict[str, Any] | None = None
+        self._ws = Workspace()
 
     def __call__(self, logits: np.ndarray, targets: np.ndarray, input_lengths: Any, target_lengths: Any
                  ) -> float | np.ndarray:
@@ -123,27 +125,39 @@ class CTCLoss:
         rev_s = np.where(s_idx < Ll[:, None], Ll[:, None] - 1 - s_idx, s_idx)        # (B, L)
         ext_r = np.take_along_axis(ext, rev_s, axis=1)
         both_ext = np.concatenate([ext, ext_r])                                        # (2B, L)
-        logp_r = np.take_along_axis(logp, rev_t[:, :, None], axis=1)
-        emit = np.concatenate([np.take_along_axis(logp, np.broadcast_to(ext[:, None, :], (B, T, L)), axis=2),
-                               np.take_along_axis(logp_r, np.broadcast_to(ext_r[:, None, :], (B, T, L)), axis=2)])
-        emit = np.ascontiguousarray(emit.transpose(1, 0, 2))                         # (T, 2B, L)
+        # Emissions y_t(l'_s): gathered as (B, L, T) rows of the (B, C, T) log-probabilities, then time-major.
+        rows_b = np.arange(B)[:, None]
+        e = np.ascontiguousarray(logp.transpose(0, 2, 1))[rows_b, ext]                  # (B, L, T)
+        if (Tl == T).all() and (Ll == L).all():
+            e_r = e[:, ::-1, ::-1]
+        else:
+            e_r = np.take_along_axis(e[rows_b, rev_s], rev_t[:, None, :], axis=2)
+        emit = np.concatenate([e, e_r]).transpose(2, 0, 1).copy()                       # (T, 2B, L)
         emit[:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = NEG                     # past each L_b: unreachable
         skip = np.zeros((2 * B, L))                                                    # 0 where s−2 → s is allowed
         skip[:, :2] = NEG
         skip[:, 2:] = np.where((both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2]), 0.0, NEG)
-        A = np.full((T + 1, 2 * B, L + 2), NEG)                                        # two NEG columns in front
-        A[0, :, 2] = 0.0                                                               # the virtual α_{−1}(0) = log 1
-        m = np.empty((2 * B, L))
-        for t in range(T):
+        ws = self._ws
+        A = ws.empty("A", (T + 1, 2 * B, L + 2), np.float64)      # α per step, two NEG columns in front
+        A[:, :, :2] = NEG
+        A[0] = NEG
+        A[0, :, 2] = 0.0                                           # the virtual α_{−1}(0) = log 1
+        m, d = ws.empty("m", (2 * B, L), np.float64), ws.empty("d", (2 * B, L), np.float64)
+        a2 = ws.empty("a2", (2 * B, L), np.float64)
+        for t in range(T):                                         # logsumexp of three shifted views, + emission
             prev, cur = A[t], A[t + 1, :, 2:]
             a0, a1 = prev[:, 2:], prev[:, 1:-1]
-            a2 = prev[:, :-2] + skip
+            np.add(prev[:, :-2], skip, out=a2)
             np.maximum(a0, a1, out=m)
             np.maximum(m, a2, out=m)
-            np.subtract(a0, m, out=cur)
-            np.exp(cur, out=cur)
-            cur += np.exp(a1 - m)
-            cur += np.exp(a2 - m)
+            for k, a in enumerate((a0, a1, a2)):
+                np.subtract(a, m, out=d)
+                np.maximum(d, -700.0, out=d)     # exp is ~9x slower where it underflows; e^-700 adds nothing to 1
+                if k == 0:
+                    np.exp(d, out=cur)
+                else:
+                    np.exp(d, out=d)
+                    cur += d
             np.log(cur, out=cur)
             cur += m
             cur += emit[t]
@@ -158,7 +172,9 @@ class CTCLoss:
         feasible = (logP > NEG / 2) & (Tl > 0)
         loss = np.where(feasible, -logP, np.inf)
         self._cache = {"alpha": alpha, "beta_r": beta_r, "rev_t": rev_t, "rev_s": rev_s, "ext": ext, "logp": logp,
-                       "logP": logP, "feasible": feasible, "Tl": Tl, "Sl": Sl, "dtype": x.dtype, "C": C}
+                       "emit": emit[:, :B], "logP": logP, "feasible": feasible,
+                       "uniform": bool((Tl == T).all() and (Ll == L).all()), "Tl": Tl, "Sl": Sl,
+                       "dtype": x.dtype, "C": C}
         if self.zero_infinity:
             loss = np.where(feasible, loss, 0.0)
         self._loss = loss
@@ -176,8 +192,11 @@ class CTCLoss:
         alpha, logp, Tl, Sl = c["alpha"], c["logp"], c["Tl"], c["Sl"]
         T, B, L = alpha.shape
         # β_t(s) = α of the reversed problem at (T_b − 1 − t, L_b − 1 − s)
-        beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]  # (T, B, L)
-        emit = np.take_along_axis(logp.transpose(1, 0, 2), np.broadcast_to(c["ext"][None], (T, B, L)), axis=2)
+        if c["uniform"]:                                                                 # every T_b = T, L_b = L
+            beta = c["beta_r"][::-1, :, ::-1]
+        else:
+            beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
+        emit = c["emit"]                                                                  # (T, B, L)
         post = np.exp(np.minimum(alpha + beta - emit - c["logP"][None, :, None], 0.0))       # (T, B, L)
         onehot = np.zeros((B, L, c["C"]))
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
