@@ -26,6 +26,10 @@ from .machine import cpu_model, simd_level, thread_env
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
 SUITES = ("recurrent", "conv", "ctc", "charlm")
+TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float32"),
+          "conv": (conv, "Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)"),
+          "ctc": (ctc, "CTC loss, forward + backward from logits, float32"),
+          "charlm": (charlm, "Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches")}
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
@@ -98,20 +102,10 @@ def main(argv: list[str]) -> int:
     print(f"each library in its own process, {args.rounds} alternating rounds; figures are medians (mins) of >= 5 "
           "timed runs after warm-up, from each case's quietest round")
     tables: dict[str, list[dict[str, object]]] = {}
-    if "recurrent" in speed_suites:
-        tables["recurrent"] = recurrent.table(ours["recurrent"], theirs["recurrent"])
-        print_table("Recurrent layers, forward + backward, float32", tables["recurrent"])
-    if "conv" in speed_suites:
-        tables["conv"] = conv.table(ours["conv"], theirs["conv"])
-        print_table("Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)",
-                    tables["conv"])
-    if "ctc" in speed_suites:
-        tables["ctc"] = ctc.table(ours["ctc"], theirs["ctc"])
-        print_table("CTC loss, forward + backward from logits, float32", tables["ctc"])
-    if "charlm" in speed_suites:
-        tables["charlm_step"] = charlm.table(ours["charlm"], theirs["charlm"])
-        print_table("Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches",
-                    tables["charlm_step"])
+    for name in speed_suites:
+        module, title = TABLES[name]
+        tables[name] = module.table(ours[name], theirs[name])
+        print_table(title, tables[name])
     if "charlm" in suites and args.minutes is not None:
         tables["charlm_quality"] = charlm.quality(args.minutes)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
