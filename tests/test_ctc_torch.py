@@ -132,3 +132,20 @@ def test_decoders(rng):
     assert decoding.ctc_greedy(onehot, input_lengths=np.array([5])) == [[1, 1, 2]]
     assert decoding.edit_distance("kitten", "sitting") == 3 and decoding.edit_distance([], [1, 2]) == 2
     assert decoding.character_error_rate([[1, 2, 3], [4]], [[1, 3], [4, 5]]) == pytest.approx(2 / 4)
+
+
+def test_float32_logits_recurse_in_float32_like_pytorch(rng):
+    B, T, C, S = 6, 120, 12, 30
+    logits = (rng.standard_normal((B, T, C)) * 3).astype(np.float32)
+    targets = rng.integers(1, C, (B, S))
+    lens, slens = np.full(B, T), np.array([30, 25, 30, 1, 12, 30])
+    xt = torch.tensor(logits, requires_grad=True)
+    theirs = tF.ctc_loss(tF.log_softmax(xt, -1).transpose(0, 1), torch.tensor(targets), torch.tensor(lens),
+                         torch.tensor(slens))
+    theirs.backward()
+    ctc = lk.CTCLoss()
+    ours = ctc(logits, targets, lens, slens)
+    grad = ctc.backward()
+    assert grad.dtype == np.float32 and np.isfinite(grad).all()
+    assert ours == pytest.approx(float(theirs.detach()), rel=1e-5)       # float32 arithmetic on both sides
+    assert np.abs(grad - xt.grad.numpy()).max() <= 1e-5

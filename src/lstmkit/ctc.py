@@ -116,7 +116,9 @@ class CTCLoss:
         ext = np.full((B, L), self.blank, np.int64)
         ext[:, 1::2] = tgt                                                   # (B, L): blank, l1, blank, ...
         Ll = 2 * Sl + 1
-        logp = F.log_softmax(x.astype(np.float64), axis=-1)                  # (B, T, C), float64 inside
+        dt = x.dtype                                  # float32 logits recurse in float32, as PyTorch does
+        floor = -700.0 if dt == np.float64 else -80.0  # exp is ~9x slower where it underflows; e^floor adds nothing
+        logp = F.log_softmax(x, axis=-1)                                     # (B, T, C)
 
         # Forward rows 0..B−1; rows B..2B−1: the same samples reversed in time and labels (their α is β).
         t_idx = np.arange(T)[None, :]
@@ -134,16 +136,15 @@ class CTCLoss:
             e_r = np.take_along_axis(e[rows_b, rev_s], rev_t[:, None, :], axis=2)
         emit = np.concatenate([e, e_r]).transpose(2, 0, 1).copy()                       # (T, 2B, L)
         emit[:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = NEG                     # past each L_b: unreachable
-        skip = np.zeros((2 * B, L))                                                    # 0 where s−2 → s is allowed
+        skip = np.zeros((2 * B, L), dt)                                                # 0 where s−2 → s is allowed
         skip[:, :2] = NEG
         skip[:, 2:] = np.where((both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2]), 0.0, NEG)
         ws = self._ws
-        A = ws.empty("A", (T + 1, 2 * B, L + 2), np.float64)      # α per step, two NEG columns in front
+        A = ws.empty("A", (T + 1, 2 * B, L + 2), dt)              # α per step, two NEG columns in front
         A[:, :, :2] = NEG
         A[0] = NEG
         A[0, :, 2] = 0.0                                           # the virtual α_{−1}(0) = log 1
-        m, d = ws.empty("m", (2 * B, L), np.float64), ws.empty("d", (2 * B, L), np.float64)
-        a2 = ws.empty("a2", (2 * B, L), np.float64)
+        m, d, a2 = (ws.empty(name, (2 * B, L), dt) for name in ("m", "d", "a2"))
         for t in range(T):                                         # logsumexp of three shifted views, + emission
             prev, cur = A[t], A[t + 1, :, 2:]
             a0, a1 = prev[:, 2:], prev[:, 1:-1]
@@ -152,7 +153,7 @@ class CTCLoss:
             np.maximum(m, a2, out=m)
             for k, a in enumerate((a0, a1, a2)):
                 np.subtract(a, m, out=d)
-                np.maximum(d, -700.0, out=d)     # exp is ~9x slower where it underflows; e^-700 adds nothing to 1
+                np.maximum(d, floor, out=d)
                 if k == 0:
                     np.exp(d, out=cur)
                 else:
@@ -198,7 +199,7 @@ class CTCLoss:
             beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
         emit = c["emit"]                                                                  # (T, B, L)
         post = np.exp(np.minimum(alpha + beta - emit - c["logP"][None, :, None], 0.0))       # (T, B, L)
-        onehot = np.zeros((B, L, c["C"]))
+        onehot = np.zeros((B, L, c["C"]), alpha.dtype)
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
         occ = np.matmul(post.transpose(1, 0, 2), onehot)                                     # (B, T, C)
         grad = np.exp(logp) - occ
