@@ -134,18 +134,25 @@ def test_decoders(rng):
     assert decoding.character_error_rate([[1, 2, 3], [4]], [[1, 3], [4, 5]]) == pytest.approx(2 / 4)
 
 
-def test_float32_logits_recurse_in_float32_like_pytorch(rng):
+def test_float32_logits_recurse_in_float32_as_accurately_as_pytorch(rng):
     B, T, C, S = 6, 120, 12, 30
     logits = (rng.standard_normal((B, T, C)) * 3).astype(np.float32)
     targets = rng.integers(1, C, (B, S))
     lens, slens = np.full(B, T), np.array([30, 25, 30, 1, 12, 30])
-    xt = torch.tensor(logits, requires_grad=True)
-    theirs = tF.ctc_loss(tF.log_softmax(xt, -1).transpose(0, 1), torch.tensor(targets), torch.tensor(lens),
-                         torch.tensor(slens))
-    theirs.backward()
+
+    def torch_run(x: np.ndarray) -> tuple[float, np.ndarray]:
+        xt = torch.tensor(x, requires_grad=True)
+        loss = tF.ctc_loss(tF.log_softmax(xt, -1).transpose(0, 1), torch.tensor(targets), torch.tensor(lens),
+                           torch.tensor(slens))
+        loss.backward()
+        return float(loss.detach()), xt.grad.numpy()
+
+    exact_loss, exact_grad = torch_run(logits.astype(np.float64))
+    t32_loss, t32_grad = torch_run(logits)
     ctc = lk.CTCLoss()
     ours = ctc(logits, targets, lens, slens)
     grad = ctc.backward()
     assert grad.dtype == np.float32 and np.isfinite(grad).all()
-    assert ours == pytest.approx(float(theirs.detach()), rel=1e-5)       # float32 arithmetic on both sides
-    assert np.abs(grad - xt.grad.numpy()).max() <= 1e-5
+    # both float32 computations stray from the float64 truth by rounding alone; ours no more than PyTorch's
+    assert abs(ours - exact_loss) <= 2 * abs(t32_loss - exact_loss) + 1e-6
+    assert np.abs(grad - exact_grad).max() <= 2 * np.abs(t32_grad - exact_grad).max() + 1e-7
