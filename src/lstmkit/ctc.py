@@ -144,21 +144,17 @@ class CTCLoss:
         A[:, :, :2] = NEG
         A[0] = NEG
         A[0, :, 2] = 0.0                                           # the virtual α_{−1}(0) = log 1
-        m, d, a2 = (ws.empty(name, (2 * B, L), dt) for name in ("m", "d", "a2"))
+        m = ws.empty("m", (2 * B, L), dt)
+        W = ws.empty("W", (3, 2 * B, L), dt)                      # the three predecessors of every (row, s)
         for t in range(T):                                         # logsumexp of three shifted views, + emission
             prev, cur = A[t], A[t + 1, :, 2:]
-            a0, a1 = prev[:, 2:], prev[:, 1:-1]
-            np.add(prev[:, :-2], skip, out=a2)
-            np.maximum(a0, a1, out=m)
-            np.maximum(m, a2, out=m)
-            for k, a in enumerate((a0, a1, a2)):
-                np.subtract(a, m, out=d)
-                np.maximum(d, floor, out=d)
-                if k == 0:
-                    np.exp(d, out=cur)
-                else:
-                    np.exp(d, out=d)
-                    cur += d
+            W[0], W[1] = prev[:, 2:], prev[:, 1:-1]                # α_{t−1}(s), α_{t−1}(s−1)
+            np.add(prev[:, :-2], skip, out=W[2])                   # α_{t−1}(s−2) where that skip is allowed
+            np.max(W, axis=0, out=m)
+            W -= m
+            np.maximum(W, floor, out=W)
+            np.exp(W, out=W)
+            np.sum(W, axis=0, out=cur)
             np.log(cur, out=cur)
             cur += m
             cur += emit[t]
