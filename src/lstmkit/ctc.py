@@ -134,12 +134,14 @@ class CTCLoss:
             e_r = e[:, ::-1, ::-1]
         else:
             e_r = np.take_along_axis(e[rows_b, rev_s], rev_t[:, None, :], axis=2)
-        emit = np.concatenate([e, e_r]).transpose(2, 0, 1).copy()                       # (T, 2B, L)
+        ws = self._ws
+        emit = ws.empty("emit", (T, 2 * B, L), dt)                                      # time-major
+        np.copyto(emit[:, :B], e.transpose(2, 0, 1))
+        np.copyto(emit[:, B:], e_r.transpose(2, 0, 1))
         emit[:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = NEG                     # past each L_b: unreachable
         skip = np.zeros((2 * B, L), dt)                                                # 0 where s−2 → s is allowed
         skip[:, :2] = NEG
         skip[:, 2:] = np.where((both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2]), 0.0, NEG)
-        ws = self._ws
         A = ws.empty("A", (T + 1, 2 * B, L + 2), dt)              # α per step, two NEG columns in front
         A[:, :, :2] = NEG
         A[0] = NEG
@@ -150,11 +152,13 @@ class CTCLoss:
             prev, cur = A[t], A[t + 1, :, 2:]
             W[0], W[1] = prev[:, 2:], prev[:, 1:-1]                # α_{t−1}(s), α_{t−1}(s−1)
             np.add(prev[:, :-2], skip, out=W[2])                   # α_{t−1}(s−2) where that skip is allowed
-            np.max(W, axis=0, out=m)
+            np.maximum(W[0], W[1], out=m)                         # (two binary calls beat one 3-row reduction)
+            np.maximum(m, W[2], out=m)
             W -= m
             np.maximum(W, floor, out=W)
             np.exp(W, out=W)
-            np.sum(W, axis=0, out=cur)
+            np.add(W[0], W[1], out=cur)
+            cur += W[2]
             np.log(cur, out=cur)
             cur += m
             cur += emit[t]
