@@ -27,9 +27,11 @@ from typing import Any
 import numpy as np
 
 from .apps import charlm_train as ct
+from .apps import ctc as ctc_app
 from .apps import video
 from .apps.charlm import CharLM
 from .checkpoint import CheckpointError
+from .data.strips import StripError
 from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
 from .data.video import VideoError
@@ -98,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
 
     _video_parser(apps)
+    _ctc_parser(apps)
 
     md = apps.add_parser("model", help="inspect a saved model file", description="saved model files")
     mcmds = md.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -150,6 +153,88 @@ def _video_parser(apps: Any) -> None:
     ev.add_argument("data", help="folder with one sub-folder of clips per class")
     ev.add_argument("--png", help="confusion-matrix image (default RUN/confusion.png)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _ctc_parser(apps: Any) -> None:
+    d = ctc_app.CTCConfig(data="")
+    cp = apps.add_parser("ctc", help="BiLSTM + CTC digit-strip recogniser", description="BiLSTM + CTC recogniser")
+    cmds = cp.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    ms = cmds.add_parser("make-strips", help="write strips of handwritten digits", description="Write strips of "
+                         "3-8 handwritten digits (strips.npz and a few example PNGs).")
+    ms.add_argument("--out", required=True, help="folder for strips.npz")
+    ms.add_argument("--count", type=int, default=5000, help="strips (default 5000)")
+    ms.add_argument("--half", choices=["train", "test"], default="train", help="which half of the digit images "
+                    "(test strips never show a training digit image; default train)")
+    ms.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    tr = cmds.add_parser("train", help="train on a strips folder, or continue with --resume",
+                         description="Train on DATA/strips.npz.")
+    tr.add_argument("data", nargs="?", help="strips folder or file")
+    tr.add_argument("--out", help="run folder (default runs/ctc)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
+    tr.add_argument("--epochs", type=int, help="budget in passes (default 10)")
+    tr.add_argument("--steps", type=int, help="budget in optimizer steps")
+    tr.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
+    g.add_argument("--hidden", type=int, help=f"LSTM units per direction (default {d.hidden})")
+    g.add_argument("--layers", type=int, help=f"bidirectional LSTM layers (default {d.layers})")
+    g.add_argument("--batch-size", type=int, help=f"strips per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
+    g.add_argument("--patience", type=int, help="early stopping after N evaluations without a better CER")
+    g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    de = cmds.add_parser("decode", help="character error rate and examples on a strips folder",
+                         description="Read every strip of DATA; print the CER and a few examples.")
+    de.add_argument("run", help="run folder (or its best.npz)")
+    de.add_argument("data", help="strips folder or file")
+    de.add_argument("--beam", type=int, default=1, help="prefix beam width (1: best path; default 1)")
+    pr = cmds.add_parser("predict", help="read digits from image files", description="Read strips: PNG or .npy.")
+    pr.add_argument("run", help="run folder (or its best.npz)")
+    pr.add_argument("files", nargs="+", help="strip images, 20 pixels high")
+    pr.add_argument("--beam", type=int, default=1, help="prefix beam width (default 1)")
+
+
+_CTC_SHAPING = ("hidden", "layers", "batch_size", "lr", "patience", "seed")
+
+
+def _ctc(args: argparse.Namespace) -> int:
+    if args.cmd == "make-strips":
+        path = ctc_app.make(args.out, args.count, args.half, args.seed)
+        print(f"wrote {args.count} strips to {path}", file=sys.stderr)
+        return 0
+    if getattr(args, "beam", 1) < 1:
+        raise ct.RunError(f"--beam must be >= 1, got {args.beam}")
+    if args.cmd == "predict":
+        for f, digits in ctc_app.predict(args.run, args.files, args.beam):
+            print(f"{f}: {digits}")
+        return 0
+    if args.cmd == "decode":
+        rep = ctc_app.decode(args.run, args.data, args.beam)
+        print(f"character error rate {rep['cer']:.4f}; {rep['exact']:.1%} of {rep['strips']} strips read exactly")
+        for img, truth, read in rep["examples"]:
+            print(ctc_app.text_art(img))
+            print(f"truth {''.join(map(str, truth))}  read {''.join(map(str, read))}\n")
+        return 0
+    given = {k: getattr(args, k) for k in _CTC_SHAPING if getattr(args, k) is not None}
+    if args.resume:
+        if given or args.data:
+            names = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
+            raise ct.RunError(f"{args.resume}: {', '.join(names)} cannot change when resuming")
+        out, cfg = Path(args.resume), None
+    else:
+        if not args.data:
+            raise ct.RunError("give the strips folder (lstmkit ctc make-strips) or --resume RUN")
+        cfg, out = ctc_app.CTCConfig(data=str(Path(args.data).resolve()), **given), Path(args.out or "runs/ctc")
+    hist, cfg = ctc_app.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume),
+                              not args.no_progress)
+    if hist.stop_reason == "nan":
+        return _fail(f"the loss became non-finite; training stopped and the last good checkpoint is "
+                     f"{out / 'latest.npz'} (try a lower --lr)", EXIT_NAN)
+    cer = hist.history.get("val_cer") or [math.nan]
+    print(f"best validation CER {min(cer):.4f}; saved {out / 'best.npz'}", file=sys.stderr)
+    if hist.stop_reason == "interrupted":
+        print(f"stopped by Ctrl-C; continue with: lstmkit ctc train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
 
 
 _VIDEO_SHAPING = ("frames", "size", "grayscale", "hidden", "features", "batch_size", "lr", "val_fraction",
@@ -224,12 +309,14 @@ def main(argv: list[str] | None = None) -> int:
             return _model_summary(args)
         if args.app == "video":
             return _video(args)
+        if args.app == "ctc":
+            return _ctc(args)
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "sample":
             return _sample(args)
         return _eval(args)
-    except (TextError, CheckpointError, ct.RunError, VideoError) as e:
+    except (TextError, CheckpointError, ct.RunError, VideoError, StripError) as e:
         return _fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return _fail(f"{e.filename or ''}: {e.strerror or e}")

@@ -43,6 +43,25 @@ def _lengths(name: str, v: Any, B: int, upper: int | None) -> np.ndarray:
     return a.astype(np.int64)
 
 
+def pack_targets(input_lengths: Any, targets: Any, target_lengths: Any) -> np.ndarray:
+    """(N, 2 + S) int64 rows [input_length, target_length, labels...]: everything CTC needs per sample in one
+    array, so ``model.fit(x, pack_targets(...), loss=CTCLoss(), lengths=input_lengths)`` batches it like labels."""
+    t, il, tl = np.asarray(targets), np.asarray(input_lengths), np.asarray(target_lengths)
+    if t.ndim != 2 or il.shape != (len(t),) or tl.shape != (len(t),):
+        raise ValueError(f"pack_targets: expected padded targets (N, S) with input and target lengths (N,), got "
+                         f"{t.shape}, {il.shape}, {tl.shape}")
+    return np.concatenate([il[:, None], tl[:, None], t], axis=1).astype(np.int64)
+
+
+def unpack_targets(packed: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input_lengths, padded targets, target_lengths) from ``pack_targets``' rows."""
+    p = np.asarray(packed)
+    if p.ndim != 2 or p.shape[1] < 2 or not np.issubdtype(p.dtype, np.integer):
+        raise ValueError(f"CTCLoss: without lengths, expected targets packed by pack_targets (N, 2 + S) ints, "
+                         f"got {p.dtype} of shape {p.shape}")
+    return p[:, 0], p[:, 2:], p[:, 1]
+
+
 class CTCLoss:
     """``loss = CTCLoss(blank=0)(logits, targets, input_lengths, target_lengths)``; ``backward()`` -> dlogits.
 
@@ -61,8 +80,8 @@ class CTCLoss:
         self._cache: dict[str, Any] | None = None
         self._ws = Workspace()
 
-    def __call__(self, logits: np.ndarray, targets: np.ndarray, input_lengths: Any, target_lengths: Any
-                 ) -> float | np.ndarray:
+    def __call__(self, logits: np.ndarray, targets: np.ndarray, input_lengths: Any = None,
+                 target_lengths: Any = None) -> float | np.ndarray:
         return self.forward(logits, targets, input_lengths, target_lengths)
 
     def _targets(self, targets: Any, lengths: np.ndarray, C: int) -> np.ndarray:
@@ -93,8 +112,11 @@ class CTCLoss:
                              f"in [0, {C}) other than the blank {self.blank}")
         return np.where(valid, padded, self.blank)
 
-    def forward(self, logits: np.ndarray, targets: Any, input_lengths: Any, target_lengths: Any
+    def forward(self, logits: np.ndarray, targets: Any, input_lengths: Any = None, target_lengths: Any = None
                 ) -> float | np.ndarray:
+        """Without lengths, ``targets`` is packed as ``pack_targets`` makes it (how ``model.fit`` passes them)."""
+        if input_lengths is None and target_lengths is None:
+            input_lengths, targets, target_lengths = unpack_targets(targets)
         x = np.asarray(logits)
         if x.ndim != 3 or not np.issubdtype(x.dtype, np.floating):
             raise ValueError(f"CTCLoss: expected floating-point logits of shape (B, T, C), got {x.dtype} {x.shape}")

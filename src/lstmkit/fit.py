@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, modelfile
+from .ctc import CTCLoss, unpack_targets
+from .decoding import ctc_greedy, edit_distance
 from .layers.base import Layer
 from .losses import CrossEntropyLoss, MSELoss
 from .model import takes_lengths
@@ -31,7 +33,7 @@ from .random import get_rng
 from .training import History, RunError, TrainConfig, Trainer
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[float, float]]
-_LOSSES = {"cross_entropy": CrossEntropyLoss, "mse": MSELoss}
+_LOSSES = {"cross_entropy": CrossEntropyLoss, "mse": MSELoss, "ctc": CTCLoss}
 
 
 # ---- metrics: each returns (sum, count) over a batch, so batches combine exactly ------------------
@@ -66,8 +68,16 @@ def _elementwise(name: str, fn: Callable[[np.ndarray], np.ndarray]) -> Metric:
     return metric
 
 
+def cer(pred: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> tuple[float, float]:
+    """Character error rate of CTC best-path decoding: logits (B, T, C) against ``ctc.pack_targets`` rows."""
+    in_lens, targets, t_lens = unpack_targets(y)
+    decoded = ctc_greedy(pred, blank=0, input_lengths=in_lens)
+    errors = sum(edit_distance(d, list(targets[b, :t_lens[b]])) for b, d in enumerate(decoded))
+    return float(errors), float(t_lens.sum())
+
+
 METRICS: dict[str, Metric] = {"accuracy": accuracy, "mae": _elementwise("mae", np.abs),
-                              "mse": _elementwise("mse", np.square)}
+                              "mse": _elementwise("mse", np.square), "cer": cer}
 
 
 def _metric_fns(metrics: Sequence[str | Callable[..., Any]]) -> dict[str, Metric]:

@@ -34,4 +34,16 @@ def CNNLSTM(num_classes: int, in_channels: int = 3, size: int | tuple[int, int] 
                       *head, Dense(hidden, num_classes, dtype=dtype, rng=rng))           # (B, classes)
 
 
-__all__ = ["CNNLSTM"]
+def CTCRecognizer(height: int, num_classes: int, hidden: int = 128, layers: int = 2, dtype: str = "float32",
+                  rng: np.random.Generator | None = None) -> Sequential:
+    """Sequence recogniser for CTC: columns (B, W, height) -> per-column logits (B, W, num_classes).
+
+    A ``layers``-deep bidirectional LSTM reads the image column by column (pass ``lengths`` for
+    padded batches) and a Dense layer scores every column; class 0 is CTC's blank.
+    """
+    return Sequential(LSTM(height, hidden, num_layers=layers, bidirectional=True, return_sequences=True,
+                           dtype=dtype, rng=rng),                                          # (B, W, 2·hidden)
+                      Dense(2 * hidden, num_classes, dtype=dtype, rng=rng))               # (B, W, classes)
+
+
+__all__ = ["CNNLSTM", "CTCRecognizer"]
