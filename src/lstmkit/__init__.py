@@ -4,7 +4,7 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import checkpoint, data, decoding, functional, init, optim, training
+from . import checkpoint, data, decoding, functional, init, models, optim, training
 from .ctc import CTCLoss
 from .layers import (
                      GRU,
@@ -39,5 +39,5 @@ __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
-           "checkpoint", "data", "decoding", "optim", "functional", "init",
+           "checkpoint", "data", "decoding", "models", "optim", "functional", "init",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]
