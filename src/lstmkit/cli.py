@@ -125,11 +125,7 @@ def _video_parser(apps: Any) -> None:
     tr = cmds.add_parser("train", help="train on a folder of class folders, or continue with --resume",
                          description="Train on DATA/<class>/<videos> (any format FFmpeg reads).")
     tr.add_argument("data", nargs="?", help="folder with one sub-folder of clips per class")
-    tr.add_argument("--out", help="run folder (default runs/video)")
-    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
-    tr.add_argument("--epochs", type=int, help="budget in passes over the training clips (default 10)")
-    tr.add_argument("--steps", type=int, help="budget in optimizer steps")
-    tr.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+    _run_options(tr, "runs/video", "clips")
     g = tr.add_argument_group("data, model and optimisation (fixed when a run starts)")
     g.add_argument("--frames", type=int, help=f"frames sampled per clip (default {d.frames})")
     g.add_argument("--size", type=int, help=f"frame width and height after resizing (default {d.size[0]})")
@@ -155,6 +151,25 @@ def _video_parser(apps: Any) -> None:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> None:
+    """The options every application's ``train`` shares: where the run lives and its budget."""
+    p.add_argument("--out", help=f"run folder (default {default_out})")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
+    p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (default 10)")
+    p.add_argument("--steps", type=int, help="budget in optimizer steps")
+    p.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+
+
+def _fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The run-shaping options given; with --resume (where the run keeps its own) any of them is an error."""
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if args.resume and (given or args.data):
+        flags = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
+        raise ct.RunError(f"{args.resume}: {', '.join(flags)} cannot change when resuming (the run keeps the "
+                          "settings it started with)")
+    return given
+
+
 def _ctc_parser(apps: Any) -> None:
     d = ctc_app.CTCConfig(data="")
     cp = apps.add_parser("ctc", help="BiLSTM + CTC digit-strip recogniser", description="BiLSTM + CTC recogniser")
@@ -169,11 +184,7 @@ def _ctc_parser(apps: Any) -> None:
     tr = cmds.add_parser("train", help="train on a strips folder, or continue with --resume",
                          description="Train on DATA/strips.npz.")
     tr.add_argument("data", nargs="?", help="strips folder or file")
-    tr.add_argument("--out", help="run folder (default runs/ctc)")
-    tr.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
-    tr.add_argument("--epochs", type=int, help="budget in passes (default 10)")
-    tr.add_argument("--steps", type=int, help="budget in optimizer steps")
-    tr.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+    _run_options(tr, "runs/ctc", "strips")
     g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
     g.add_argument("--hidden", type=int, help=f"LSTM units per direction (default {d.hidden})")
     g.add_argument("--layers", type=int, help=f"bidirectional LSTM layers (default {d.layers})")
@@ -214,11 +225,8 @@ def _ctc(args: argparse.Namespace) -> int:
             print(ctc_app.text_art(img))
             print(f"truth {''.join(map(str, truth))}  read {''.join(map(str, read))}\n")
         return 0
-    given = {k: getattr(args, k) for k in _CTC_SHAPING if getattr(args, k) is not None}
+    given = _fixed_settings(args, _CTC_SHAPING)
     if args.resume:
-        if given or args.data:
-            names = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
-            raise ct.RunError(f"{args.resume}: {', '.join(names)} cannot change when resuming")
         out, cfg = Path(args.resume), None
     else:
         if not args.data:
@@ -267,12 +275,8 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def _video_train(args: argparse.Namespace) -> int:
-    given = {k: getattr(args, k) for k in _VIDEO_SHAPING if getattr(args, k) is not None}
+    given = _fixed_settings(args, _VIDEO_SHAPING)
     if args.resume:
-        if given or args.data:
-            names = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
-            raise ct.RunError(f"{args.resume}: {', '.join(names)} cannot change when resuming (the run keeps "
-                              "the settings it started with)")
         out, cfg = Path(args.resume), None
     else:
         if not args.data:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, functional, modelfile
+from .. import functional, modelfile
 from ..ctc import CTCLoss, pack_targets
 from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, write_png
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
@@ -106,19 +106,12 @@ def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, ste
 
 
 def _run_meta(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"{path}: no checkpoint there")
-    _, meta = modelfile.read(path)
-    if meta.get("app") != FORMAT or "ctc" not in meta:
-        raise modelfile.ModelFileError(f"{path}: not a CTC-recogniser run (app {meta.get('app')!r})")
-    return meta
+    return modelfile.app_meta(path, FORMAT, "ctc", "CTC-recogniser")
 
 
 def load(run: str | Path) -> Any:
     """The best model of a run folder (or a checkpoint file), in eval mode."""
-    run = Path(run)
-    path = run if run.is_file() else next((p for p in (run / "best.npz", run / "latest.npz") if p.is_file()),
-                                           run / "best.npz")
+    path = modelfile.run_file(run)
     _run_meta(path)
     return modelfile.load_model(path)
 

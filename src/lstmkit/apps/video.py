@@ -105,19 +105,12 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
 
 
 def _run_meta(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise checkpoint.CheckpointError(f"{path}: no checkpoint there")
-    _, meta = modelfile.read(path)
-    if meta.get("app") != FORMAT or "video" not in meta:
-        raise modelfile.ModelFileError(f"{path}: not a video-classifier run (app {meta.get('app')!r})")
-    return meta
+    return modelfile.app_meta(path, FORMAT, "video", "video-classifier")
 
 
 def load(run: str | Path) -> tuple[Any, VideoConfig]:
     """The best model of a run folder (or a checkpoint file) and its settings; model in eval mode."""
-    run = Path(run)
-    path = run if run.is_file() else next((p for p in (run / "best.npz", run / "latest.npz") if p.is_file()),
-                                           run / "best.npz")
+    path = modelfile.run_file(run)
     meta = _run_meta(path)
     model = modelfile.load_model(path)
     try:
