@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 
-from . import functional as F
 from .workspace import Workspace
 
 NEG = -1e30          # log 0, finite: shifted views and sums stay free of inf − inf
@@ -140,7 +139,10 @@ class CTCLoss:
         Ll = 2 * Sl + 1
         dt = x.dtype                                  # float32 logits recurse in float32, as PyTorch does
         floor = -700.0 if dt == np.float64 else -80.0  # exp is ~9x slower where it underflows; e^floor adds nothing
-        logp = F.log_softmax(x, axis=-1)                                     # (B, T, C)
+        # log_softmax over C with T innermost (B, C, T): the reductions run along contiguous rows
+        logp = np.ascontiguousarray(x.transpose(0, 2, 1))                   # (B, C, T)
+        logp -= logp.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
 
         # Forward rows 0..B−1; rows B..2B−1: the same samples reversed in time and labels (their α is β).
         t_idx = np.arange(T)[None, :]
@@ -151,7 +153,7 @@ class CTCLoss:
         both_ext = np.concatenate([ext, ext_r])                                        # (2B, L)
         # Emissions y_t(l'_s): gathered as (B, L, T) rows of the (B, C, T) log-probabilities, then time-major.
         rows_b = np.arange(B)[:, None]
-        e = np.ascontiguousarray(logp.transpose(0, 2, 1))[rows_b, ext]                  # (B, L, T)
+        e = logp[rows_b, ext]                                                            # (B, L, T)
         if (Tl == T).all() and (Ll == L).all():
             e_r = e[:, ::-1, ::-1]
         else:
@@ -224,7 +226,7 @@ class CTCLoss:
         onehot = np.zeros((B, L, c["C"]), alpha.dtype)
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
         occ = np.matmul(post.transpose(1, 0, 2), onehot)                                     # (B, T, C)
-        grad = np.exp(logp) - occ
+        grad = np.exp(logp).transpose(0, 2, 1) - occ                                         # softmax − occupancy
         grad[np.arange(T)[None, :] >= Tl[:, None]] = 0.0
         if self.reduction == "none":
             w = np.ones(B) if grad_output is None else np.asarray(grad_output, np.float64)
