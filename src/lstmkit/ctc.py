@@ -138,7 +138,9 @@ class CTCLoss:
         ext[:, 1::2] = tgt                                                   # (B, L): blank, l1, blank, ...
         Ll = 2 * Sl + 1
         dt = x.dtype                                  # float32 logits recurse in float32, as PyTorch does
-        floor = -700.0 if dt == np.float64 else -80.0  # exp is ~9x slower where it underflows; e^floor adds nothing
+        # float64 exp is ~9x slower where it underflows, so its arguments are clamped at -700 (e^-700 adds nothing
+        # to the max's 1); float32 exp underflows at full speed and needs no clamp.
+        floor = -700.0 if dt == np.float64 else None
         # log_softmax over C with T innermost (B, C, T): the reductions run along contiguous rows
         logp = np.ascontiguousarray(x.transpose(0, 2, 1))                   # (B, C, T)
         logp -= logp.max(axis=1, keepdims=True)
@@ -179,7 +181,8 @@ class CTCLoss:
             np.maximum(W[0], W[1], out=m)                         # (two binary calls beat one 3-row reduction)
             np.maximum(m, W[2], out=m)
             W -= m
-            np.maximum(W, floor, out=W)
+            if floor is not None:
+                np.maximum(W, floor, out=W)
             np.exp(W, out=W)
             np.add(W[0], W[1], out=cur)
             cur += W[2]
