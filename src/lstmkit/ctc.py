@@ -225,7 +225,11 @@ class CTCLoss:
         else:
             beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
         emit = c["emit"]                                                                  # (T, B, L)
-        post = np.exp(np.minimum(alpha + beta - emit - c["logP"][None, :, None], 0.0))       # (T, B, L)
+        post = np.add(alpha, beta)                                                           # (T, B, L)
+        post -= emit
+        post -= c["logP"][None, :, None]
+        np.exp(post, out=post)                            # the posterior of being at s at time t
+        post[:, ~c["feasible"]] = 0.0                     # (an impossible target has none)
         onehot = np.zeros((B, L, c["C"]), alpha.dtype)
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
         occ = np.matmul(post.transpose(1, 0, 2), onehot)                                     # (B, T, C)
