@@ -174,19 +174,22 @@ class CTCLoss:
         A[0, :, 2] = 0.0                                           # the virtual α_{−1}(0) = log 1
         m = ws.empty("m", (2 * B, L), dt)
         W = ws.empty("W", (3, 2 * B, L), dt)                      # the three predecessors of every (row, s)
+        W0, W1, W2 = W
+        add, maximum, exp, log = np.add, np.maximum, np.exp, np.log
         for t in range(T):                                         # logsumexp of three shifted views, + emission
             prev, cur = A[t], A[t + 1, :, 2:]
-            W[0], W[1] = prev[:, 2:], prev[:, 1:-1]                # α_{t−1}(s), α_{t−1}(s−1)
-            np.add(prev[:, :-2], skip, out=W[2])                   # α_{t−1}(s−2) where that skip is allowed
-            np.maximum(W[0], W[1], out=m)                         # (two binary calls beat one 3-row reduction)
-            np.maximum(m, W[2], out=m)
+            W0[...] = prev[:, 2:]                                  # α_{t−1}(s)
+            W1[...] = prev[:, 1:-1]                                # α_{t−1}(s−1)
+            add(prev[:, :-2], skip, out=W2)                        # α_{t−1}(s−2) where that skip is allowed
+            maximum(W0, W1, out=m)                                 # (two binary calls beat one 3-row reduction)
+            maximum(m, W2, out=m)
             W -= m
             if floor is not None:
-                np.maximum(W, floor, out=W)
-            np.exp(W, out=W)
-            np.add(W[0], W[1], out=cur)
-            cur += W[2]
-            np.log(cur, out=cur)
+                maximum(W, floor, out=W)
+            exp(W, out=W)
+            add(W0, W1, out=cur)
+            cur += W2
+            log(cur, out=cur)
             cur += m
             cur += emit[t]
         alpha = A[1:, :B, 2:]                                                          # (T, B, L)
