@@ -144,7 +144,10 @@ class CTCLoss:
         # log_softmax over C with T innermost (B, C, T): the reductions run along contiguous rows
         logp = np.ascontiguousarray(x.transpose(0, 2, 1))                   # (B, C, T)
         logp -= logp.max(axis=1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        probs = np.exp(logp)
+        total = probs.sum(axis=1, keepdims=True)
+        probs /= total                                                       # softmax, kept for the backward
+        logp -= np.log(total)
 
         # Forward rows 0..B−1; rows B..2B−1: the same samples reversed in time and labels (their α is β).
         t_idx = np.arange(T)[None, :]
@@ -202,7 +205,7 @@ class CTCLoss:
         logP = mx + np.log(np.exp(end1 - mx) + np.exp(end2 - mx))
         feasible = (logP > NEG / 2) & (Tl > 0)
         loss = np.where(feasible, -logP, np.inf)
-        self._cache = {"alpha": alpha, "beta_r": beta_r, "rev_t": rev_t, "rev_s": rev_s, "ext": ext, "logp": logp,
+        self._cache = {"alpha": alpha, "beta_r": beta_r, "rev_t": rev_t, "rev_s": rev_s, "ext": ext, "probs": probs,
                        "emit": emit[:, :B], "logP": logP, "feasible": feasible,
                        "uniform": bool((Tl == T).all() and (Ll == L).all()), "Tl": Tl, "Sl": Sl,
                        "dtype": x.dtype, "C": C}
@@ -220,7 +223,7 @@ class CTCLoss:
         c = self._cache
         if c is None:
             raise RuntimeError("CTCLoss.backward called before forward")
-        alpha, logp, Tl, Sl = c["alpha"], c["logp"], c["Tl"], c["Sl"]
+        alpha, Tl, Sl = c["alpha"], c["Tl"], c["Sl"]
         T, B, L = alpha.shape
         # β_t(s) = α of the reversed problem at (T_b − 1 − t, L_b − 1 − s)
         if c["uniform"]:                                                                 # every T_b = T, L_b = L
@@ -235,8 +238,8 @@ class CTCLoss:
         post[:, ~c["feasible"]] = 0.0                     # (an impossible target has none)
         onehot = np.zeros((B, L, c["C"]), alpha.dtype)
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
-        occ = np.matmul(post.transpose(1, 0, 2), onehot)                                     # (B, T, C)
-        grad = np.exp(logp).transpose(0, 2, 1) - occ                                         # softmax − occupancy
+        grad = np.matmul(post.transpose(1, 0, 2), onehot)                                    # occupancy (B, T, C)
+        np.subtract(c["probs"].transpose(0, 2, 1), grad, out=grad)                           # softmax − occupancy
         grad[np.arange(T)[None, :] >= Tl[:, None]] = 0.0
         if self.reduction == "none":
             w = np.ones(B) if grad_output is None else np.asarray(grad_output, np.float64)
