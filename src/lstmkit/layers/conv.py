@@ -152,62 +152,72 @@ class Conv2D(Layer):
         N, H, W, _ = x.shape
         Ho, Wo = self.output_shape(H, W)
         y = np.empty((N, Ho, Wo, self.out_channels), self.dtype)
-        self._cache = {"shape": x.shape, "out": (Ho, Wo), "halves": self._halves(N, Ho * Wo)}
+        self._cache = {"x": x, "out": (Ho, Wo), "chunks": self._chunks(N, Ho * Wo)}
         self._split(lambda k, s: self._forward_part(k, x[s], y[s]))
         return y
 
-    def _forward_part(self, k: int, x: np.ndarray, y: np.ndarray) -> None:
-        ws = self._ws[k]
+    def _im2col(self, ws: Workspace, x: np.ndarray, Ho: int, Wo: int) -> np.ndarray:
+        """(kh·kw·C [+ 1], N·Ho·Wo) receptive fields of x (N, H, W, C), channels first, with a ones row for the bias.
+
+        Row (i, j, c) holds what tap (i, j) of channel c sees at every output pixel: a strided copy of one
+        contiguous plane of the padded input.
+        """
         N, H, W, C = x.shape
-        Ho, Wo, O = y.shape[1:]
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        K, P, nb = kh * kw * C, N * Ho * Wo, int(self.bias is not None)
-        # im2col, channels first: row (i, j, c) holds the input that tap (i, j) of channel c sees at every
-        # output pixel; each row is a strided copy of a contiguous plane of the padded input.
+        K, nb = kh * kw * C, int(self.bias is not None)
         t, b, l, r = self.pads(H, W)
         xp = ws.empty("xpadT", (C, N, H + t + b, W + l + r), self.dtype)
         if t or b or l or r:
             xp.fill(0)
         xp[:, :, t:t + H, l:l + W] = x.transpose(3, 0, 1, 2)
-        cols = ws.empty("colsT", (K + nb, P), self.dtype)
+        cols = ws.empty("colsT", (K + nb, N * Ho * Wo), self.dtype)
         taps = cols[:K].reshape(kh, kw, C, N, Ho, Wo)
         for i in range(kh):
             for j in range(kw):
                 taps[i, j] = xp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw]
-        w = ws.empty("w_aug", (O, K + nb), self.dtype)
-        w[:, :K] = self.weight.value.reshape(K, O).T
-        if nb:                                            # the bias rides in the GEMM as a row of ones
+        if nb:
             cols[K] = 1
+        return cols
+
+    def _forward_part(self, k: int, x: np.ndarray, y: np.ndarray) -> None:
+        ws = self._ws[k]
+        Ho, Wo, O = y.shape[1:]
+        cols = self._im2col(ws, x, Ho, Wo)
+        K = cols.shape[0] - int(self.bias is not None)
+        w = ws.empty("w_aug", (O, cols.shape[0]), self.dtype)
+        w[:, :K] = self.weight.value.reshape(K, O).T
+        if self.bias is not None:                         # the bias rides in the GEMM as a row of ones
             w[:, K] = self.bias.value
-        np.matmul(cols.T, w.T, out=y.reshape(P, O))      # straight into NHWC
+        np.matmul(cols.T, w.T, out=y.reshape(-1, O))      # straight into NHWC
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, Ho, Wo, out) -> dx (N, H, W, in); adds into weight.grad and bias.grad."""
         if self._cache is None:
             raise RuntimeError("Conv2D.backward called before forward")
-        N, H, W, C = self._cache["shape"]
+        x = self._cache["x"]
+        N, H, W, C = x.shape
         Ho, Wo = self._cache["out"]
         dy = np.asarray(dy, self.dtype)
         if dy.shape != (N, Ho, Wo, self.out_channels):
             raise ValueError(f"Conv2D.backward: expected dy of shape {(N, Ho, Wo, self.out_channels)}, got {dy.shape}")
         dx = np.empty((N, H, W, C), self.dtype)
-        grads = self._split(lambda k, s: self._backward_part(k, dy[s], dx[s]))
-        for dw, db in grads:
-            self.weight.grad += dw
+        for dWb in self._split(lambda k, s: self._backward_part(k, x[s], dy[s], dx[s])):
+            self.weight.grad += dWb[:-1].reshape(self.weight.shape) if self.bias is not None else \
+                dWb.reshape(self.weight.shape)
             if self.bias is not None:
-                self.bias.grad += db
+                self.bias.grad += dWb[-1]
         return dx
 
-    def _backward_part(self, k: int, dy: np.ndarray, dx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def _backward_part(self, k: int, x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+        """Writes this chunk's dx and returns its [dW; db] (K [+ 1], O)."""
         ws = self._ws[k]
         N, H, W, C = dx.shape
         Ho, Wo, O = dy.shape[1:]
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        K, nb = kh * kw * C, int(self.bias is not None)
+        K = kh * kw * C
         dy2 = dy.reshape(-1, O)
-        cols = ws.empty("colsT", (K + nb, N * Ho * Wo), self.dtype)      # from the forward, with its ones row
-        dWb = cols @ dy2                                                  # (K + 1, O): dW and, last, db
-        dW, db = dWb[:K].reshape(self.weight.shape), (dWb[K] if nb else None)
+        cols = self._im2col(ws, x, Ho, Wo)                            # recomputed: cheaper than keeping it
+        dWb = cols @ dy2
         # dx: each output pixel's gradient spread back over its receptive field. One GEMM gives, per kernel
         # tap (i, j) and input channel, a plane over the output pixels (channels first, so that each plane is
         # contiguous); the planes are added into the padded input at their taps' offsets, then turned to NHWC.
@@ -220,19 +230,35 @@ class Conv2D(Layer):
             for j in range(kw):
                 dxp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] += dcols[i, j]
         dx[...] = dxp[:, :, t:t + H, l:l + W].transpose(1, 2, 3, 0)
-        return dW, db
+        return dWb
 
     # ---- two cores --------------------------------------------------------------
 
-    def _halves(self, N: int, pixels: int) -> list[slice]:
-        work = N * pixels * self.kernel_size[0] * self.kernel_size[1] * self.in_channels * self.out_channels
-        if N >= 2 and work >= _SPLIT_MIN and parallel.cores() >= 2:
-            return [slice(0, N // 2), slice(N // 2, N)]
-        return [slice(0, N)]
+    def _chunks(self, N: int, pixels: int) -> list[slice]:
+        """Batch chunks whose im2col fits in cache (~2 MB); two threads take turns when the work is large."""
+        K = self.kernel_size[0] * self.kernel_size[1] * self.in_channels + 1
+        per = max(1, (1 << 21) // (K * pixels * self.dtype.itemsize))
+        return [slice(s, min(s + per, N)) for s in range(0, N, per)]
 
     def _split(self, part: Any) -> list[Any]:
-        """``part(k, batch_slice)`` for the batch halves chosen in forward, side by side when there are two."""
-        halves = self._cache["halves"]
-        if len(halves) == 1:
-            return [part(0, halves[0])]
-        return list(parallel.side_by_side(lambda: part(0, halves[0]), lambda: part(1, halves[1])))
+        """``part(k, batch_slice)`` over the chunks chosen in forward, on two threads (k = 0, 1) when it pays.
+
+        Returns, per thread, the sum of its parts' results (the backward's [dW; db]; None for the forward).
+        """
+        chunks = self._cache["chunks"]
+        N = chunks[-1].stop
+        Ho, Wo = self._cache["out"]
+        work = N * Ho * Wo * self.kernel_size[0] * self.kernel_size[1] * self.in_channels * self.out_channels
+        two = len(chunks) >= 2 and work >= _SPLIT_MIN and parallel.cores() >= 2
+
+        def run(k: int, mine: list[slice]) -> Any:
+            out = None
+            for s in mine:
+                r = part(k, s)
+                out = r if out is None else out + r
+            return out
+
+        if not two:
+            return [run(0, chunks)]
+        return [r for r in parallel.side_by_side(lambda: run(0, chunks[0::2]), lambda: run(1, chunks[1::2]))
+                if r is not None]
