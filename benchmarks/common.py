@@ -11,8 +11,11 @@ def time_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, budget_s
     """Median and minimum wall time of ``fn`` in milliseconds over ``repeat`` runs after ``warmup`` runs.
 
     At least 5 runs are timed even past the budget. The median is the figure to compare; the
-    minimum shows what the code costs when nothing else on a shared machine interferes.
+    minimum shows what the code costs when nothing else on a shared machine interferes. A pause
+    first lets the BLAS or OpenMP worker threads of whatever ran before stop spinning (OpenBLAS's
+    spin for ~0.1 s after a multi-threaded call and would take a core from the case timed next).
     """
+    time.sleep(0.3)
     for _ in range(warmup):
         fn()
     times = []
