@@ -116,6 +116,8 @@ def make_moving_set(out: str | Path, per_class: int = 200, frames: int = 16, siz
     if per_class < 1 or frames < 1 or size < 16 or size % 2:
         raise VideoError(f"make-synthetic: per-class and frames must be >= 1 and size an even number >= 16, got "
                          f"per_class={per_class}, frames={frames}, size={size}")
+    if write is write_mp4:
+        _av()                                             # say so before any work if PyAV is missing
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise VideoError(f"{out}: exists and is not empty; choose a new folder for the synthetic set")
