@@ -211,7 +211,6 @@ class CTCLoss:
                        "dtype": x.dtype, "C": C}
         if self.zero_infinity:
             loss = np.where(feasible, loss, 0.0)
-        self._loss = loss
         if self.reduction == "none":
             return loss.astype(x.dtype)
         if self.reduction == "sum":

@@ -175,11 +175,8 @@ class History:
 
     def plot(self, path: Path, ylabel: str = "loss", scale: float = 1.0) -> bool:
         """Loss curves (and, beside them, any other metrics) to ``path``; False without matplotlib."""
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        plt = pyplot()
+        if plt is None:
             return False
         others = [k for k in self.history if "loss" not in k and "bpc" not in k]
         fig, axes = plt.subplots(1, 2 if others else 1, figsize=(12 if others else 7, 4), dpi=100, squeeze=False)
@@ -199,11 +196,27 @@ class History:
             a.set_xlabel("step")
             a.grid(alpha=0.3)
             a.legend()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight")
-        plt.close(fig)
-        checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
+        save_figure(fig, path)
         return True
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the file-only Agg backend, or None without matplotlib (the ``plot`` extra)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write a matplotlib figure to ``path`` as PNG, atomically, and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    pyplot().close(fig)
+    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 class Trainer:

@@ -186,7 +186,6 @@ class Trainer(training.Trainer):
                      {"params": vectors, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.99))
         super().__init__(out, model, opt, tcfg, [rng], steps_per_epoch=len(self.windows),
                          items_per_step=tcfg.batch_size * tcfg.seq_len, metrics=["val_loss", "val_bpc"])
-        self.rng = rng
         self.loss_fn = CrossEntropyLoss()
         self.window = 0               # next window within the pass
         self.state_hc: tuple[np.ndarray, np.ndarray] | None = None    # carried (h, c), each (layers, B, H)

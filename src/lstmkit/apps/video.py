@@ -15,7 +15,6 @@ setting, so ``predict``, ``eval`` and ``--resume`` need nothing but the run fold
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from .. import checkpoint, functional, modelfile
+from .. import functional, modelfile
 from ..data.video import VideoError, VideoFolder, decode
 from ..fit import fit
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
 from ..optim import AdamW
-from ..training import History, RunError
+from ..training import History, RunError, pyplot, save_figure
 
 FORMAT = "lstmkit-video"
 
@@ -163,11 +162,8 @@ def evaluate(run: str | Path, data: str, png: str | Path | None = None, progress
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: Path) -> bool:
     """Write the confusion matrix (rows: true class, columns: predicted) as a PNG; False without matplotlib."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(1.2 + 0.7 * len(classes), 1 + 0.6 * len(classes)), dpi=100)
     ax.imshow(cm, cmap="Blues")
@@ -178,8 +174,5 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: Path) -> bool:
     for (i, j), v in np.ndenumerate(cm):
         ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
     ax.set_title(f"accuracy {np.trace(cm) / max(1, cm.sum()):.1%} on {cm.sum()} clips")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    plt.close(fig)
-    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
+    save_figure(fig, path)
     return True
