@@ -29,21 +29,6 @@ def tanh(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.tanh(x, out=out)
 
 
-def tanh_via_sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """tanh(x) computed as 2σ(2x) − 1 = 2 / (1 + exp(−2x)) − 1.
-
-    Same values to rounding, but ~30 % cheaper than ``np.tanh`` here because
-    NumPy's float32 exp is faster than its tanh.
-    """
-    with np.errstate(over="ignore"):
-        out = np.multiply(x, -2, out=out)
-        np.exp(out, out=out)
-        out += 1
-        np.divide(2, out, out=out)
-        out -= 1
-    return out
-
-
 def relu(x: np.ndarray) -> np.ndarray:
     """max(x, 0), any shape."""
     return np.maximum(x, 0)
