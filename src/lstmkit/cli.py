@@ -234,15 +234,9 @@ def _ctc(args: argparse.Namespace) -> int:
         cfg, out = ctc_app.CTCConfig(data=str(Path(args.data).resolve()), **given), Path(args.out or "runs/ctc")
     hist, cfg = ctc_app.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume),
                               not args.no_progress)
-    if hist.stop_reason == "nan":
-        return _fail(f"the loss became non-finite; training stopped and the last good checkpoint is "
-                     f"{out / 'latest.npz'} (try a lower --lr)", EXIT_NAN)
     cer = hist.history.get("val_cer") or [math.nan]
-    print(f"best validation CER {min(cer):.4f}; saved {out / 'best.npz'}", file=sys.stderr)
-    if hist.stop_reason == "interrupted":
-        print(f"stopped by Ctrl-C; continue with: lstmkit ctc train --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return _end_of_training("ctc", hist.stop_reason, out, f"best validation CER {min(cer):.4f}; saved "
+                            f"{out / 'best.npz'}")
 
 
 _VIDEO_SHAPING = ("frames", "size", "grayscale", "hidden", "features", "batch_size", "lr", "val_fraction",
@@ -289,14 +283,22 @@ def _video_train(args: argparse.Namespace) -> int:
             raise ct.RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
     hist, cfg = video.train(cfg, out, args.epochs, args.steps, args.minutes, resume=bool(args.resume),
                             progress=not args.no_progress)
-    if hist.stop_reason == "nan":
-        return _fail(f"the loss became non-finite (nan/inf); training stopped and the last good checkpoint is "
-                     f"{out / 'latest.npz'} (try a lower --lr)", EXIT_NAN)
     acc = hist.history.get("val_accuracy") or [math.nan]
-    print(f"best validation accuracy {max(acc):.4f} over {len(cfg.classes)} classes; saved {out / 'best.npz'}",
-          file=sys.stderr)
-    if hist.stop_reason == "interrupted":
-        print(f"stopped by Ctrl-C; continue with: lstmkit video train --resume {out}", file=sys.stderr)
+    return _end_of_training("video", hist.stop_reason, out, f"best validation accuracy {max(acc):.4f} over "
+                            f"{len(cfg.classes)} classes; saved {out / 'best.npz'}")
+
+
+def _end_of_training(app: str, reason: str, out: Path, summary: str, at: str = "", knobs: str = "--lr") -> int:
+    """What every ``train`` command says and returns when the loop ends: exit 3 after a non-finite loss (the
+    last good checkpoint kept), 130 after Ctrl-C (with how to resume), else 0; ``summary`` otherwise."""
+    if reason == "nan":
+        last = out / "latest.npz"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
+        return _fail(f"the loss became non-finite (nan/inf){at}; training stopped and {kept} (try a lower {knobs})",
+                     EXIT_NAN)
+    print(summary, file=sys.stderr)
+    if reason == "interrupted":
+        print(f"stopped by Ctrl-C; continue with: lstmkit {app} train --resume {out}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
 
@@ -357,20 +359,12 @@ def _train(args: argparse.Namespace) -> int:
               f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
     reason = trainer.fit(progress=not args.no_progress)
     out = trainer.out
-    if reason == "nan":
-        last = out / "latest.npz"
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
-        return _fail(f"the loss became non-finite (nan/inf) at step {trainer.step + 1}; training stopped and "
-                     f"{kept} (try a lower --lr or --clip)", EXIT_NAN)
     best = trainer.history.best("val_loss")
     scored = (f"best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats)" if math.isfinite(best)
               else "not validated yet")
     saved = " and ".join(str(out / f) for f in ("latest.npz", "best.npz") if (out / f).is_file())
-    print(f"step {trainer.step}: {scored}; saved {saved}", file=sys.stderr)
-    if reason == "interrupted":
-        print(f"stopped by Ctrl-C; continue with: lstmkit charlm train --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
+    return _end_of_training("charlm", reason, out, f"step {trainer.step}: {scored}; saved {saved}",
+                            f" at step {trainer.step + 1}", "--lr or --clip")
 
 
 def _model_summary(args: argparse.Namespace) -> int:
