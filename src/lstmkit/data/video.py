@@ -17,7 +17,6 @@ cannot be decoded is skipped with a warning naming it.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,7 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import checkpoint
+from .. import checkpoint, parallel
 
 CACHE_VERSION = 1
 
@@ -187,7 +186,7 @@ class VideoFolder:
         if not todo:
             return clips
         jobs = [(str(paths[i]), self.frames, self.size, self.grayscale) for i in todo]
-        workers = workers or max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+        workers = workers or parallel.cores()
         bar = tqdm(total=len(jobs), unit="clip", desc=f"decoding {self.root}", disable=not progress)
         if workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
