@@ -1,6 +1,6 @@
-"""``python -m benchmarks [recurrent] [conv] [ctc] [charlm] [--minutes M] [--json PATH]``: lstmkit against PyTorch.
+"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [charlm] [--minutes M] [--json PATH]``: lstmkit vs PyTorch.
 
-With no suite named, runs ``recurrent``, ``conv``, ``ctc`` and the char-LM training-step speed. Each
+With no suite named, runs ``recurrent``, ``conv``, ``ctc``, ``tree`` and the char-LM training-step speed. Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
@@ -18,17 +18,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, conv, ctc, recurrent
+from . import charlm, conv, ctc, recurrent, tree
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 # glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
-SUITES = ("recurrent", "conv", "ctc", "charlm")
+SUITES = ("recurrent", "conv", "ctc", "tree", "charlm")
 TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float32"),
           "conv": (conv, "Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)"),
           "ctc": (ctc, "CTC loss, forward + backward from logits, float32"),
+          "tree": (tree, "Tree LSTMs, forward + backward, batch of 64 formulas: level-batched vs node by node"),
           "charlm": (charlm, "Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches")}
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
@@ -52,7 +53,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(results[0])
     for r in results[1:]:
         best["gemm_gflops"] = max(best["gemm_gflops"], r["gemm_gflops"])
-        for suite in ("recurrent", "conv", "ctc"):
+        for suite in ("recurrent", "conv", "ctc", "tree"):
             if suite in r:
                 best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t["median_ms"]) for k in r[suite]}
         if "charlm" in r and r["charlm"]["step"]["median_ms"] < best["charlm"]["step"]["median_ms"]:
@@ -62,7 +63,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv, ctc and/or charlm (default: all, "
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv, ctc, tree and/or charlm (default: all, "
                    "the char LM's step speed without its timed training)")
     p.add_argument("--minutes", type=float, help="with charlm: also train the default char LM for this many minutes "
                    "and report the validation loss (targets at 10 and 30)")

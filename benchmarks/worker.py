@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import charlm, conv, ctc, recurrent
+from . import charlm, conv, ctc, recurrent, tree
 from .machine import gemm_gflops
 
 N_GEMM = 1024
@@ -45,6 +45,7 @@ RUNNERS: dict[str, tuple[Any, Any]] = {
     "recurrent": (recurrent.run_lstmkit, recurrent.run_torch),
     "conv": (conv.run_lstmkit, conv.run_torch),
     "ctc": (ctc.run_lstmkit, ctc.run_torch),
+    "tree": (tree.run_lstmkit, tree.run_torch),
     "charlm": (lambda repeat: charlm.speed_lstmkit(), lambda repeat: charlm.speed_torch()),
 }
 

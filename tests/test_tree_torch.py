@@ -1,4 +1,4 @@
-"""Tree cells against a PyTorch autograd reference written here (the papers' equations, node by node,
+"""Tree cells against a PyTorch autograd reference (benchmarks/tree.py: the papers' equations, node by node,
 in float64, by recursion over each tree), and against central finite differences; on trees of one, two
 and many leaves, balanced and unbalanced, with unary and n-ary nodes, padding, and nonzero biases."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
+from benchmarks.tree import torch_childsum, torch_slstm
 
 import lstmkit as lk
 from lstmkit.data.trees import PAD, TreeVocab, encode, parse_tree
@@ -25,66 +25,6 @@ def batch(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     trees = [parse_tree(t) for t in texts]
     x, _ = encode(trees, TreeVocab.from_trees(trees))
     return x[:, :, 1], x[:, :, 0]                                 # parents (B, N), tokens (B, N)
-
-
-def children(parents: np.ndarray, b: int, j: int) -> list[int]:
-    return [k for k in range(parents.shape[1]) if parents[b, k] == j]
-
-
-def torch_childsum(p: dict[str, torch.Tensor], x: torch.Tensor, parents: np.ndarray, H: int) -> torch.Tensor:
-    Wi, Wh, bias = p["weight_ih"], p["weight_hh"], p["bias"]
-    sl = {g: slice(k * H, (k + 1) * H) for k, g in enumerate("iouf")}
-    out = torch.zeros(x.shape[0], x.shape[1], H, dtype=torch.float64)
-    hs = {}
-
-    def node(b: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        kids = [node(b, k) for k in children(parents, b, j)]
-        xj = x[b, j]
-        h_sum = sum((h for h, _ in kids), torch.zeros(H, dtype=torch.float64))
-
-        def pre(g: str, hh: torch.Tensor) -> torch.Tensor:
-            return Wi[sl[g]] @ xj + Wh[sl[g]] @ hh + bias[sl[g]]
-
-        i, o, u = torch.sigmoid(pre("i", h_sum)), torch.sigmoid(pre("o", h_sum)), torch.tanh(pre("u", h_sum))
-        c = i * u
-        for hk, ck in kids:
-            c = c + torch.sigmoid(pre("f", hk)) * ck
-        h = o * torch.tanh(c)
-        hs[b, j] = h
-        return h, c
-
-    for b in range(x.shape[0]):
-        node(b, 0)
-    return torch.stack([torch.stack([hs.get((b, j), out[b, j]) for j in range(x.shape[1])])
-                        for b in range(x.shape[0])])
-
-
-def torch_slstm(p: dict[str, torch.Tensor], x: torch.Tensor, parents: np.ndarray, H: int) -> torch.Tensor:
-    Wi, Whh, Wch, Wco, bias = p["weight_ih"], p["weight_hh"], p["weight_ch"], p["weight_co"], p["bias"]
-    sl = {g: slice(k * H, (k + 1) * H) for k, g in enumerate(["i", "fL", "fR", "o", "g"])}
-    zero = torch.zeros(H, dtype=torch.float64)
-    hs = {}
-
-    def node(b: int, j: int) -> tuple[torch.Tensor, torch.Tensor]:
-        kids = [node(b, k) for k in children(parents, b, j)] + [(zero, zero)] * 2
-        (hL, cL), (hR, cR) = kids[0], kids[1]
-        xj = x[b, j]
-
-        def pre(g: str, with_c: bool) -> torch.Tensor:
-            s = Wi[sl[g]] @ xj + Whh[sl[g], :H] @ hL + Whh[sl[g], H:] @ hR + bias[sl[g]]
-            return s + Wch[sl[g], :H] @ cL + Wch[sl[g], H:] @ cR if with_c else s
-
-        i, fL, fR = (torch.sigmoid(pre(g, True)) for g in ("i", "fL", "fR"))
-        c = fL * cL + fR * cR + i * torch.tanh(pre("g", False))
-        o = torch.sigmoid(pre("o", False) + Wco @ c)
-        h = o * torch.tanh(c)
-        hs[b, j] = h
-        return h, c
-
-    for b in range(x.shape[0]):
-        node(b, 0)
-    return torch.stack([torch.stack([hs.get((b, j), zero) for j in range(x.shape[1])])
-                        for b in range(x.shape[0])])
 
 
 CELLS = [(lk.ChildSumTreeLSTM, torch_childsum, NARY), (lk.SLSTM, torch_slstm, BINARY)]

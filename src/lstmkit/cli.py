@@ -9,6 +9,8 @@
     lstmkit video train data/moving --out runs/video --frames 16 --size 32 --epochs 10
     lstmkit video predict runs/video clip.mp4
     lstmkit video eval runs/video data/moving_test
+    lstmkit ctc train data/strips --out runs/ctc --minutes 15
+    lstmkit tree train data/bool --out runs/bool --cell slstm --epochs 10
 
 Bad input (a missing, empty, binary or too-short text, a missing or damaged
 checkpoint, a vocabulary that does not match) prints one line naming the file
@@ -26,20 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from . import cli_tree
 from .apps import charlm_train as ct
 from .apps import ctc as ctc_app
 from .apps import video
 from .apps.charlm import CharLM
 from .checkpoint import CheckpointError
+from .cli_common import end_of_training, fail, fixed_settings, run_options
 from .data.strips import StripError
 from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
+from .data.trees import TreeError
 from .data.video import VideoError
 from .modelfile import load_model
-
-EXIT_BAD_INPUT = 2
-EXIT_NAN = 3
-EXIT_INTERRUPTED = 130
 
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _video_parser(apps)
     _ctc_parser(apps)
+    cli_tree.add_parser(apps)
 
     md = apps.add_parser("model", help="inspect a saved model file", description="saved model files")
     mcmds = md.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -125,7 +127,7 @@ def _video_parser(apps: Any) -> None:
     tr = cmds.add_parser("train", help="train on a folder of class folders, or continue with --resume",
                          description="Train on DATA/<class>/<videos> (any format FFmpeg reads).")
     tr.add_argument("data", nargs="?", help="folder with one sub-folder of clips per class")
-    _run_options(tr, "runs/video", "clips")
+    run_options(tr, "runs/video", "clips")
     g = tr.add_argument_group("data, model and optimisation (fixed when a run starts)")
     g.add_argument("--frames", type=int, help=f"frames sampled per clip (default {d.frames})")
     g.add_argument("--size", type=int, help=f"frame width and height after resizing (default {d.size[0]})")
@@ -151,25 +153,6 @@ def _video_parser(apps: Any) -> None:
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def _run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> None:
-    """The options every application's ``train`` shares: where the run lives and its budget."""
-    p.add_argument("--out", help=f"run folder (default {default_out})")
-    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
-    p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (default 10)")
-    p.add_argument("--steps", type=int, help="budget in optimizer steps")
-    p.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
-
-
-def _fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
-    """The run-shaping options given; with --resume (where the run keeps its own) any of them is an error."""
-    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    if args.resume and (given or args.data):
-        flags = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
-        raise ct.RunError(f"{args.resume}: {', '.join(flags)} cannot change when resuming (the run keeps the "
-                          "settings it started with)")
-    return given
-
-
 def _ctc_parser(apps: Any) -> None:
     d = ctc_app.CTCConfig(data="")
     cp = apps.add_parser("ctc", help="BiLSTM + CTC digit-strip recogniser", description="BiLSTM + CTC recogniser")
@@ -184,7 +167,7 @@ def _ctc_parser(apps: Any) -> None:
     tr = cmds.add_parser("train", help="train on a strips folder, or continue with --resume",
                          description="Train on DATA/strips.npz.")
     tr.add_argument("data", nargs="?", help="strips folder or file")
-    _run_options(tr, "runs/ctc", "strips")
+    run_options(tr, "runs/ctc", "strips")
     g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
     g.add_argument("--hidden", type=int, help=f"LSTM units per direction (default {d.hidden})")
     g.add_argument("--layers", type=int, help=f"bidirectional LSTM layers (default {d.layers})")
@@ -225,7 +208,7 @@ def _ctc(args: argparse.Namespace) -> int:
             print(ctc_app.text_art(img))
             print(f"truth {''.join(map(str, truth))}  read {''.join(map(str, read))}\n")
         return 0
-    given = _fixed_settings(args, _CTC_SHAPING)
+    given = fixed_settings(args, _CTC_SHAPING)
     if args.resume:
         out, cfg = Path(args.resume), None
     else:
@@ -235,7 +218,7 @@ def _ctc(args: argparse.Namespace) -> int:
     hist, cfg = ctc_app.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume),
                               not args.no_progress)
     cer = hist.history.get("val_cer") or [math.nan]
-    return _end_of_training("ctc", hist.stop_reason, out, f"best validation CER {min(cer):.4f}; saved "
+    return end_of_training("ctc", hist.stop_reason, out, f"best validation CER {min(cer):.4f}; saved "
                             f"{out / 'best.npz'}")
 
 
@@ -269,7 +252,7 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def _video_train(args: argparse.Namespace) -> int:
-    given = _fixed_settings(args, _VIDEO_SHAPING)
+    given = fixed_settings(args, _VIDEO_SHAPING)
     if args.resume:
         out, cfg = Path(args.resume), None
     else:
@@ -284,28 +267,8 @@ def _video_train(args: argparse.Namespace) -> int:
     hist, cfg = video.train(cfg, out, args.epochs, args.steps, args.minutes, resume=bool(args.resume),
                             progress=not args.no_progress)
     acc = hist.history.get("val_accuracy") or [math.nan]
-    return _end_of_training("video", hist.stop_reason, out, f"best validation accuracy {max(acc):.4f} over "
+    return end_of_training("video", hist.stop_reason, out, f"best validation accuracy {max(acc):.4f} over "
                             f"{len(cfg.classes)} classes; saved {out / 'best.npz'}")
-
-
-def _end_of_training(app: str, reason: str, out: Path, summary: str, at: str = "", knobs: str = "--lr") -> int:
-    """What every ``train`` command says and returns when the loop ends: exit 3 after a non-finite loss (the
-    last good checkpoint kept), 130 after Ctrl-C (with how to resume), else 0; ``summary`` otherwise."""
-    if reason == "nan":
-        last = out / "latest.npz"
-        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
-        return _fail(f"the loss became non-finite (nan/inf){at}; training stopped and {kept} (try a lower {knobs})",
-                     EXIT_NAN)
-    print(summary, file=sys.stderr)
-    if reason == "interrupted":
-        print(f"stopped by Ctrl-C; continue with: lstmkit {app} train --resume {out}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return 0
-
-
-def _fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"lstmkit: error: {msg}", file=sys.stderr)
-    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -317,15 +280,17 @@ def main(argv: list[str] | None = None) -> int:
             return _video(args)
         if args.app == "ctc":
             return _ctc(args)
+        if args.app == "tree":
+            return cli_tree.run(args)
         if args.cmd == "train":
             return _train(args)
         if args.cmd == "sample":
             return _sample(args)
         return _eval(args)
-    except (TextError, CheckpointError, ct.RunError, VideoError, StripError) as e:
-        return _fail(str(e))
+    except (TextError, CheckpointError, ct.RunError, VideoError, StripError, TreeError) as e:
+        return fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
-        return _fail(f"{e.filename or ''}: {e.strerror or e}")
+        return fail(f"{e.filename or ''}: {e.strerror or e}")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -363,7 +328,7 @@ def _train(args: argparse.Namespace) -> int:
     scored = (f"best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats)" if math.isfinite(best)
               else "not validated yet")
     saved = " and ".join(str(out / f) for f in ("latest.npz", "best.npz") if (out / f).is_file())
-    return _end_of_training("charlm", reason, out, f"step {trainer.step}: {scored}; saved {saved}",
+    return end_of_training("charlm", reason, out, f"step {trainer.step}: {scored}; saved {saved}",
                             f" at step {trainer.step + 1}", "--lr or --clip")
 
 

@@ -155,7 +155,7 @@ def predict(model: Layer, x: Any, batch_size: int = 256, lengths: Any = None) ->
     return np.concatenate(outs, axis=0)
 
 
-def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[Any] | None = None,
+def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[Any] | dict[str, Metric] | None = None,
              batch_size: int = 256, lengths: Any = None, prefix: str = "") -> dict[str, float]:
     """``{"loss": ..., metric: ...}`` over all of ``(x, y)`` in eval mode.
 
@@ -167,7 +167,8 @@ def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[A
     if loss is None:
         raise ValueError("evaluate: no loss given and the model has not been fit; pass loss=...")
     loss_fn = _loss_fn(loss)
-    fns = _metric_fns(metrics if metrics is not None else fitted.get("metrics", ()))
+    metrics = metrics if metrics is not None else fitted.get("metrics", ())
+    fns = metrics if isinstance(metrics, dict) else _metric_fns(metrics)
     x, y, lengths = _check_data(model, x, y, lengths, "evaluate")
     total, sums, counts = 0.0, dict.fromkeys(fns, 0.0), dict.fromkeys(fns, 0.0)
     was = model.training
@@ -242,7 +243,7 @@ class ArrayTrainer(Trainer):
         self.running = dict.fromkeys(r, 0.0)
         if self.val is not None:
             xv, yv, lv = self.val
-            out.update(evaluate(self.model, xv, yv, self.loss_fn, list(self.metric_fns), self.batch_size, lv,
+            out.update(evaluate(self.model, xv, yv, self.loss_fn, self.metric_fns, self.batch_size, lv,
                                 prefix="val_"))
         return out
 
@@ -356,7 +357,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
                 "optimizer": type(optimizer).__name__, "metrics": list(fns), "validation_split": validation_split,
                 "data_sha256": _fingerprint(x, y, lengths)}
     rngs = [np.random.default_rng(seed), *_generators(model)]
-    model._fit_defaults = {"loss": loss_fn, "metrics": list(fns)}
+    model._fit_defaults = {"loss": loss_fn, "metrics": fns}
     model.train()
     trainer = ArrayTrainer(None if run_dir is None else Path(run_dir), model, optimizer, tcfg, rngs,
                            (x, y, lengths), val, loss_fn, fns, batch_size, shuffle, run_meta, monitor=monitor,

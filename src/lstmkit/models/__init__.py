@@ -6,6 +6,7 @@ import numpy as np
 
 from ..layers import LSTM, Activation, Conv2D, Dense, Dropout, Flatten, MaxPool2D, TimeDistributed
 from ..model import Sequential
+from .tree import TreeClassifier
 
 
 def CNNLSTM(num_classes: int, in_channels: int = 3, size: int | tuple[int, int] = (32, 32),
@@ -46,4 +47,4 @@ def CTCRecognizer(height: int, num_classes: int, hidden: int = 128, layers: int 
                       Dense(2 * hidden, num_classes, dtype=dtype, rng=rng))               # (B, W, classes)
 
 
-__all__ = ["CNNLSTM", "CTCRecognizer"]
+__all__ = ["CNNLSTM", "CTCRecognizer", "TreeClassifier"]

@@ -1,0 +1,53 @@
+"""What every application's command line shares: run options, exit codes, the end-of-training message."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from .training import RunError
+
+EXIT_BAD_INPUT = 2
+EXIT_NAN = 3
+EXIT_INTERRUPTED = 130
+
+
+def run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> None:
+    """The options every application's ``train`` shares: where the run lives and its budget."""
+    p.add_argument("--out", help=f"run folder (default {default_out})")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
+    p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (default 10)")
+    p.add_argument("--steps", type=int, help="budget in optimizer steps")
+    p.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+
+
+def fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
+    """The run-shaping options given; with --resume (where the run keeps its own) any of them is an error."""
+    given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+    if args.resume and (given or args.data):
+        flags = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
+        raise RunError(f"{args.resume}: {', '.join(flags)} cannot change when resuming (the run keeps the "
+                          "settings it started with)")
+    return given
+
+
+def end_of_training(app: str, reason: str, out: Path, summary: str, at: str = "", knobs: str = "--lr") -> int:
+    """What every ``train`` command says and returns when the loop ends: exit 3 after a non-finite loss (the
+    last good checkpoint kept), 130 after Ctrl-C (with how to resume), else 0; ``summary`` otherwise."""
+    if reason == "nan":
+        last = out / "latest.npz"
+        kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been written yet"
+        return fail(f"the loss became non-finite (nan/inf){at}; training stopped and {kept} (try a lower {knobs})",
+                     EXIT_NAN)
+    print(summary, file=sys.stderr)
+    if reason == "interrupted":
+        print(f"stopped by Ctrl-C; continue with: lstmkit {app} train --resume {out}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"lstmkit: error: {msg}", file=sys.stderr)
+    return code

@@ -1,0 +1,88 @@
+"""``lstmkit tree ...``: make boolean formulas, train, evaluate and predict with a tree LSTM."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from .apps import tree
+from .cli_common import end_of_training, fixed_settings, run_options
+from .training import RunError
+
+_SHAPING = ("cell", "embed", "hidden", "batch_size", "lr", "labels", "binarize", "val_fraction", "patience", "seed")
+
+
+def add_parser(apps: Any) -> None:
+    d = tree.TreeConfig(data="")
+    tp = apps.add_parser("tree", help="tree LSTMs over bracketed trees", description="S-LSTM / child-sum Tree-LSTM")
+    cmds = tp.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    mb = cmds.add_parser("make-boolean", help="write random boolean formulas as labelled trees",
+                         description="Write DIR/trees.txt: formulas over T/F with AND, OR, XOR, NAND; every node "
+                         "labelled with its truth value.")
+    mb.add_argument("--out", required=True, help="folder for trees.txt")
+    mb.add_argument("--count", type=int, default=20000, help="formulas (default 20000)")
+    mb.add_argument("--min-depth", type=int, default=1, help="smallest depth in operators (default 1)")
+    mb.add_argument("--max-depth", type=int, default=6, help="largest depth (default 6)")
+    mb.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    tr = cmds.add_parser("train", help="train on a file or folder of trees, or continue with --resume",
+                         description="Train on SST-style bracketed trees (DATA/trees.txt, DATA/train.txt + "
+                         "dev.txt, or a file).")
+    tr.add_argument("data", nargs="?", help="tree file or folder")
+    run_options(tr, "runs/tree", "trees")
+    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
+    g.add_argument("--cell", choices=sorted(tree.CELLS), help=f"tree cell (default {d.cell})")
+    g.add_argument("--embed", type=int, help=f"token embedding size (default {d.embed})")
+    g.add_argument("--hidden", type=int, help=f"cell units (default {d.hidden})")
+    g.add_argument("--batch-size", type=int, help=f"trees per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
+    g.add_argument("--labels", choices=["all", "root"], help="train on every node's label or the root's "
+                   f"(default {d.labels})")
+    g.add_argument("--binarize", action="store_true", default=None, help="split nodes with more than two "
+                   "children (needed for n-ary trees with --cell slstm)")
+    g.add_argument("--val-fraction", type=float, help=f"held out when there is no dev.txt (default "
+                   f"{d.val_fraction})")
+    g.add_argument("--patience", type=int, help="early stopping after N epochs without a better root accuracy")
+    g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev = cmds.add_parser("eval", help="root and all-node accuracy, per depth",
+                         description="Score a run on a tree file or folder (trees.txt or test.txt).")
+    ev.add_argument("run", help="run folder (or its best.npz)")
+    ev.add_argument("data", help="tree file or folder")
+    pr = cmds.add_parser("predict", help="label every node of bracketed trees",
+                         description="Print each tree with the model's label at every node (input labels are "
+                         "placeholders).")
+    pr.add_argument("run", help="run folder (or its best.npz)")
+    pr.add_argument("trees", nargs="+", help='bracketed trees, e.g. "(0 AND (1 T) (0 F))"')
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "make-boolean":
+        path = tree.make(args.out, args.count, args.min_depth, args.max_depth, args.seed)
+        print(f"wrote {args.count} formulas of depth {args.min_depth}..{args.max_depth} to {path}", file=sys.stderr)
+        return 0
+    if args.cmd == "eval":
+        rep = tree.evaluate(args.run, args.data)
+        print(f"root accuracy {rep['root_accuracy']:.4f} on {rep['trees']} trees; all-node accuracy "
+              f"{rep['node_accuracy']:.4f} on {rep['nodes']} nodes")
+        print(f"{'depth':>5}  {'trees':>6}  {'root acc':>8}  {'node acc':>8}")
+        for r in rep["per_depth"]:
+            print(f"{r['depth']:>5}  {r['trees']:>6}  {r['root']:>8.4f}  {r['nodes']:>8.4f}")
+        return 0
+    if args.cmd == "predict":
+        for t, p in tree.predict(args.run, args.trees):
+            print(f"{t}\t(root {t.label}, p={p:.3f})")
+        return 0
+    given = fixed_settings(args, _SHAPING)
+    if args.resume:
+        out, cfg = Path(args.resume), None
+    else:
+        if not args.data:
+            raise RunError("give a tree file or folder (lstmkit tree make-boolean) or --resume RUN")
+        cfg, out = tree.TreeConfig(data=str(Path(args.data).resolve()), **given), Path(args.out or "runs/tree")
+    hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)
+    acc = hist.history.get("val_root_accuracy") or [math.nan]
+    return end_of_training("tree", hist.stop_reason, out, f"best validation root accuracy {max(acc):.4f}; saved "
+                           f"{out / 'best.npz'}")
