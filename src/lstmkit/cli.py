@@ -34,7 +34,7 @@ from .apps import ctc as ctc_app
 from .apps import video
 from .apps.charlm import CharLM
 from .checkpoint import CheckpointError
-from .cli_common import end_of_training, fail, fixed_settings, run_options
+from .cli_common import add_run, end_of_training, fail, new_or_resumed, run_options
 from .data.strips import StripError
 from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
@@ -140,14 +140,13 @@ def _video_parser(apps: Any) -> None:
     g.add_argument("--patience", type=int, help=f"early stopping after N epochs without improvement "
                    f"(default {d.patience})")
     g.add_argument("--seed", type=int, help=f"seed for the split, initialisation and shuffling (default {d.seed})")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bars")
     pr = cmds.add_parser("predict", help="top classes of video files", description="Classify video files.")
-    pr.add_argument("run", help="run folder (or its best.npz)")
+    add_run(pr)
     pr.add_argument("files", nargs="+", help="video files")
     pr.add_argument("--top", type=int, default=3, help="classes to show per file (default 3)")
     ev = cmds.add_parser("eval", help="accuracy, per-class report and confusion matrix on a folder",
                          description="Score a run on DATA/<class>/<videos>; writes a confusion-matrix PNG.")
-    ev.add_argument("run", help="run folder (or its best.npz)")
+    add_run(ev)
     ev.add_argument("data", help="folder with one sub-folder of clips per class")
     ev.add_argument("--png", help="confusion-matrix image (default RUN/confusion.png)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -175,14 +174,13 @@ def _ctc_parser(apps: Any) -> None:
     g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
     g.add_argument("--patience", type=int, help="early stopping after N evaluations without a better CER")
     g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     de = cmds.add_parser("decode", help="character error rate and examples on a strips folder",
                          description="Read every strip of DATA; print the CER and a few examples.")
-    de.add_argument("run", help="run folder (or its best.npz)")
+    add_run(de)
     de.add_argument("data", help="strips folder or file")
     de.add_argument("--beam", type=int, default=1, help="prefix beam width (1: best path; default 1)")
     pr = cmds.add_parser("predict", help="read digits from image files", description="Read strips: PNG or .npy.")
-    pr.add_argument("run", help="run folder (or its best.npz)")
+    add_run(pr)
     pr.add_argument("files", nargs="+", help="strip images, 20 pixels high")
     pr.add_argument("--beam", type=int, default=1, help="prefix beam width (default 1)")
 
@@ -208,13 +206,8 @@ def _ctc(args: argparse.Namespace) -> int:
             print(ctc_app.text_art(img))
             print(f"truth {''.join(map(str, truth))}  read {''.join(map(str, read))}\n")
         return 0
-    given = fixed_settings(args, _CTC_SHAPING)
-    if args.resume:
-        out, cfg = Path(args.resume), None
-    else:
-        if not args.data:
-            raise ct.RunError("give the strips folder (lstmkit ctc make-strips) or --resume RUN")
-        cfg, out = ctc_app.CTCConfig(data=str(Path(args.data).resolve()), **given), Path(args.out or "runs/ctc")
+    out, cfg = new_or_resumed(args, _CTC_SHAPING, ctc_app.CTCConfig, "runs/ctc",
+                              "the strips folder (lstmkit ctc make-strips)")
     hist, cfg = ctc_app.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume),
                               not args.no_progress)
     cer = hist.history.get("val_cer") or [math.nan]
@@ -252,18 +245,10 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def _video_train(args: argparse.Namespace) -> int:
-    given = fixed_settings(args, _VIDEO_SHAPING)
-    if args.resume:
-        out, cfg = Path(args.resume), None
-    else:
-        if not args.data:
-            raise ct.RunError("give the data folder (DATA/<class>/<videos>) or --resume RUN")
-        if "size" in given:
-            given["size"] = [given["size"], given["size"]]
-        cfg = video.VideoConfig(data=str(Path(args.data).resolve()), **given)
-        out = Path(args.out or "runs/video")
-        if out.exists() and not out.is_dir():
-            raise ct.RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
+    def config(size: int | None = None, **given: Any) -> video.VideoConfig:
+        return video.VideoConfig(**given, **({} if size is None else {"size": [size, size]}))
+
+    out, cfg = new_or_resumed(args, _VIDEO_SHAPING, config, "runs/video", "the data folder (DATA/<class>/<videos>)")
     hist, cfg = video.train(cfg, out, args.epochs, args.steps, args.minutes, resume=bool(args.resume),
                             progress=not args.no_progress)
     acc = hist.history.get("val_accuracy") or [math.nan]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,18 @@ EXIT_INTERRUPTED = 130
 
 
 def run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> None:
-    """The options every application's ``train`` shares: where the run lives and its budget."""
+    """The options every application's ``train`` shares: where the run lives, its budget, the progress bar."""
     p.add_argument("--out", help=f"run folder (default {default_out})")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
     p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (default 10)")
     p.add_argument("--steps", type=int, help="budget in optimizer steps")
     p.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_run(p: argparse.ArgumentParser) -> None:
+    """The positional RUN of the commands that use a trained run."""
+    p.add_argument("run", help="run folder (or its best.npz)")
 
 
 def fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
@@ -31,6 +38,20 @@ def fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str
         raise RunError(f"{args.resume}: {', '.join(flags)} cannot change when resuming (the run keeps the "
                           "settings it started with)")
     return given
+
+
+def new_or_resumed(args: argparse.Namespace, shaping: tuple[str, ...], config: Callable[..., Any],
+                   default_out: str, need: str) -> tuple[Path, Any]:
+    """(run folder, new config) for ``train DATA [options]``, or (folder, None) for ``train --resume RUN``."""
+    given = fixed_settings(args, shaping)
+    if args.resume:
+        return Path(args.resume), None
+    if not args.data:
+        raise RunError(f"give {need} or --resume RUN")
+    out = Path(args.out or default_out)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
+    return out, config(data=str(Path(args.data).resolve()), **given)
 
 
 def end_of_training(app: str, reason: str, out: Path, summary: str, at: str = "", knobs: str = "--lr") -> int:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 from .apps import tree
-from .cli_common import end_of_training, fixed_settings, run_options
-from .training import RunError
+from .cli_common import add_run, end_of_training, new_or_resumed, run_options
 
 _SHAPING = ("cell", "embed", "hidden", "batch_size", "lr", "labels", "binarize", "val_fraction", "patience", "seed")
 
@@ -46,15 +44,14 @@ def add_parser(apps: Any) -> None:
                    f"{d.val_fraction})")
     g.add_argument("--patience", type=int, help="early stopping after N epochs without a better root accuracy")
     g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev = cmds.add_parser("eval", help="root and all-node accuracy, per depth",
                          description="Score a run on a tree file or folder (trees.txt or test.txt).")
-    ev.add_argument("run", help="run folder (or its best.npz)")
+    add_run(ev)
     ev.add_argument("data", help="tree file or folder")
     pr = cmds.add_parser("predict", help="label every node of bracketed trees",
                          description="Print each tree with the model's label at every node (input labels are "
                          "placeholders).")
-    pr.add_argument("run", help="run folder (or its best.npz)")
+    add_run(pr)
     pr.add_argument("trees", nargs="+", help='bracketed trees, e.g. "(0 AND (1 T) (0 F))"')
 
 
@@ -75,13 +72,8 @@ def run(args: argparse.Namespace) -> int:
         for t, p in tree.predict(args.run, args.trees):
             print(f"{t}\t(root {t.label}, p={p:.3f})")
         return 0
-    given = fixed_settings(args, _SHAPING)
-    if args.resume:
-        out, cfg = Path(args.resume), None
-    else:
-        if not args.data:
-            raise RunError("give a tree file or folder (lstmkit tree make-boolean) or --resume RUN")
-        cfg, out = tree.TreeConfig(data=str(Path(args.data).resolve()), **given), Path(args.out or "runs/tree")
+    out, cfg = new_or_resumed(args, _SHAPING, tree.TreeConfig, "runs/tree",
+                              "a tree file or folder (lstmkit tree make-boolean)")
     hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)
     acc = hist.history.get("val_root_accuracy") or [math.nan]
     return end_of_training("tree", hist.stop_reason, out, f"best validation root accuracy {max(acc):.4f}; saved "
