@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
+import time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,8 @@ from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
 from .data.trees import TreeError
 from .data.video import VideoError
-from .modelfile import load_model
+from .inspect import InspectError, charlm_report, recurrent_layers
+from .modelfile import load_model, run_file
 
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
@@ -99,6 +102,18 @@ def _parser() -> argparse.ArgumentParser:
                          description="Score a model on a text (default: the run's validation part).")
     ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
     ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
+
+    ins = cmds.add_parser("inspect", help="an HTML report of what the model's cells track",
+                          description="Trace a text through a character model and write a self-contained HTML report: "
+                          "a per-character heatmap of any cell, detector cells for properties of the text, span "
+                          "matching, gate saturation and the loss.")
+    ins.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    ins.add_argument("--text", help="UTF-8 text file (default: the held-out part of the run's text)")
+    ins.add_argument("--chars", type=int, default=20000, help="characters to trace (default 20000)")
+    ins.add_argument("--start", type=int, default=0, help="first character of the text to use (default 0)")
+    ins.add_argument("--cells", type=int, default=12, help="cells to embed in the page (default 12)")
+    ins.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    ins.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     _video_parser(apps)
     _ctc_parser(apps)
@@ -271,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
             return _train(args)
         if args.cmd == "sample":
             return _sample(args)
+        if args.cmd == "inspect":
+            return _inspect(args)
         return _eval(args)
-    except (TextError, CheckpointError, ct.RunError, VideoError, StripError, TreeError) as e:
+    except (TextError, CheckpointError, ct.RunError, VideoError, StripError, TreeError, InspectError) as e:
         return fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return fail(f"{e.filename or ''}: {e.strerror or e}")
@@ -381,3 +398,44 @@ def _eval(args: argparse.Namespace) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    if args.chars < 2 or args.start < 0:
+        raise ct.RunError(f"--chars must be >= 2 and --start >= 0, got {args.chars} and {args.start}")
+    try:
+        model, vocab, meta = _load(args.run)
+    except CheckpointError:
+        if args.run is None:
+            raise
+        try:                                   # some other model file: say whether it has anything to inspect
+            other = load_model(run_file(args.run))
+        except (CheckpointError, ValueError):
+            raise CheckpointError(f"{args.run}: not a character-LM run or lstmkit model file") from None
+        if not recurrent_layers(other):
+            raise InspectError(f"{args.run}: the model holds no recurrent layer (LSTM, GRU or SimpleRNN); there is "
+                               "nothing to inspect") from None
+        raise InspectError(f"{args.run}: not a character-LM run; charlm inspect needs a character model and its "
+                           "vocabulary") from None
+    if args.text:
+        text, what = load_text(args.text), args.text
+    else:
+        source = meta.get("source", ct.BUNDLED)
+        ids = split_train_val(vocab.encode(ct.read_source(source), what=ct._name(source)),
+                              meta.get("train", {}).get("val_fraction", 0.1))[1]
+        text, what = vocab.decode(ids), f"the held-out part of {ct._name(source)}"
+    text = text[args.start:args.start + args.chars]
+    if len(text) < 2:
+        raise ct.RunError(f"{args.text or what}: only {len(text)} character(s) from --start {args.start}; the report "
+                          "needs at least 2")
+    name = args.run or "the pretrained Shakespeare model"
+    budget = os.environ.get("LSTMKIT_INSPECT_MEMORY")
+    t0 = time.perf_counter()
+    rep = charlm_report(model, vocab, text, args.out, args.cells, f"{name} on {what}", progress=not args.no_progress,
+                        memory_budget=int(budget) if budget else None)
+    print(f"wrote {rep['path']} ({rep['bytes'] / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s: "
+          f"{len(text):,} characters at {rep['bpc']:.3f} bits/char", file=sys.stderr)
+    for feature, cell, r in rep["detections"]:
+        print(f"  {feature:>16}: " + (f"{cell} (r = {r:+.2f})" if r == r else "does not occur in this text"),
+              file=sys.stderr)
+    return 0
