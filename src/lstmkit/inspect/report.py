@@ -122,17 +122,35 @@ def analyse(text: str, data: dict[str, Any], cells: int = 12) -> dict[str, Any]:
     values = np.concatenate([data["layers"][k]["values"] for k in keys], axis=1)        # (T, all cells)
     owner = [(k, u) for k in keys for u in range(data["layers"][k]["values"].shape[1])]
     found = detect(values, text_features(text), top=3)
-    chosen: list[int] = []
-    for d in found:
-        chosen += [int(c) for c in d.cells if c not in chosen and not math.isnan(d.corr[list(d.cells).index(c)])]
-    spread = np.argsort(-values.astype(np.float32).std(axis=0), kind="stable")
-    chosen += [int(c) for c in spread if c not in chosen][:max(0, cells - len(chosen))]
-    chosen = chosen[:max(cells, 1)]
+    chosen = pick_cells(values, found, cells)
     T = len(text)
     sat = [{"layer": layer_label(k), "gates": {g: np.round(cnt.T / T, 3).tolist()
                                                for g, cnt in data["layers"][k]["saturated"].items()}} for k in keys]
     return {"keys": keys, "owner": owner, "chosen": chosen, "detections": found, "saturation": sat,
             "values": values}
+
+
+def pick_cells(values: np.ndarray, found: list[Any], cells: int) -> list[int]:
+    """The cells the page embeds: each detector's best, then in turn the most selective cells (on, above 0.5,
+    for a small share of the text in long runs: what span matching finds), the detectors' runners-up, and
+    the most variable cells."""
+    v = values.astype(np.float32)
+    on = v > 0.5
+    p = on.mean(axis=0)
+    runs = np.maximum((np.diff(on.astype(np.int8), axis=0) == 1).sum(axis=0), 1)
+    selective = np.minimum(on.sum(axis=0) / runs, 20) * p * (1 - p) * (p < 0.5)
+    usable = [d for d in found if d.cells.size and not np.isnan(d.corr[0])]
+    queues = [[int(c) for c in np.argsort(-selective, kind="stable")],
+              [int(c) for d in usable for c, r in zip(d.cells[1:], d.corr[1:]) if not np.isnan(r)],
+              [int(c) for c in np.argsort(-v.std(axis=0), kind="stable")]]
+    chosen = list(dict.fromkeys(int(d.cells[0]) for d in usable))[:cells]
+    while len(chosen) < min(cells, v.shape[1]):
+        for q in queues:
+            while q and q[0] in chosen:
+                q.pop(0)
+            if q and len(chosen) < cells:
+                chosen.append(q.pop(0))
+    return chosen
 
 
 def build(text: str, vocab_chars: str, data: dict[str, Any], tables: dict[str, Any], title: str) -> str:
