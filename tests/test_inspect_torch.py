@@ -150,3 +150,12 @@ def test_detectors_rank_the_cell_that_tracks_a_property():
     assert found["line position"].cells[0] == 4 and found["line position"].corr[0] > 0.9
     assert found["upper-case line"].cells[0] == 1 and found["upper-case line"].corr[0] < -0.9
     assert np.isnan(found["inside brackets"].corr[0])                   # no brackets in the text
+
+
+def test_trace_works_on_the_applications_models(rng):
+    ctc = lk.models.CTCRecognizer(6, 4, hidden=5, layers=2, rng=rng)
+    tr = lk.inspect.trace(ctc, rng.standard_normal((2, 9, 6)).astype(np.float32), lengths=np.array([9, 7]))
+    assert list(tr) == ["0/l0", "0/l0/reverse", "0/l1", "0/l1/reverse"] and tr["0/l1"]["c"].shape == (2, 9, 5)
+    video = lk.models.CNNLSTM(3, in_channels=1, size=8, conv_channels=(2,), features=4, hidden=3, rng=rng)
+    tr = lk.inspect.trace(video, rng.random((2, 4, 8, 8, 1)).astype(np.float32))
+    assert list(tr) == ["1/l0"] and tr["1/l0"]["h"].shape == (2, 4, 3) and tr.output.shape == (2, 3)

@@ -4,6 +4,7 @@
     lstmkit charlm train --resume runs/my
     lstmkit charlm sample runs/my --prompt "ROMEO:" --length 500 --temperature 0.8 --top-k 20 --seed 1
     lstmkit charlm eval runs/my --text held_out.txt
+    lstmkit charlm inspect runs/my --chars 20000 --out report.html
     lstmkit model summary mine.npz --input-shape 20,8
     lstmkit video make-synthetic --out data/moving --per-class 200
     lstmkit video train data/moving --out runs/video --frames 16 --size 32 --epochs 10
