@@ -134,7 +134,7 @@ def test_decoders(rng):
     assert decoding.character_error_rate([[1, 2, 3], [4]], [[1, 3], [4, 5]]) == pytest.approx(2 / 4)
 
 
-def test_float32_logits_recurse_in_float32_as_accurately_as_pytorch(rng):
+def test_float32_logits_as_accurate_as_pytorchs_float32(rng):
     B, T, C, S = 6, 120, 12, 30
     logits = (rng.standard_normal((B, T, C)) * 3).astype(np.float32)
     targets = rng.integers(1, C, (B, S))

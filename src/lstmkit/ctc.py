@@ -10,13 +10,17 @@ forward variables (log space, emission included) are::
 
 β is the same recursion run on the time- and label-reversed problem, so both are one
 recursion over a stacked 2B-row batch, vectorised over samples and the extended-label
-axis and looping over time only. The posterior of being at s at time t is
-exp(α_t(s) + β_t(s) − y_t(l'_s) − log p), and
+axis and looping over time only. The recursion runs on probabilities rather than their
+logs, in float64, each step's α row divided by its sum c_t (Rabiner's scaling), so that
+nothing underflows and −log p = −Σ_t log c_t − log(α̂_{T−1}(L−1) + α̂_{T−1}(L−2)): a
+few multiply-adds per step and no exp or log inside the loop. The posterior of being at
+s at time t is α_t(s) β_t(s) / (y_t(l'_s) p), rebuilt from the scaled values and the
+scales' partial sums, and
 
-    ∂(−log p)/∂logits_t(k) = softmax_t(k) − Σ_{s: l'_s = k} exp(α_t(s) + β_t(s) − y_t(l'_s) − log p)
+    ∂(−log p)/∂logits_t(k) = softmax_t(k) − Σ_{s: l'_s = k} α_t(s) β_t(s) / (y_t(l'_s) p)
 
-for t below the sample's input length (zero after it). A large negative constant stands
-for log 0 so that padded, shifted views need no special cases.
+for t below the sample's input length (zero after it). The formulas above use
+logsumexp; the scaled recursion computes the same sums in linear space.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import numpy as np
 
 from .workspace import Workspace
 
-NEG = -1e30          # log 0, finite: shifted views and sums stay free of inf − inf
 _REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -137,17 +140,12 @@ class CTCLoss:
         ext = np.full((B, L), self.blank, np.int64)
         ext[:, 1::2] = tgt                                                   # (B, L): blank, l1, blank, ...
         Ll = 2 * Sl + 1
-        dt = x.dtype                                  # float32 logits recurse in float32, as PyTorch does
-        # float64 exp is ~9x slower where it underflows, so its arguments are clamped at -700 (e^-700 adds nothing
-        # to the max's 1); float32 exp underflows at full speed and needs no clamp.
-        floor = -700.0 if dt == np.float64 else None
-        # log_softmax over C with T innermost (B, C, T): the reductions run along contiguous rows
-        logp = np.ascontiguousarray(x.transpose(0, 2, 1))                   # (B, C, T)
-        logp -= logp.max(axis=1, keepdims=True)
-        probs = np.exp(logp)
-        total = probs.sum(axis=1, keepdims=True)
-        probs /= total                                                       # softmax, kept for the backward
-        logp -= np.log(total)
+        # The softmax in float64 (so that no emission probability underflows before e^-700), with T innermost
+        # (B, C, T): the reductions run along contiguous rows. It is kept for the backward.
+        probs = np.ascontiguousarray(x.transpose(0, 2, 1), np.float64)             # (B, C, T)
+        probs -= probs.max(axis=1, keepdims=True)
+        np.exp(probs, out=probs)
+        probs /= probs.sum(axis=1, keepdims=True)
 
         # Forward rows 0..B−1; rows B..2B−1: the same samples reversed in time and labels (their α is β).
         t_idx = np.arange(T)[None, :]
@@ -156,59 +154,58 @@ class CTCLoss:
         rev_s = np.where(s_idx < Ll[:, None], Ll[:, None] - 1 - s_idx, s_idx)        # (B, L)
         ext_r = np.take_along_axis(ext, rev_s, axis=1)
         both_ext = np.concatenate([ext, ext_r])                                        # (2B, L)
-        # Emissions y_t(l'_s): gathered as (B, L, T) rows of the (B, C, T) log-probabilities, then time-major.
+        # Emission probabilities y_t(l'_s): gathered as (B, L, T) rows of the softmax, then time-major.
         rows_b = np.arange(B)[:, None]
-        e = logp[rows_b, ext]                                                            # (B, L, T)
-        if (Tl == T).all() and (Ll == L).all():
-            e_r = e[:, ::-1, ::-1]
-        else:
-            e_r = np.take_along_axis(e[rows_b, rev_s], rev_t[:, None, :], axis=2)
+        e = probs[rows_b, ext]                                                           # (B, L, T)
+        uniform = bool((Tl == T).all() and (Ll == L).all())
+        e_r = e[:, ::-1, ::-1] if uniform else np.take_along_axis(e[rows_b, rev_s], rev_t[:, None, :], axis=2)
         ws = self._ws
-        emit = ws.empty("emit", (T, 2 * B, L), dt)                                      # time-major
-        np.copyto(emit[:, :B], e.transpose(2, 0, 1))
-        np.copyto(emit[:, B:], e_r.transpose(2, 0, 1))
-        emit[:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = NEG                     # past each L_b: unreachable
-        skip = np.zeros((2 * B, L), dt)                                                # 0 where s−2 → s is allowed
-        skip[:, :2] = NEG
-        skip[:, 2:] = np.where((both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2]), 0.0, NEG)
-        A = ws.empty("A", (T + 1, 2 * B, L + 2), dt)              # α per step, two NEG columns in front
-        A[:, :, :2] = NEG
-        A[0] = NEG
-        A[0, :, 2] = 0.0                                           # the virtual α_{−1}(0) = log 1
-        m = ws.empty("m", (2 * B, L), dt)
-        W = ws.empty("W", (3, 2 * B, L), dt)                      # the three predecessors of every (row, s)
-        W0, W1, W2 = W
-        add, maximum, exp, log = np.add, np.maximum, np.exp, np.log
-        for t in range(T):                                         # logsumexp of three shifted views, + emission
-            prev, cur = A[t], A[t + 1, :, 2:]
-            W0[...] = prev[:, 2:]                                  # α_{t−1}(s)
-            W1[...] = prev[:, 1:-1]                                # α_{t−1}(s−1)
-            add(prev[:, :-2], skip, out=W2)                        # α_{t−1}(s−2) where that skip is allowed
-            maximum(W0, W1, out=m)                                 # (two binary calls beat one 3-row reduction)
-            maximum(m, W2, out=m)
-            W -= m
-            if floor is not None:
-                maximum(W, floor, out=W)
-            exp(W, out=W)
-            add(W0, W1, out=cur)
-            cur += W2
-            log(cur, out=cur)
-            cur += m
-            cur += emit[t]
-        alpha = A[1:, :B, 2:]                                                          # (T, B, L)
-        beta_r = A[1:, B:, 2:]
-        rows = np.arange(B)
-        last = A[Tl, rows, 2:]                                                         # α at each T_b − 1 (Tl ≥ 1)
-        end1 = last[rows, Ll - 1]
-        end2 = np.where(Ll >= 2, last[rows, np.maximum(Ll - 2, 0)], NEG)
-        mx = np.maximum(end1, end2)
-        logP = mx + np.log(np.exp(end1 - mx) + np.exp(end2 - mx))
-        feasible = (logP > NEG / 2) & (Tl > 0)
+        # The recursion in probabilities, each step's row rescaled to sum 1 (Rabiner's scaling; the logs of the
+        # scales add up to log p): a few multiply-adds per step and no exp or log in the loop. Each row carries two
+        # zero columns in front, so with the rows laid end to end the s−1 and s−2 predecessors are the same flat
+        # array shifted by one and two: contiguous operands. Zero emissions keep the front columns at zero.
+        W = L + 2
+        skip = np.zeros((2 * B, W))                                                    # 1 where s−2 → s is allowed
+        skip[:, 4:] = (both_ext[:, 2:] != self.blank) & (both_ext[:, 2:] != both_ext[:, :-2])
+        skip = skip.reshape(-1)[2:]
+        emit = ws.empty("emit", (T, 2 * B, W), np.float64)                              # time-major
+        emit[:, :, :2] = 0.0
+        np.copyto(emit[:, :B, 2:], e.transpose(2, 0, 1))
+        np.copyto(emit[:, B:, 2:], e_r.transpose(2, 0, 1))
+        if not (Ll == L).all():
+            emit[:, :, 2:][:, np.concatenate([s_idx >= Ll[:, None]] * 2)] = 0.0  # past each L_b: unreachable
+        A = ws.empty("A", (T + 1, 2 * B, W), np.float64)          # α̂ per step
+        A[0] = 0.0
+        A[0, :, 2] = 1.0                                          # the virtual α_{−1}(0) = 1
+        pre = ws.empty("pre", (T, 2 * B * W), np.float64)         # α_t(s) / y_t(s), in units of α̂_{t−1}
+        pre[:, :2] = 0.0
+        scale = ws.empty("scale", (T, 2 * B), np.float64)
+        tmp = ws.empty("tmp", (2 * B * W - 2,), np.float64)
+        inv = ws.empty("inv", (2 * B, 1), np.float64)
+        add, multiply = np.add, np.multiply
+        flat = A.reshape(T + 1, -1)
+        with np.errstate(invalid="ignore", divide="ignore"):     # a dead row (no alignment) becomes NaN: inf loss
+            for t in range(T):
+                prev, cur, p = flat[t], A[t + 1], pre[t]
+                add(prev[2:], prev[1:-1], out=p[2:])              # α̂_{t−1}(s) + α̂_{t−1}(s−1)
+                multiply(prev[:-2], skip, out=tmp)                # + α̂_{t−1}(s−2) where that skip is allowed
+                p[2:] += tmp
+                multiply(p.reshape(2 * B, W), emit[t], out=cur)
+                np.add.reduce(cur, axis=1, out=scale[t])
+                np.divide(1.0, scale[t][:, None], out=inv)
+                cur *= inv
+            log_scale = np.log(scale)                                                  # (T, 2B)
+            rows = np.arange(B)
+            last = A[Tl, rows, 2:]                                                     # α̂ at each T_b − 1 (Tl ≥ 1)
+            end = last[rows, Ll - 1] + np.where(Ll >= 2, last[rows, np.maximum(Ll - 2, 0)], 0.0)
+            before = np.cumsum(log_scale[:, :B], axis=0)                               # Σ_{τ≤t} log scale_τ
+            logP = np.where(Tl > 0, before[np.maximum(Tl - 1, 0), rows], 0.0) + np.log(end)
+        feasible = np.isfinite(logP) & (Tl > 0)
         loss = np.where(feasible, -logP, np.inf)
-        self._cache = {"alpha": alpha, "beta_r": beta_r, "rev_t": rev_t, "rev_s": rev_s, "ext": ext, "probs": probs,
-                       "emit": emit[:, :B], "logP": logP, "feasible": feasible,
-                       "uniform": bool((Tl == T).all() and (Ll == L).all()), "Tl": Tl, "Sl": Sl,
-                       "dtype": x.dtype, "C": C}
+        self._cache = {"A": A, "pre": pre.reshape(T, 2 * B, W)[:, :, 2:], "log_scale": log_scale, "rev_t": rev_t,
+                       "rev_s": rev_s, "ext": ext,
+                       "probs": probs, "logP": np.where(feasible, logP, 0.0), "feasible": feasible,
+                       "uniform": uniform, "Tl": Tl, "Sl": Sl, "dtype": x.dtype, "C": C}
         if self.zero_infinity:
             loss = np.where(feasible, loss, 0.0)
         if self.reduction == "none":
@@ -222,20 +219,25 @@ class CTCLoss:
         c = self._cache
         if c is None:
             raise RuntimeError("CTCLoss.backward called before forward")
-        alpha, Tl, Sl = c["alpha"], c["Tl"], c["Sl"]
-        T, B, L = alpha.shape
-        # β_t(s) = α of the reversed problem at (T_b − 1 − t, L_b − 1 − s)
+        Tl, Sl, pre, log_scale = c["Tl"], c["Sl"], c["pre"], c["log_scale"]
+        T, B2, L = pre.shape
+        B = B2 // 2
+        # γ_t(s) = α_t(s) β_t(s) / (y_t(s) p): α_t(s)/y_t(s) = pre_t(s) Π_{τ<t} scale_τ; β_t(s) is α̂ of the
+        # reversed problem at (T_b − 1 − t, L_b − 1 − s) times the product of its scales up to that step.
+        beta_r = c["A"][1:, B:, 2:]
         if c["uniform"]:                                                                 # every T_b = T, L_b = L
-            beta = c["beta_r"][::-1, :, ::-1]
+            beta = beta_r[::-1, :, ::-1]
+            after = np.cumsum(log_scale[:, B:], axis=0)[::-1]
         else:
-            beta = c["beta_r"][c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
-        emit = c["emit"]                                                                  # (T, B, L)
-        post = np.add(alpha, beta)                                                           # (T, B, L)
-        post -= emit
-        post -= c["logP"][None, :, None]
-        np.exp(post, out=post)                            # the posterior of being at s at time t
-        post[:, ~c["feasible"]] = 0.0                     # (an impossible target has none)
-        onehot = np.zeros((B, L, c["C"]), alpha.dtype)
+            beta = beta_r[c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
+            after = np.cumsum(log_scale[:, B:], axis=0)[c["rev_t"].T, np.arange(B)[None, :]]
+        before = np.cumsum(log_scale[:, :B], axis=0) - log_scale[:, :B]                  # Σ_{τ<t}
+        post = np.multiply(pre[:, :B], beta)                                               # (T, B, L)
+        with np.errstate(invalid="ignore", over="ignore"):
+            post *= np.exp(before + after - c["logP"][None, :])[:, :, None]
+        post[:, ~c["feasible"]] = 0.0                     # (an impossible target has no posterior)
+        post[np.arange(T)[:, None] >= Tl[None, :]] = 0.0  # (nor steps past a sample's input)
+        onehot = np.zeros((B, L, c["C"]))
         onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
         grad = np.matmul(post.transpose(1, 0, 2), onehot)                                    # occupancy (B, T, C)
         np.subtract(c["probs"].transpose(0, 2, 1), grad, out=grad)                           # softmax − occupancy
