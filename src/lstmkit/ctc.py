@@ -20,7 +20,9 @@ scales' partial sums, and
     ∂(−log p)/∂logits_t(k) = softmax_t(k) − Σ_{s: l'_s = k} α_t(s) β_t(s) / (y_t(l'_s) p)
 
 for t below the sample's input length (zero after it). The formulas above use
-logsumexp; the scaled recursion computes the same sums in linear space.
+logsumexp; the scaled recursion computes the same sums in linear space. (One difference
+from log space: an emission probability below e^-708, i.e. logits more than 708 apart,
+counts as zero, where log space would carry it.)
 """
 
 from __future__ import annotations
