@@ -50,6 +50,12 @@ CONV_CASES = [
     (2, 10, 8, 3, 2, (3, 3), 2, "valid", (2, 1), True),
     (3, 5, 5, 6, 7, 1, 1, 0, 1, True),
     (1, 6, 6, 2, 3, 3, 1, 3, 1, True),                  # padding larger than the kernel's reach
+    # 8 or more input channels: one pixel a row, and dx as a correlation of dy with the flipped kernel
+    (2, 7, 6, 9, 4, 3, 1, "same", 1, True),
+    (2, 9, 8, 8, 3, (3, 2), 1, "valid", (2, 1), False),
+    (2, 6, 7, 8, 3, 2, 1, "same", 1, True),             # even kernel: one more row and column at the end
+    (2, 9, 9, 10, 3, 3, 2, "same", 1, True),            # strided: dx by the planes
+    (1, 6, 6, 8, 3, 3, 1, 3, 1, True),                  # padding beyond the kernel's reach: dx by the planes
 ]
 
 
