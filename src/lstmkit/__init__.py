@@ -4,7 +4,7 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import checkpoint, data, decoding, functional, init, inspect, models, optim, training
+from . import checkpoint, data, decoding, distributed, functional, init, inspect, models, optim, training
 from .ctc import CTCLoss
 from .layers import (
                      GRU,
@@ -42,5 +42,5 @@ __all__ = ["Parameter", "Layer", "Sequential", "Dense", "Activation", "Dropout",
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
-           "checkpoint", "data", "decoding", "inspect", "models", "optim", "functional", "init",
+           "checkpoint", "data", "decoding", "distributed", "inspect", "models", "optim", "functional", "init",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]

@@ -21,6 +21,7 @@ and the problem and exits with status 2; nothing is overwritten.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -43,6 +44,7 @@ from .data.synthetic_video import make_moving_set
 from .data.text import TextError, Vocab, load_text, split_train_val
 from .data.trees import TreeError
 from .data.video import VideoError
+from .distributed import DistributedError, launched, world
 from .inspect import InspectError, charlm_report, recurrent_layers
 from .modelfile import load_model, run_file
 
@@ -89,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--clip", type=float, help=f"global gradient-norm clip (default {d.clip})")
     g.add_argument("--seed", type=int, help=f"seed for initialisation and dropout (default {d.seed})")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of an MPI launch "
+                    "(mpirun -n N lstmkit charlm train ...; implied when started by mpirun with N > 1)")
 
     sa = cmds.add_parser("sample", help="generate text from a trained model",
                          description="Generate text, streamed as it is sampled.")
@@ -274,6 +278,18 @@ def _video_train(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if launched():                         # under mpirun: rank 0 speaks for the job, the others stay quiet
+        try:
+            rank = world().rank
+        except DistributedError as e:
+            return fail(str(e))
+        if rank:
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+                return _dispatch(args)
+    return _dispatch(args)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     try:
         if args.app == "model":
             return _model_summary(args)
@@ -290,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "inspect":
             return _inspect(args)
         return _eval(args)
-    except (TextError, CheckpointError, ct.RunError, VideoError, StripError, TreeError, InspectError) as e:
+    except (TextError, CheckpointError, ct.RunError, VideoError, StripError, TreeError, InspectError,
+            DistributedError) as e:
         return fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return fail(f"{e.filename or ''}: {e.strerror or e}")
@@ -306,7 +323,7 @@ def _train(args: argparse.Namespace) -> int:
             raise ct.RunError(f"--out {args.out} differs from --resume {args.resume}; a run resumes in place")
         text = str(Path(args.text).resolve()) if args.text else None
         trainer = ct.Trainer.resume(args.resume, source=text, steps=args.steps, minutes=args.minutes,
-                                    eval_every=args.eval_every)
+                                    eval_every=args.eval_every, comm=world(required=args.distributed))
         if not trainer.budget_left():
             raise ct.RunError(f"{args.resume}: the run already used its budget (step {trainer.step}, "
                               f"{trainer.elapsed / 60:.1f} min); give a larger --steps or --minutes")
@@ -321,10 +338,14 @@ def _train(args: argparse.Namespace) -> int:
         if args.steps is None and args.minutes is None:
             tkw["minutes"] = 10.0
         source = str(Path(args.text).resolve()) if args.text else ct.BUNDLED
-        trainer = ct.Trainer.new(args.out or "runs/charlm", source, mcfg, ct.TrainConfig(**tkw))
+        trainer = ct.Trainer.new(args.out or "runs/charlm", source, mcfg, ct.TrainConfig(**tkw),
+                                 comm=world(required=args.distributed))
         n = sum(p.value.size for p in trainer.model.parameters())
         print(f"training {n:,} parameters on {ct._name(source)} ({len(trainer.windows)} windows of "
               f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
+    if trainer.comm.size > 1:
+        print(f"data-parallel over {trainer.comm.size} processes: {trainer.sync.nbytes / 1e6:.1f} MB of gradients "
+              "all-reduced per step", file=sys.stderr)
     reason = trainer.fit(progress=not args.no_progress)
     out = trainer.out
     best = trainer.history.best("val_loss")

@@ -25,6 +25,7 @@ import numpy as np
 from . import checkpoint, modelfile
 from .ctc import CTCLoss, unpack_targets
 from .decoding import ctc_greedy, edit_distance
+from .distributed import Comm, shard, world
 from .layers.base import Layer
 from .losses import CrossEntropyLoss, MSELoss
 from .model import takes_lengths
@@ -156,11 +157,14 @@ def predict(model: Layer, x: Any, batch_size: int = 256, lengths: Any = None) ->
 
 
 def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[Any] | dict[str, Metric] | None = None,
-             batch_size: int = 256, lengths: Any = None, prefix: str = "") -> dict[str, float]:
+             batch_size: int = 256, lengths: Any = None, prefix: str = "", comm: Comm | None = None
+             ) -> dict[str, float]:
     """``{"loss": ..., metric: ...}`` over all of ``(x, y)`` in eval mode.
 
     ``loss`` and ``metrics`` default to those the model was last ``fit`` with. The loss is
-    the batch losses' mean weighted by batch size; metrics are exact over all samples.
+    the batch losses' mean weighted by batch size; metrics are exact over all samples. With
+    ``comm`` (a distributed run), each rank scores its share of the samples and the sums are
+    all-reduced, so every rank returns the same figures.
     """
     fitted = getattr(model, "_fit_defaults", {})
     loss = loss if loss is not None else fitted.get("loss")
@@ -170,6 +174,10 @@ def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[A
     metrics = metrics if metrics is not None else fitted.get("metrics", ())
     fns = metrics if isinstance(metrics, dict) else _metric_fns(metrics)
     x, y, lengths = _check_data(model, x, y, lengths, "evaluate")
+    comm = comm if comm is not None else Comm()
+    n_all = len(x)
+    mine = shard(n_all, comm)
+    x, y, lengths = x[mine], y[mine], _take(lengths, mine)
     total, sums, counts = 0.0, dict.fromkeys(fns, 0.0), dict.fromkeys(fns, 0.0)
     was = model.training
     model.eval()
@@ -184,9 +192,22 @@ def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[A
                 counts[k] += c
     finally:
         model.train(was)
-    out = {f"{prefix}loss": total / len(x)}
+    packed = comm.allreduce_(np.array([total, *sums.values(), *counts.values()], np.float64))
+    total, n = packed[0], len(fns)
+    sums, counts = dict(zip(fns, packed[1:1 + n])), dict(zip(fns, packed[1 + n:]))
+    out = {f"{prefix}loss": total / n_all}
     out.update({f"{prefix}{k}": (sums[k] / counts[k] if counts[k] else math.nan) for k in fns})
     return out
+
+
+def _loss_terms(loss_fn: Any, y: np.ndarray) -> float:
+    """How many terms the loss's mean runs over for targets ``y``: the non-ignored class targets for a
+    cross-entropy on class indices, else the samples' elements (MSE) or the samples (CTC)."""
+    if isinstance(loss_fn, CrossEntropyLoss) and np.issubdtype(y.dtype, np.integer):
+        return float(np.count_nonzero(y != loss_fn.ignore_index))
+    if isinstance(loss_fn, MSELoss):
+        return float(y.size)
+    return float(len(y))
 
 
 # ---- the trainer for arrays -----------------------------------------------------------------------
@@ -215,6 +236,12 @@ class ArrayTrainer(Trainer):
             n = len(self.x)
             self.perm = self.rngs[0].permutation(n) if self.shuffle else np.arange(n)
         idx = self.perm[self.batch * self.batch_size:(self.batch + 1) * self.batch_size]
+        if self.comm.size > 1:                   # this rank's share of the batch, weighted by its loss terms
+            everyone = _loss_terms(self.loss_fn, self.y[idx])
+            idx = idx[shard(len(idx), self.comm)]
+            self.share = _loss_terms(self.loss_fn, self.y[idx]) / everyone if everyone else 0.0
+            if not len(idx):
+                return 0.0
         lengths = _take(self.lengths, idx)
         pred = _forward(self.model, self.x[idx], lengths)
         y = self.y[idx]
@@ -238,13 +265,15 @@ class ArrayTrainer(Trainer):
 
     def validate(self) -> dict[str, float]:
         r = self.running
+        if self.comm.size > 1:                   # the ranks' running sums, added up
+            r = dict(zip(r, self.comm.allreduce_(np.array(list(r.values()), np.float64)).tolist()))
         out = {"loss": r["loss"] / r["n"] if r["n"] else None}
         out.update({k: (r[f"{k}/sum"] / r[f"{k}/n"] if r[f"{k}/n"] else None) for k in self.metric_fns})
         self.running = dict.fromkeys(r, 0.0)
         if self.val is not None:
             xv, yv, lv = self.val
             out.update(evaluate(self.model, xv, yv, self.loss_fn, self.metric_fns, self.batch_size, lv,
-                                prefix="val_"))
+                                prefix="val_", comm=self.comm))
         return out
 
     def describe(self, metrics: dict[str, Any]) -> str:
@@ -293,7 +322,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
         eval_every: int | None = None, early_stopping: int | None = None, monitor: str | None = None,
         mode: str | None = None, min_delta: float = 0.0, restore_best_weights: bool = False,
         run_dir: str | Path | None = None, resume: bool = False, seed: int = 0, progress: bool = True,
-        meta: dict[str, Any] | None = None, unit: str = "samples") -> History:
+        meta: dict[str, Any] | None = None, unit: str = "samples", distributed: bool = False) -> History:
     """Train ``model`` on ``(x, y)`` and return its History (``history.history["val_loss"]``, ...).
 
     Args:
@@ -319,6 +348,10 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
         progress: show a progress bar.
         meta: JSON entries of your own for the checkpoints' headers (e.g. class names).
         unit: what the progress bar counts per second ("samples", "clips", ...).
+        distributed: data-parallel over the ranks of an MPI launch (``mpirun -n N python script.py``):
+            every rank calls ``fit`` with the same data and settings, takes its share of each batch
+            and of the validation data, and all hold identical weights after every step; only
+            rank 0 writes ``run_dir`` and shows progress (see ``lstmkit.distributed``).
 
     A first Ctrl-C stops after the current step (saving when there is a ``run_dir``); a
     non-finite loss stops training with a warning, keeping the last good checkpoint.
@@ -356,18 +389,20 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
     run_meta = {"batch_size": batch_size, "shuffle": shuffle, "n_train": len(x), "loss": type(loss_fn).__name__,
                 "optimizer": type(optimizer).__name__, "metrics": list(fns), "validation_split": validation_split,
                 "data_sha256": _fingerprint(x, y, lengths)}
+    comm = world(required=True) if distributed else Comm()
+    comm.agree(run_meta, "the training data and settings")
     rngs = [np.random.default_rng(seed), *_generators(model)]
     model._fit_defaults = {"loss": loss_fn, "metrics": fns}
     model.train()
     trainer = ArrayTrainer(None if run_dir is None else Path(run_dir), model, optimizer, tcfg, rngs,
                            (x, y, lengths), val, loss_fn, fns, batch_size, shuffle, run_meta, monitor=monitor,
                            mode=mode, patience=early_stopping, min_delta=min_delta,
-                           restore_best=restore_best_weights)
+                           restore_best=restore_best_weights, comm=comm)
     trainer.meta, trainer.unit = dict(meta or {}), unit
     if run_dir is not None:
         _open_run(trainer, Path(run_dir), resume, tcfg)
     reason = trainer.fit(progress=progress)
-    if reason == "nan":
+    if reason == "nan" and comm.is_root:
         kept = trainer.out / "latest.npz" if trainer.out is not None else None
         warnings.warn(f"fit: the loss became non-finite (nan/inf) at step {trainer.step + 1}; training stopped"
                       + (f" and the last good checkpoint is {kept}" if kept and kept.is_file() else ""),

@@ -42,6 +42,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import checkpoint, modelfile
+from .distributed import Comm, GradSync
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
 
@@ -230,6 +231,9 @@ class Trainer:
         monitor, mode: the value that decides ``best.npz`` and early stopping ("min" or "max").
         patience: stop after this many evaluations without improvement (None: never).
         restore_best: at the end, put the best weights back into the model.
+        comm: the ranks of a distributed run (``lstmkit.distributed.world()``); every rank runs the same
+            loop on its shard (``batch_loss`` sets ``share``, its part of the batch's loss terms), the
+            gradients are all-reduced each step, and only rank 0 writes files and shows progress.
     """
 
     unit = "samples"                     # what the progress bar counts per second
@@ -238,7 +242,7 @@ class Trainer:
     def __init__(self, out: str | Path | None, model: Layer, optimizer: Optimizer, tcfg: TrainConfig,
                  rngs: list[np.random.Generator], steps_per_epoch: int, items_per_step: int,
                  metrics: list[str], monitor: str = "val_loss", mode: str = "min", patience: int | None = None,
-                 min_delta: float = 0.0, restore_best: bool = False) -> None:
+                 min_delta: float = 0.0, restore_best: bool = False, comm: Comm | None = None) -> None:
         if mode not in ("min", "max"):
             raise RunError(f"bad option: mode must be 'min' or 'max', got {mode!r}")
         if patience is not None and patience < 1:
@@ -258,6 +262,11 @@ class Trainer:
         self.stop_reason = ""
         self.recent: list[float] = []  # training losses since the last history row (checkpointed too)
         self.meta: dict[str, Any] = {}  # an application's own header entries, kept in latest.npz and best.npz
+        self.comm = comm if comm is not None else Comm()
+        self.sync = GradSync(model.parameters(), self.comm) if self.comm.size > 1 else None
+        self.share = 1.0               # this rank's part of the step's loss terms (set by batch_loss)
+        self._stop_local = self._stop_any = False
+        self._clock = time.perf_counter()   # when ``elapsed`` was last brought up to date
 
     # -- what an application supplies --------------------------------------------
 
@@ -293,7 +302,9 @@ class Trainer:
         if self.out is None:
             return None
         o_arrays, o_meta = modelfile.optimizer_payload(self.opt, self.model)
-        x_arrays, position, x_meta = self.state()
+        x_arrays, position, x_meta = self.state()        # (collective where the data is sharded)
+        if not self.comm.is_root:
+            return None
         arrays = modelfile.model_arrays(self.model) | o_arrays | x_arrays
         meta = {**self.header(), "train": asdict(self.tcfg), "optim": o_meta,
                 "position": {"step": self.step, "epoch": self.epoch, "elapsed_s": self.elapsed,
@@ -331,7 +342,7 @@ class Trainer:
         if wait == 0 and metrics.get(self.monitor) is not None:          # improved
             if self.restore_best:
                 self.best_weights = self.model.state_dict()
-            if self.out is not None:
+            if self.out is not None and self.comm.is_root:
                 self.save_best(self.out / "best.npz", metrics)
         elif self.patience is not None and wait >= self.patience:
             self.stop_reason = "early_stop"
@@ -354,6 +365,13 @@ class Trainer:
             g["lr"] = g["initial_lr"] * factor
         self.opt.zero_grad()
         loss = self.batch_loss()
+        if self.sync is not None:                # every rank: the whole batch's gradient, and decisions in common
+            now = time.perf_counter()
+            loss, self._stop_any, bad, self.elapsed = self.sync.reduce(
+                self.share, loss, self._stop_local, self.elapsed + now - self._clock)
+            self._clock = now
+            if bad:
+                return float("nan")
         if not math.isfinite(loss):
             return loss
         if self.tcfg.clip is not None and not math.isfinite(clip_grad_norm_(self.model.parameters(),
@@ -381,15 +399,16 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
         self.stop_reason = ""
         self.budget_left()
-        bar = self._progress_bar(progress)
+        bar = self._progress_bar(progress and self.comm.is_root)
         by_steps = self.tcfg.total_steps(self.steps_per_epoch) is not None
         ema = speed = None
         shown = self.describe(self.history.evals[-1]) if self.history.evals else ""
-        t_prev = time.perf_counter()
+        self._clock = time.perf_counter()
         with _stop_on_sigint() as stop:
             while not self.stop_reason and self.budget_left():
                 t0 = time.perf_counter()
                 epoch_before = self.epoch
+                self._stop_local = stop.requested
                 loss = self.train_step()
                 rate = self.items_per_step / (time.perf_counter() - t0)
                 speed = rate if speed is None else 0.9 * speed + 0.1 * rate
@@ -406,16 +425,18 @@ class Trainer:
                 if self._eval_due(epoch_before):
                     shown = self.describe(self._validate_and_save())
                 now = time.perf_counter()
-                self.elapsed += now - t_prev
-                t_prev = now
+                if self.sync is None:                # (a distributed run keeps the ranks' common clock)
+                    self.elapsed += now - self._clock
+                    self._clock = now
                 bar.update(1 if by_steps else min(self.elapsed, bar.total) - bar.n)
                 bar.set_postfix_str(f"loss {ema:.3f}  {speed:,.0f} {self.unit}/s{shown}", refresh=False)
                 if on_step is not None:
                     on_step(self)
-                if stop.requested:
+                if stop.requested or self._stop_any:
                     break
         bar.close()
-        self.stop_reason = "interrupted" if stop.requested else (self.stop_reason or "budget")
+        interrupted = stop.requested or self._stop_any
+        self.stop_reason = "interrupted" if interrupted else (self.stop_reason or "budget")
         evals = self.history.evals
         if self.stop_reason == "interrupted":
             self.save_latest()          # no extra evaluation: the resumed run must see what the whole run saw
@@ -423,7 +444,8 @@ class Trainer:
             self._validate_and_save()
         if self.restore_best and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
-        if self.out is not None and not self.history.plot(self.out / "loss.png", *self.plot_label):
+        if self.out is not None and self.comm.is_root and not self.history.plot(self.out / "loss.png",
+                                                                                *self.plot_label):
             print("note: no loss.png (matplotlib is not installed; pip install 'lstmkit[plot]')", file=sys.stderr)
         return self.stop_reason
 

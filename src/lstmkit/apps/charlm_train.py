@@ -31,6 +31,7 @@ import numpy as np
 from .. import checkpoint, modelfile, training
 from ..checkpoint import CheckpointError
 from ..data.text import TextError, Vocab, Windows, bundled_shakespeare, load_text, split_train_val
+from ..distributed import Comm, DistributedError, shard
 from ..losses import CrossEntropyLoss
 from ..optim import AdamW
 from ..training import RunError
@@ -85,19 +86,23 @@ def sha256(text: str) -> str:
 # ---- evaluation ----------------------------------------------------------------
 
 
-def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int = 100) -> float:
+def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int = 100, comm: Comm | None = None
+             ) -> float:
     """Mean next-character loss in nats over ``ids`` (N,), carrying state across windows.
 
     The text is cut into up to ``batch_size`` streams (fewer for short texts), so
-    every character but the last ``< batch_size`` is scored. No dropout.
+    every character but the last ``< batch_size`` is scored. No dropout. With ``comm``
+    (a distributed run) each rank scores its share of the streams and the totals are added.
     """
     n = len(ids) - 1
     if n < 1:
         raise TextError("evaluation text needs at least 2 characters")
     B = max(1, min(batch_size, n // seq_len))
     L = n // B
-    x = ids[:B * L].reshape(B, L)                          # (B, L) inputs
-    y = ids[1:B * L + 1].reshape(B, L)                     # (B, L) next characters
+    comm = comm if comm is not None else Comm()
+    mine = shard(B, comm)
+    x = ids[:B * L].reshape(B, L)[mine]                    # (B, L) inputs (this rank's streams)
+    y = ids[1:B * L + 1].reshape(B, L)[mine]               # (B, L) next characters
     loss_fn = CrossEntropyLoss(reduction="sum")
     was_training = model.training
     model.eval()
@@ -108,7 +113,7 @@ def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int 
             total += float(loss_fn(logits, y[:, s:s + seq_len]))
     finally:
         model.train(was_training)
-    return total / (B * L)
+    return float(comm.allreduce_(np.array([total]))[0]) / (B * L)
 
 
 # ---- run directories -----------------------------------------------------------
@@ -171,7 +176,12 @@ class Trainer(training.Trainer):
     plot_label = ("bits per character", 1 / LN2)
 
     def __init__(self, out: Path, model: CharLM, vocab: Vocab, tcfg: TrainConfig, source: str, text: str,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, comm: Comm | None = None) -> None:
+        comm = comm if comm is not None else Comm()
+        if tcfg.batch_size < comm.size:
+            raise DistributedError(f"--batch-size {tcfg.batch_size} is smaller than the {comm.size} ranks; each "
+                                   "rank needs at least one stream")
+        comm.agree([asdict(tcfg), model.cfg.to_dict(), sha256(text)], "the settings and the text")
         self.vocab, self.source = vocab, source
         self.text_sha = sha256(text)
         train_ids, self.val_ids = split_train_val(vocab.encode(text, what=_name(source)), tcfg.val_fraction)
@@ -185,7 +195,10 @@ class Trainer(training.Trainer):
         opt = AdamW([{"params": matrices, "weight_decay": tcfg.weight_decay},
                      {"params": vectors, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.99))
         super().__init__(out, model, opt, tcfg, [rng], steps_per_epoch=len(self.windows),
-                         items_per_step=tcfg.batch_size * tcfg.seq_len, metrics=["val_loss", "val_bpc"])
+                         items_per_step=tcfg.batch_size * tcfg.seq_len, metrics=["val_loss", "val_bpc"], comm=comm)
+        self.mine = shard(tcfg.batch_size, comm)          # this rank's streams
+        self.share = (self.mine.stop - self.mine.start) / tcfg.batch_size
+        self._own_dropout()
         self.loss_fn = CrossEntropyLoss()
         self.window = 0               # next window within the pass
         self.state_hc: tuple[np.ndarray, np.ndarray] | None = None    # carried (h, c), each (layers, B, H)
@@ -193,8 +206,16 @@ class Trainer(training.Trainer):
 
     # -- construction -----------------------------------------------------------
 
+    def _own_dropout(self) -> None:
+        """Ranks other than 0 draw their dropout masks from their own stream (a jump ahead of the run's)."""
+        if self.comm.rank:
+            bits = type(self.rngs[0].bit_generator)()
+            bits.state = self.rngs[0].bit_generator.state
+            self.model.rnn.rng = np.random.Generator(bits.jumped(self.comm.rank))
+
     @classmethod
-    def new(cls, out: str | Path, source: str, mcfg: dict[str, Any], tcfg: TrainConfig) -> Trainer:
+    def new(cls, out: str | Path, source: str, mcfg: dict[str, Any], tcfg: TrainConfig,
+            comm: Comm | None = None) -> Trainer:
         out = Path(out)
         if out.exists() and not out.is_dir():
             raise RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
@@ -208,11 +229,11 @@ class Trainer(training.Trainer):
             model = CharLM(CharLMConfig(vocab_size=len(vocab), **mcfg), rng=rng)
         except (TypeError, ValueError) as e:           # e.g. --hidden 0 or --dropout 1.5, as the layer words it
             raise RunError(f"bad model option: {e}") from None
-        return cls(out, model, vocab, tcfg, source, text, rng)
+        return cls(out, model, vocab, tcfg, source, text, rng, comm)
 
     @classmethod
     def resume(cls, out: str | Path, source: str | None = None, steps: int | None = None,
-               minutes: float | None = None, eval_every: int | None = None) -> Trainer:
+               minutes: float | None = None, eval_every: int | None = None, comm: Comm | None = None) -> Trainer:
         """Continue the run in ``out``; a new budget (replacing the old one) or text file may be given."""
         out = Path(out)
         path = out / "latest.npz"
@@ -237,8 +258,8 @@ class Trainer(training.Trainer):
             raise TextError(f"{_name(source)}: vocabulary mismatch with the run in {out} "
                             f"(run has {len(vocab)} characters, this text {len(new)}; "
                             f"differing: {''.join(sorted(set(vocab.chars) ^ set(new.chars)))!r})")
-        self = cls(out, model, vocab, tcfg, source, text, rng)
-        if self.text_sha != meta.get("text_sha256"):
+        self = cls(out, model, vocab, tcfg, source, text, rng, comm)
+        if self.text_sha != meta.get("text_sha256") and self.comm.is_root:
             print(f"note: {_name(source)} differs from the text this run started on; continuing on it",
                   file=sys.stderr)
         self.restore(path, arrays, meta)
@@ -249,6 +270,7 @@ class Trainer(training.Trainer):
     def batch_loss(self) -> float:
         """Forward, loss (nats/char) and backward on the current window; the new state waits for ``advance``."""
         x, y = self.windows.window(self.window)                     # (B, T) each
+        x, y = x[self.mine], y[self.mine]                           # this rank's streams (all, on one process)
         logits, self._next_hc = self.model.forward(x, self.state_hc)   # (B, T, V)
         loss = float(self.loss_fn(logits, y))
         if math.isfinite(loss):
@@ -263,7 +285,7 @@ class Trainer(training.Trainer):
             self.epoch += 1
 
     def validate(self) -> dict[str, float]:
-        val = evaluate(self.model, self.val_ids, self.tcfg.batch_size, self.tcfg.seq_len)
+        val = evaluate(self.model, self.val_ids, self.tcfg.batch_size, self.tcfg.seq_len, self.comm)
         return {"val_loss": val, "val_bpc": val / LN2}
 
     def describe(self, metrics: dict[str, Any]) -> str:
@@ -273,12 +295,16 @@ class Trainer(training.Trainer):
         return _model_meta(self.model, self.vocab)
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
-        arrays = {} if self.state_hc is None else {"state/h": self.state_hc[0], "state/c": self.state_hc[1]}
+        """The carried state of every stream (gathered from the ranks), so any number of ranks can resume."""
+        arrays = {} if self.state_hc is None else {"state/h": self.comm.allgather(self.state_hc[0], axis=1),
+                                                   "state/c": self.comm.allgather(self.state_hc[1], axis=1)}
         return arrays, {"window": self.window}, {"source": self.source, "text_sha256": self.text_sha}
 
     def load_state(self, arrays: dict[str, np.ndarray], position: dict[str, Any], meta: dict[str, Any]) -> None:
         self.window = position["window"]
-        self.state_hc = (arrays["state/h"], arrays["state/c"]) if "state/h" in arrays else None
+        self.state_hc = ((arrays["state/h"][:, self.mine], arrays["state/c"][:, self.mine]) if "state/h" in arrays
+                         else None)
+        self._own_dropout()
         if self.window >= len(self.windows):             # a different (shorter) text: start a new pass
             self.window, self.state_hc = 0, None
 

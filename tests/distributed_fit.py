@@ -1,0 +1,34 @@
+"""Run by tests/test_distributed.py, alone or under ``mpirun -n 2``: a short float64 ``fit`` whose final
+weights rank 0 saves to argv[1]; every rank checks that all ranks hold identical weights."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+import lstmkit as lk
+from lstmkit.distributed import launched, world
+
+
+def main(out: str, run_dir: str | None, steps: int, skew: bool = False) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((90, 7, 3))
+    y = (x[:, :, 0].sum(1) > 0).astype(np.int64)
+    if skew and world().rank == 1:                       # a rank with other data: the run must refuse
+        x = x + 1.0
+    model = lk.Sequential(lk.LSTM(3, 8, return_sequences=False, dtype="float64", rng=np.random.default_rng(1)),
+                          lk.Dense(8, 2, dtype="float64", rng=np.random.default_rng(2)))
+    hist = model.fit(x, y, optimizer=lk.optim.AdamW(model.parameters(), lr=1e-2), steps=steps, batch_size=16,
+                     validation_data=(x[:21] + 0.1, y[:21]), metrics=["accuracy"], eval_every=3, progress=False,
+                     distributed=launched(), run_dir=run_dir, resume=run_dir is not None)
+    comm = world()
+    w = np.concatenate([p.value.ravel() for p in model.parameters()])
+    everyone = comm.allgather(w[None])
+    assert all(np.array_equal(everyone[0], a) for a in everyone), "ranks hold different weights"
+    if comm.rank == 0:
+        np.savez(out, w=w, val_loss=np.array(hist.history["val_loss"]), ranks=comm.size)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], None if sys.argv[2] == "-" else sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["skew"])
