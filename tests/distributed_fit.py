@@ -3,6 +3,8 @@ weights rank 0 saves to argv[1]; every rank checks that all ranks hold identical
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 import numpy as np
@@ -11,14 +13,28 @@ import lstmkit as lk
 from lstmkit.distributed import launched, world
 
 
-def main(out: str, run_dir: str | None, steps: int, skew: bool = False) -> None:
+def main(out: str, run_dir: str | None, steps: int, mode: str = "") -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((90, 7, 3))
     y = (x[:, :, 0].sum(1) > 0).astype(np.int64)
-    if skew and world().rank == 1:                       # a rank with other data: the run must refuse
+    rank = world().rank
+    if mode == "skew" and rank == 1:                     # a rank with other data: the run must refuse
         x = x + 1.0
     model = lk.Sequential(lk.LSTM(3, 8, return_sequences=False, dtype="float64", rng=np.random.default_rng(1)),
                           lk.Dense(8, 2, dtype="float64", rng=np.random.default_rng(2)))
+    if mode in ("sigint", "die") and rank == 1:          # rank 1 alone gets Ctrl-C, or dies, at its 9th forward
+        calls = {"n": 0}
+        forward = model.forward
+
+        def patched(*a: object, **k: object) -> object:
+            calls["n"] += 1
+            if calls["n"] == 9:
+                if mode == "die":
+                    os._exit(7)
+                os.kill(os.getpid(), signal.SIGINT)
+            return forward(*a, **k)
+
+        model.forward = patched
     hist = model.fit(x, y, optimizer=lk.optim.AdamW(model.parameters(), lr=1e-2), steps=steps, batch_size=16,
                      validation_data=(x[:21] + 0.1, y[:21]), metrics=["accuracy"], eval_every=3, progress=False,
                      distributed=launched(), run_dir=run_dir, resume=run_dir is not None)
@@ -27,8 +43,8 @@ def main(out: str, run_dir: str | None, steps: int, skew: bool = False) -> None:
     everyone = comm.allgather(w[None])
     assert all(np.array_equal(everyone[0], a) for a in everyone), "ranks hold different weights"
     if comm.rank == 0:
-        np.savez(out, w=w, val_loss=np.array(hist.history["val_loss"]), ranks=comm.size)
+        np.savez(out, w=w, val_loss=np.array(hist.history["val_loss"]), ranks=comm.size, reason=hist.stop_reason)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], None if sys.argv[2] == "-" else sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["skew"])
+    main(sys.argv[1], None if sys.argv[2] == "-" else sys.argv[2], int(sys.argv[3]), "".join(sys.argv[4:]))

@@ -69,6 +69,21 @@ def test_ranks_that_disagree_stop_together_with_one_error(tmp_path):
     assert "ranks disagree on the training data and settings: rank 1 differs from rank 0" in r.stderr
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_and_a_dead_rank_ends_the_job(tmp_path):
+    run = tmp_path / "run"
+    r = launch(2, sys.executable, str(SCRIPT), str(tmp_path / "i.npz"), str(run), "500", "sigint", timeout=90)
+    assert r.returncode == 0, r.stderr
+    result = np.load(tmp_path / "i.npz")
+    assert str(result["reason"]) == "interrupted"                      # rank 0 stopped too, and saved
+    arrays, meta = checkpoint.load(run / "latest.npz")
+    assert 0 < meta["position"]["step"] < 500
+    dead = tmp_path / "dead"
+    r = launch(2, sys.executable, str(SCRIPT), str(tmp_path / "d.npz"), str(dead), "500", "die", timeout=90)
+    assert r.returncode != 0 and not (tmp_path / "d.npz").exists()     # the job ended, nobody hung
+    if (dead / "latest.npz").exists():                                 # whatever was written is whole
+        checkpoint.load(dead / "latest.npz")
+
+
 def test_charlm_on_two_processes_equals_one_and_resumes_on_one(tmp_path):
     text = tmp_path / "t.txt"
     words = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "far"]

@@ -432,10 +432,10 @@ class Trainer:
                 bar.set_postfix_str(f"loss {ema:.3f}  {speed:,.0f} {self.unit}/s{shown}", refresh=False)
                 if on_step is not None:
                     on_step(self)
-                if stop.requested or self._stop_any:
+                if self._interrupted(stop):
                     break
         bar.close()
-        interrupted = stop.requested or self._stop_any
+        interrupted = self._interrupted(stop)
         self.stop_reason = "interrupted" if interrupted else (self.stop_reason or "budget")
         evals = self.history.evals
         if self.stop_reason == "interrupted":
@@ -448,6 +448,10 @@ class Trainer:
                                                                                 *self.plot_label):
             print("note: no loss.png (matplotlib is not installed; pip install 'lstmkit[plot]')", file=sys.stderr)
         return self.stop_reason
+
+    def _interrupted(self, stop: _StopFlag) -> bool:
+        """Ctrl-C seen: here, or (distributed) on any rank as of the last all-reduce, so that all ranks agree."""
+        return self._stop_any if self.sync is not None else stop.requested
 
     def _progress_bar(self, enabled: bool) -> Any:
         total = self.tcfg.total_steps(self.steps_per_epoch)
