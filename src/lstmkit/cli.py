@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
             rank = world().rank
         except DistributedError as e:
             return fail(str(e))
+        if rank and getattr(args, "cmd", None) != "train":
+            return 0                       # only training is data-parallel: anything else runs once, on rank 0
         if rank:
             with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
                 return _dispatch(args)

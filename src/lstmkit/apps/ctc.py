@@ -23,6 +23,7 @@ from .. import functional, modelfile
 from ..ctc import CTCLoss, pack_targets
 from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, write_png
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
+from ..distributed import launched
 from ..fit import fit
 from ..models import CTCRecognizer
 from ..optim import AdamW
@@ -101,7 +102,7 @@ def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, ste
                batch_size=cfg.batch_size, validation_data=(x[va], y[va], widths[va]), metrics=["cer"],
                lengths=widths[tr], clip=1.0, schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_cer",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
-               meta={"app": FORMAT, "ctc": asdict(cfg)}, unit="strips")
+               meta={"app": FORMAT, "ctc": asdict(cfg)}, unit="strips", distributed=launched())
     return hist, cfg
 
 

@@ -26,6 +26,7 @@ from .. import functional, modelfile
 from ..checkpoint import atomic_write
 from ..data.boolean import make_boolean
 from ..data.trees import IGNORE, Tree, TreeError, TreeVocab, binarize, encode, parse_tree, read_trees
+from ..distributed import launched
 from ..fit import fit
 from ..losses import CrossEntropyLoss
 from ..models.tree import CELLS, TreeClassifier
@@ -141,7 +142,8 @@ def train(cfg: TreeConfig | None, out: str | Path, epochs: int | None = None, st
                batch_size=cfg.batch_size, validation_data=(xv, yv), metrics=["accuracy", root_accuracy], clip=5.0,
                schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_root_accuracy", mode="max",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
-               meta={"app": FORMAT, "tree": asdict(cfg), "vocab": vocab.to_json()}, unit="trees")
+               meta={"app": FORMAT, "tree": asdict(cfg), "vocab": vocab.to_json()}, unit="trees",
+               distributed=launched())
     return hist, cfg
 
 

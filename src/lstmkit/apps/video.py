@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import functional, modelfile
 from ..data.video import VideoError, VideoFolder, decode
+from ..distributed import launched
 from ..fit import fit
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
@@ -99,7 +100,7 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
                batch_size=cfg.batch_size, validation_data=(xv, yv), metrics=["accuracy"], clip=cfg.clip,
                schedule="cosine", warmup=min(50, 2 * math.ceil(len(x) / cfg.batch_size)), min_lr_frac=0.05,
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
-               meta={"app": FORMAT, "video": asdict(cfg)}, unit="clips")
+               meta={"app": FORMAT, "video": asdict(cfg)}, unit="clips", distributed=launched())
     return hist, cfg
 
 
