@@ -103,3 +103,24 @@ def test_the_command_line_end_to_end_resume_and_bad_input(tmp_path, capsys):
                 "--no-progress"]) == 0
     assert run(["train", str(nary), "--out", str(tmp_path / "r5"), "--cell", "childsum", "--steps", "2",
                 "--labels", "root", "--no-progress"]) == 0
+
+
+def test_sst_folder_layout_train_dev_test(tmp_path, capsys):
+    sst = tmp_path / "sst"
+    sst.mkdir()
+    good = "(3 (2 It) (4 (3 works) (2 well)))"
+    bad = "(1 (2 It) (0 (1 fails) (2 badly) (1 again)))"                 # a node with three children
+    (sst / "train.txt").write_text(f"{good}\n{bad}\n" * 20)
+    (sst / "dev.txt").write_text(f"{bad}\n{good}\n")
+    (sst / "test.txt").write_text(f"{good}\n{bad}\n{good}\n")
+    for cell, extra in (("childsum", []), ("slstm", ["--binarize"])):
+        out = tmp_path / cell
+        assert run(["train", str(sst), "--out", str(out), "--cell", cell, *extra, "--epochs", "3", "--hidden", "8",
+                    "--embed", "4", "--batch-size", "8", "--no-progress"]) == 0
+        meta = lk.load_model(out / "best.npz")
+        assert isinstance(meta, lk.models.TreeClassifier) and meta.cell_name == cell
+        capsys.readouterr()
+        assert run(["eval", str(out), str(sst)]) == 0                       # test.txt: 3 trees
+        assert "on 3 trees" in capsys.readouterr().out
+    _, vocab, cfg = tree_app.load(tmp_path / "slstm")
+    assert cfg.binarize and vocab.labels == ["0", "1", "2", "3", "4"] and "badly" in vocab.words
