@@ -27,7 +27,8 @@ from ..distributed import launched
 from ..fit import fit
 from ..models import CTCRecognizer
 from ..optim import AdamW
-from ..training import History, RunError
+from ..training import History
+from .common import budget, holdout, open_run
 
 FORMAT = "lstmkit-ctc"
 CLASSES = 11                                     # blank + 10 digits
@@ -78,28 +79,21 @@ def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, ste
           minutes: float | None = None, resume: bool = False, progress: bool = True) -> tuple[History, CTCConfig]:
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
     out = Path(out)
-    if resume:
-        meta = _run_meta(out / "latest.npz")
+    meta = open_run(out, resume, _run_meta)
+    if meta is not None:
         cfg = CTCConfig(**meta["ctc"])
-    elif (out / "latest.npz").exists() or (out / "best.npz").exists():
-        raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
     images, widths, digits = load_strips(cfg.data)
-    n_val = max(1, int(round(len(images) * cfg.val_fraction)))
-    if len(images) - n_val < 1:
-        raise StripError(f"{cfg.data}: {len(images)} strips are too few to hold out {cfg.val_fraction:.0%}")
-    order = np.random.default_rng(cfg.seed).permutation(len(images))
-    tr, va = np.sort(order[n_val:]), np.sort(order[:n_val])
+    tr, va = holdout(len(images), cfg.val_fraction, cfg.seed, cfg.data, "strips")
     x, y = columns(images), _packed(widths, digits)
     rng = np.random.default_rng(cfg.seed)
-    if resume:
+    if meta is not None:
         model = modelfile.layer_from_config(meta[modelfile.HEADER]["architecture"], rng)
     else:
         model = CTCRecognizer(HEIGHT, CLASSES, cfg.hidden, cfg.layers, rng=rng)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    if epochs is None and steps is None and minutes is None:
-        epochs = 10
-    hist = fit(model, x[tr], y[tr], loss=CTCLoss(), optimizer=opt, epochs=epochs, steps=steps, minutes=minutes,
-               batch_size=cfg.batch_size, validation_data=(x[va], y[va], widths[va]), metrics=["cer"],
+    hist = fit(model, x[tr], y[tr], loss=CTCLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+               steps=steps, minutes=minutes, batch_size=cfg.batch_size,
+               validation_data=(x[va], y[va], widths[va]), metrics=["cer"],
                lengths=widths[tr], clip=1.0, schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_cer",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "ctc": asdict(cfg)}, unit="strips", distributed=launched())

@@ -32,6 +32,7 @@ from ..losses import CrossEntropyLoss
 from ..models.tree import CELLS, TreeClassifier
 from ..optim import AdamW
 from ..training import History, RunError
+from .common import budget, holdout, open_run
 
 FORMAT = "lstmkit-tree"
 
@@ -113,33 +114,27 @@ def train(cfg: TreeConfig | None, out: str | Path, epochs: int | None = None, st
           minutes: float | None = None, resume: bool = False, progress: bool = True) -> tuple[History, TreeConfig]:
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
     out = Path(out)
-    if resume:
-        meta = _run_meta(out / "latest.npz")
+    meta = open_run(out, resume, _run_meta)
+    if meta is not None:
         cfg, vocab = TreeConfig(**meta["tree"]), TreeVocab.from_json(meta["vocab"])
-    elif (out / "latest.npz").exists() or (out / "best.npz").exists():
-        raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
     cfg.check()
     first, dev = data_files(cfg.data, "train")
     trees = _prepare(read_trees(first), cfg)
     if dev is not None:
         val = _prepare(read_trees(dev), cfg)
     else:
-        n_val = max(1, int(round(len(trees) * cfg.val_fraction)))
-        if len(trees) - n_val < 1:
-            raise TreeError(f"{first}: {len(trees)} trees are too few to hold out {cfg.val_fraction:.0%}")
-        order = np.random.default_rng(cfg.seed).permutation(len(trees))
-        val, trees = [trees[i] for i in np.sort(order[:n_val])], [trees[i] for i in np.sort(order[n_val:])]
-    if not resume:
+        tr, va = holdout(len(trees), cfg.val_fraction, cfg.seed, first, "trees")
+        val, trees = [trees[i] for i in va], [trees[i] for i in tr]
+    if meta is None:
         vocab = TreeVocab.from_trees(trees)
     x, y = _encode(trees, vocab, cfg, str(first), root_only=cfg.labels == "root")
     xv, yv = _encode(val, vocab, cfg, str(dev or first))
     rng = np.random.default_rng(cfg.seed)
     model = TreeClassifier(len(vocab.words), len(vocab.labels), cfg.embed, cfg.hidden, cfg.cell, rng=rng)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    if epochs is None and steps is None and minutes is None:
-        epochs = 10
-    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=epochs, steps=steps, minutes=minutes,
-               batch_size=cfg.batch_size, validation_data=(xv, yv), metrics=["accuracy", root_accuracy], clip=5.0,
+    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+               steps=steps, minutes=minutes, batch_size=cfg.batch_size,
+               validation_data=(xv, yv), metrics=["accuracy", root_accuracy], clip=5.0,
                schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_root_accuracy", mode="max",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "tree": asdict(cfg), "vocab": vocab.to_json()}, unit="trees",

@@ -30,6 +30,7 @@ from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
 from ..optim import AdamW
 from ..training import History, RunError, pyplot, save_figure
+from .common import budget, open_run
 
 FORMAT = "lstmkit-video"
 
@@ -64,14 +65,11 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
           minutes: float | None = None, resume: bool = False, progress: bool = True) -> tuple[History, VideoConfig]:
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
     out = Path(out)
-    if resume:
-        meta = _run_meta(out / "latest.npz")
+    meta = open_run(out, resume, _run_meta)
+    if meta is not None:
         cfg = VideoConfig(**meta["video"])
-        arch = meta[modelfile.HEADER]["architecture"]
-    elif (out / "latest.npz").exists() or (out / "best.npz").exists():
-        raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
     ds = _folder(cfg, progress=progress)
-    if resume and ds.classes != cfg.classes:
+    if meta is not None and ds.classes != cfg.classes:
         raise VideoError(f"{cfg.data}: its classes {ds.classes} differ from the run's {cfg.classes}")
     cfg.classes = ds.classes
     if len(ds.classes) < 2:
@@ -80,8 +78,8 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
     if len(val_idx) == 0 or len(train_idx) == 0:
         raise VideoError(f"{cfg.data}: {len(ds)} clips are too few to hold out {cfg.val_fraction:.0%} for validation")
     rng = np.random.default_rng(cfg.seed)
-    if resume:
-        model = modelfile.layer_from_config(arch, rng)
+    if meta is not None:
+        model = modelfile.layer_from_config(meta[modelfile.HEADER]["architecture"], rng)
     else:
         try:
             model = CNNLSTM(len(ds.classes), 1 if cfg.grayscale else 3, tuple(cfg.size), tuple(cfg.conv_channels),
@@ -94,10 +92,9 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
                 lr=cfg.lr)
     x, y = ds.arrays(train_idx)
     xv, yv = ds.arrays(val_idx)
-    if epochs is None and steps is None and minutes is None:
-        epochs = 10
-    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=epochs, steps=steps, minutes=minutes,
-               batch_size=cfg.batch_size, validation_data=(xv, yv), metrics=["accuracy"], clip=cfg.clip,
+    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+               steps=steps, minutes=minutes, batch_size=cfg.batch_size,
+               validation_data=(xv, yv), metrics=["accuracy"], clip=cfg.clip,
                schedule="cosine", warmup=min(50, 2 * math.ceil(len(x) / cfg.batch_size)), min_lr_frac=0.05,
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "video": asdict(cfg)}, unit="clips", distributed=launched())

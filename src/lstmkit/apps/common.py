@@ -1,0 +1,37 @@
+"""What the applications' ``train`` functions share: opening a run folder, the held-out split, the budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..training import RunError
+
+DEFAULT_EPOCHS = 10
+
+
+def open_run(out: Path, resume: bool, run_meta: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
+    """The header of the run in ``out`` to continue (``resume``; read and checked by the app's ``run_meta``),
+    or None for a new run; a new run never starts over an old one."""
+    if resume:
+        return run_meta(out / "latest.npz")
+    if (out / "latest.npz").exists() or (out / "best.npz").exists():
+        raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
+    return None
+
+
+def holdout(n: int, fraction: float, seed: int, source: Any, items: str) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) indices of ``n`` items, sorted: a seeded ``fraction`` (at least one) held out."""
+    n_val = max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise RunError(f"{source}: {n} {items} are too few to hold out {fraction:.0%}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def budget(epochs: int | None, steps: int | None, minutes: float | None) -> int | None:
+    """``epochs``, or the default number of passes when no budget at all is given."""
+    return DEFAULT_EPOCHS if epochs is None and steps is None and minutes is None else epochs
