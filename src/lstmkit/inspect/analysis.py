@@ -106,23 +106,29 @@ class Detection:
     corr: np.ndarray       # (k,) Pearson correlation of each with the feature (NaN: the feature is constant)
 
 
-def correlations(values: np.ndarray, feature: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each column of ``values`` (T, N) with ``feature`` (T,): (N,), NaN where either
-    is constant."""
-    v = np.asarray(values, np.float64)
-    f = np.asarray(feature, np.float64)
-    v = v - v.mean(axis=0)
-    f = f - f.mean()
-    denom = np.sqrt((v * v).sum(axis=0) * (f @ f))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(denom > 0, (f @ v) / np.where(denom > 0, denom, 1), np.nan)
+class _Centred:
+    """Columns of ``values`` (T, N) centred once, in float64; ``corr(feature)`` gives each column's Pearson
+    correlation with a feature (T,), NaN where either is constant."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        v = np.asarray(values, np.float64)
+        self.v = v - v.mean(axis=0)
+        self.ss = (self.v * self.v).sum(axis=0)
+
+    def corr(self, feature: np.ndarray) -> np.ndarray:
+        f = np.asarray(feature, np.float64)
+        f = f - f.mean()
+        denom = np.sqrt(self.ss * (f @ f))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, (f @ self.v) / np.where(denom > 0, denom, 1), np.nan)
 
 
 def detect(values: np.ndarray, features: dict[str, np.ndarray], top: int = 3) -> list[Detection]:
     """For each feature, the ``top`` cells of ``values`` (T, N) with the largest |correlation|."""
+    centred = _Centred(values)
     out = []
     for name, f in features.items():
-        r = correlations(values, f)
+        r = centred.corr(f)
         order = np.argsort(-np.nan_to_num(np.abs(r), nan=-1.0), kind="stable")[:top]
         out.append(Detection(name, order, r[order]))
     return out
