@@ -73,7 +73,7 @@ def make(out: str | Path, count: int, min_depth: int = 1, max_depth: int = 6, se
     try:
         trees = make_boolean(count, min_depth, max_depth, seed)
     except ValueError as e:
-        raise TreeError(f"make-boolean: {e}") from None
+        raise TreeError(str(e)) from None
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda f: f.write("".join(f"{t}\n" for t in trees).encode()))
     return path
