@@ -6,6 +6,7 @@ and time one library's cases.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,48 @@ def _data(B: int, T: int, I: int, H: int, D: int) -> tuple[np.ndarray, np.ndarra
     return (rng.standard_normal((B, T, I)).astype(np.float32), rng.standard_normal((B, T, D * H)).astype(np.float32))
 
 
+def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1) -> Callable[[], None]:
+    """Just the matrix products the layer makes, with the same shapes, layouts and output buffers.
+
+    Per direction: the input projection (T·B, I) @ (I, G·H); T recurrent products (B, H) @ (H, G·H) in
+    the forward and T of (B, G·H) @ (G·H, H) in the backward; dW_hh, dW_ih and dx over all steps. With
+    two directions they run side by side, one BLAS thread each, as the layer runs them. The time this
+    takes is a floor for the layer as built: no elementwise work, no Python beyond the calls.
+    """
+    from lstmkit import parallel
+    from lstmkit.layers.rnn_base import _SIDE_BY_SIDE_MIN
+    rng = np.random.default_rng(0)
+    G = gates * H
+
+    def one() -> Callable[[], None]:
+        x, w_ih, w_hh = (rng.standard_normal(s).astype(np.float32) for s in ((T * B, I), (G, I), (G, H)))
+        w_t, hs, dpre = np.ascontiguousarray(w_hh.T), np.ones((T + 1, B, H), np.float32), np.ones((T, B, G), np.float32)
+        xp, rec, dh, dx = (np.empty(s, np.float32) for s in ((T * B, G), (B, G), (B, H), (T * B, I)))
+        d2 = dpre.reshape(T * B, G)
+
+        def run() -> None:
+            np.matmul(x, w_ih.T, out=xp)
+            for t in range(T):
+                np.matmul(hs[t], w_t, out=rec)
+            for t in range(T - 1, -1, -1):
+                np.matmul(dpre[t], w_hh, out=dh)
+            d2.T @ hs[:-1].reshape(T * B, H)
+            d2.T @ x
+            np.matmul(d2, w_ih, out=dx)
+        return run
+
+    runs = [one() for _ in range(directions)]
+    together = directions == 2 and B * H * G * H >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2
+
+    def all_directions() -> None:
+        if together:
+            parallel.side_by_side(runs[0], runs[1])
+        else:
+            for r in runs:
+                r()
+    return all_directions
+
+
 def run_lstmkit(repeat: int) -> dict[str, Any]:
     import lstmkit as lk
     out = {}
@@ -45,6 +88,8 @@ def run_lstmkit(repeat: int) -> dict[str, Any]:
             layer.backward(dy)
 
         out[key(kind, B, T, I, H)] = time_ms(step, repeat)
+        out[key(kind, B, T, I, H)]["gemm_ms"] = time_ms(gemm_only(layer.gates, B, T, I, H, 2 if bi else 1),
+                                                         repeat)["median_ms"]
     return out
 
 
@@ -75,6 +120,7 @@ def table(ours: dict[str, Any], theirs: dict[str, Any]) -> list[dict[str, object
         ratio = o["median_ms"] / t["median_ms"]
         rows.append({"layer": kind, "B,T,I,H": f"{B},{T},{I},{H}", "lstmkit ms (min)": f"{o['median_ms']:.2f} "
                      f"({o['min_ms']:.2f})", "torch ms (min)": f"{t['median_ms']:.2f} ({t['min_ms']:.2f})",
+                     "GEMMs alone ms": o["gemm_ms"], "GEMMs alone / torch": o["gemm_ms"] / t["median_ms"],
                      "ratio": ratio, "ratio of mins": o["min_ms"] / t["min_ms"], "target": f"<= {target}",
                      "ok": "yes" if ratio <= target else "NO"})
     return rows
