@@ -41,7 +41,7 @@ def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1) -
     takes is a floor for the layer as built: no elementwise work, no Python beyond the calls.
     """
     from lstmkit import parallel
-    from lstmkit.layers.rnn_base import _SIDE_BY_SIDE_MIN
+    from lstmkit.layers.rnn_base import directions_side_by_side
     rng = np.random.default_rng(0)
     G = gates * H
 
@@ -63,7 +63,7 @@ def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1) -
         return run
 
     runs = [one() for _ in range(directions)]
-    together = directions == 2 and B * H * G * H >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2
+    together = directions == 2 and directions_side_by_side(B, H, gates)
 
     def all_directions() -> None:
         if together:

@@ -8,7 +8,7 @@ from benchmarks import recurrent
 
 
 @pytest.mark.parametrize("gates,directions", [(4, 1), (3, 1), (4, 2)])
-def test_gemm_only_runs_the_layer_products(gates: int, directions: int) -> None:
+def test_gemm_only_runs_the_layer_products(gates: int, directions: int, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     real = np.matmul
 
@@ -17,11 +17,8 @@ def test_gemm_only_runs_the_layer_products(gates: int, directions: int) -> None:
         return real(a, b, *args, **kw)
 
     run = recurrent.gemm_only(gates, B=3, T=5, I=4, H=2, directions=directions)
-    np.matmul = counting                       # the products it makes through np.matmul, per direction
-    try:
-        run()
-    finally:
-        np.matmul = real
+    monkeypatch.setattr(np, "matmul", counting)     # the products it makes through np.matmul, per direction
+    run()
     G = gates * 2
     per_direction = [((15, 4), (4, G))] + [((3, 2), (2, G))] * 5 + [((3, G), (G, 2))] * 5 + [((15, G), (G, 4))]
     assert calls == per_direction * directions

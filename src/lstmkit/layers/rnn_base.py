@@ -42,6 +42,12 @@ from .base import Layer
 _SIDE_BY_SIDE_MIN = 2 ** 21
 
 
+def directions_side_by_side(B: int, H: int, gates: int) -> bool:
+    """Whether a bidirectional layer of batch B, H units and ``gates`` gate blocks runs its two directions
+    on two threads (one recurrent step is B·H·gates·H multiply-adds)."""
+    return B * H * gates * H >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2
+
+
 @dataclass(frozen=True)
 class Kernel:
     """One kind of recurrence, as the frame runs it.
@@ -180,7 +186,7 @@ class _RNNBase(Layer):
         """``[run(0), run(1)]`` for the two directions, side by side when that pays."""
         if self.num_directions == 1:
             return [run(0)]
-        if B * self.hidden_size * self.gates * self.hidden_size >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2:
+        if directions_side_by_side(B, self.hidden_size, self.gates):
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
         return [run(0), run(1)]
 
