@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import lstmkit as lk
-from lstmkit.apps.charlm import CharLM, CharLMConfig
+from lstmkit.models.charlm import CharLM, CharLMConfig
 from lstmkit.data import TextError, Vocab, Windows
 from lstmkit.decoding import sample_logits
 

@@ -143,7 +143,7 @@ def test_batchnorm_buffers_are_state_not_parameters(tmp_path):
     assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
     assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
     bn.forward(np.random.default_rng(0).standard_normal((4, 2, 2, 3)).astype(np.float32))
-    bn.save(tmp_path / "bn.npz")
+    lk.save_model(bn, tmp_path / "bn.npz")
     same = lk.load_model(tmp_path / "bn.npz")
     for k, v in bn.state_dict().items():
         np.testing.assert_array_equal(same.state_dict()[k], v)

@@ -10,7 +10,7 @@ import pytest
 
 import lstmkit as lk
 from lstmkit import checkpoint
-from lstmkit.fit import ArrayTrainer
+from lstmkit.fitting import ArrayTrainer
 from lstmkit.training import RunError
 
 
@@ -177,7 +177,7 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="lengths as integers of shape"):
         model.fit(x, y, lengths=np.ones(3, int), progress=False)
     with pytest.raises(ValueError, match="takes no lengths"):
-        lk.Dense(3, 2).fit(x[:, 0], y, lengths=np.ones(10, int), progress=False)
+        lk.fit(lk.Dense(3, 2), x[:, 0], y, lengths=np.ones(10, int), progress=False)
     with pytest.raises(ValueError, match="validation_data or validation_split, not both"):
         model.fit(x, y, validation_data=(x, y), validation_split=0.1, progress=False)
     with pytest.raises(RunError, match="epochs must be >= 1"):

@@ -12,7 +12,7 @@ import pytest
 
 import lstmkit as lk
 from lstmkit import checkpoint
-from lstmkit.apps.charlm import CharLM, CharLMConfig
+from lstmkit.models.charlm import CharLM, CharLMConfig
 from lstmkit.cli import main
 from lstmkit.modelfile import ModelFileError
 
@@ -61,7 +61,7 @@ def test_every_layer_type_round_trips_with_identical_outputs(tmp_path, name, mod
     x = g.integers(0, 7, (2, *shape)) if kind == "i" else g.standard_normal((2, *shape))
     model.eval()
     path = tmp_path / f"{name}.npz"
-    model.save(path)
+    lk.save_model(model, path)
     same = lk.load_model(path)
     assert type(same) is type(model) and repr(same) == repr(model)
     assert same.config().keys() == model.config().keys()
@@ -96,7 +96,7 @@ def test_optimizer_state_is_saved_when_asked_and_continues_exactly(tmp_path):
     step(same, opt2)
     for k, v in model.state_dict().items():
         np.testing.assert_array_equal(same.state_dict()[k], v, err_msg=k)
-    lk.Dense(2, 2).save(tmp_path / "plain.npz")
+    lk.save_model(lk.Dense(2, 2), tmp_path / "plain.npz")
     with pytest.raises(ModelFileError, match=r"plain.npz: holds no optimizer state"):
         lk.load_optimizer(tmp_path / "plain.npz", lk.Dense(2, 2))
 

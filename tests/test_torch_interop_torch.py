@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import lstmkit as lk
-from lstmkit.apps.charlm import CharLM, CharLMConfig
+from lstmkit.models.charlm import CharLM, CharLMConfig
 
 from .conftest import assert_close, randomise_torch, t64
 

@@ -36,7 +36,7 @@ from . import cli_tree
 from .apps import charlm_train as ct
 from .apps import ctc as ctc_app
 from .apps import video
-from .apps.charlm import CharLM
+from .models.charlm import CharLM
 from .checkpoint import CheckpointError
 from .cli_common import add_run, end_of_training, fail, new_or_resumed, run_options
 from .data.strips import StripError

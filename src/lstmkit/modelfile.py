@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import checkpoint, optim
+from ._version import __version__
 from .checkpoint import CheckpointError
 from .layers.base import REGISTRY, Layer, registered_name
 
@@ -83,7 +84,6 @@ def _decode(v: Any, rng: np.random.Generator | None) -> Any:
 
 def model_header(model: Layer) -> dict[str, Any]:
     """The JSON header entry that lets ``load_model`` rebuild ``model``."""
-    from . import __version__
     return {HEADER: {"version": MODEL_VERSION, "architecture": layer_to_config(model), "lstmkit": __version__}}
 
 

@@ -131,6 +131,8 @@ class History:
         self.columns = [*self.BASE, *(m for m in metrics if m not in self.BASE)]
         self.rows: list[dict[str, Any]] = rows if rows is not None else []
         self.stop_reason = ""          # set by fit(): "budget", "early_stop", "interrupted" or "nan"
+        self.loss_fn: Any = None       # set by fit(): the loss and metric functions it trained with
+        self.metric_fns: dict[str, Any] = {}
 
     def add(self, step: int, elapsed: float, lr: float, train_loss: float | None = None,
             metrics: dict[str, float] | None = None) -> None:

@@ -35,7 +35,7 @@ from ..distributed import Comm, DistributedError, shard
 from ..losses import CrossEntropyLoss
 from ..optim import AdamW
 from ..training import RunError
-from .charlm import CharLM, CharLMConfig
+from ..models.charlm import CharLM, CharLMConfig
 
 FORMAT = "lstmkit-charlm"
 VERSION = 1

@@ -24,7 +24,7 @@ from ..ctc import CTCLoss, pack_targets
 from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, write_png
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
 from ..distributed import launched
-from ..fit import fit
+from ..fitting import fit
 from ..models import CTCRecognizer
 from ..optim import AdamW
 from ..training import History

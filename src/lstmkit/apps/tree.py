@@ -27,7 +27,7 @@ from ..checkpoint import atomic_write
 from ..data.boolean import make_boolean
 from ..data.trees import IGNORE, Tree, TreeError, TreeVocab, binarize, encode, parse_tree, read_trees
 from ..distributed import launched
-from ..fit import fit
+from ..fitting import fit
 from ..losses import CrossEntropyLoss
 from ..models.tree import CELLS, TreeClassifier
 from ..optim import AdamW

@@ -25,7 +25,7 @@ import numpy as np
 from .. import functional, modelfile
 from ..data.video import VideoError, VideoFolder, decode
 from ..distributed import launched
-from ..fit import fit
+from ..fitting import fit
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
 from ..optim import AdamW

@@ -8,9 +8,9 @@ Every layer also describes itself: ``config()`` gives its constructor
 arguments (so a model file can rebuild it without the code that built it),
 ``repr()`` prints it as PyTorch does, and ``torch_state_dict()`` /
 ``load_torch_state_dict()`` move its weights to and from PyTorch's keys.
-Training and model files live in ``lstmkit.fit`` and ``lstmkit.modelfile``;
-the methods here (``fit``, ``evaluate``, ``predict``, ``save``, ``summary``)
-are the short way to call them.
+Nothing here knows about training or files: ``lstmkit.models.Model`` (a Layer)
+adds ``fit``, ``evaluate``, ``predict``, ``save`` and ``summary``; a bare layer
+trains and saves through the free functions ``lk.fit`` and ``lk.save_model``.
 """
 
 from __future__ import annotations
@@ -166,38 +166,13 @@ class Layer:
         body = "\n".join(lines).replace("\n", "\n  ")
         return f"{type(self).__name__}(\n  {body}\n)"
 
-    def summary(self, input_shape: tuple[int, ...], dtype: str | None = None, print_fn: Any = print) -> str:
-        """Print (and return) a Keras-style table of layers, output shapes and parameter counts.
 
-        ``input_shape`` excludes the batch axis, e.g. ``(T, F)`` for sequences.
-        """
-        from ..describe import summary
-        text = summary(self, input_shape, dtype)
-        if print_fn is not None:
-            print_fn(text)
-        return text
-
-    # ---- training and files (see lstmkit.fit, lstmkit.modelfile) ------------------
-
-    def fit(self, x: Any, y: Any, **kwargs: Any) -> Any:
-        """Train on in-memory arrays; see ``lstmkit.fit.fit`` for the arguments. Returns the History."""
-        from ..fit import fit
-        return fit(self, x, y, **kwargs)
-
-    def evaluate(self, x: Any, y: Any, **kwargs: Any) -> dict[str, float]:
-        """Loss and metrics over ``(x, y)``; see ``lstmkit.fit.evaluate``."""
-        from ..fit import evaluate
-        return evaluate(self, x, y, **kwargs)
-
-    def predict(self, x: Any, batch_size: int = 256, lengths: Any = None) -> np.ndarray:
-        """Outputs for ``x`` in eval mode, computed ``batch_size`` samples at a time."""
-        from ..fit import predict
-        return predict(self, x, batch_size=batch_size, lengths=lengths)
-
-    def save(self, path: Any, optimizer: Any = None) -> None:
-        """Write config + weights (+ the optimizer's state if given) to one ``.npz``, atomically."""
-        from ..modelfile import save_model
-        save_model(self, path, optimizer)
+def takes_lengths(layer: Layer) -> bool:
+    """Whether ``layer.forward`` accepts ``lengths=`` (recurrent layers, Bidirectional, Sequential)."""
+    try:
+        return "lengths" in inspect.signature(layer.forward).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _unique(pairs: Iterator[tuple[str, Parameter]]) -> Iterator[tuple[str, Parameter]]:

@@ -1,11 +1,14 @@
-"""Ready-made models, built from lstmkit's layers (so ``model.save`` / ``lk.load_model`` just work)."""
+"""Models: ``Model`` (a Layer that fits, saves and describes itself), ``Sequential`` and the ready-made
+models built from lstmkit's layers (so ``model.save`` / ``lk.load_model`` just work)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..layers import LSTM, Activation, Conv2D, Dense, Dropout, Flatten, MaxPool2D, TimeDistributed
-from ..model import Sequential
+from .charlm import CharLM, CharLMConfig
+from .model import Model
+from .sequential import Sequential
 from .tree import TreeClassifier
 
 
@@ -47,4 +50,4 @@ def CTCRecognizer(height: int, num_classes: int, hidden: int = 128, layers: int 
                       Dense(2 * hidden, num_classes, dtype=dtype, rng=rng))               # (B, W, classes)
 
 
-__all__ = ["CNNLSTM", "CTCRecognizer", "TreeClassifier"]
+__all__ = ["Model", "Sequential", "CNNLSTM", "CTCRecognizer", "TreeClassifier", "CharLM", "CharLMConfig"]

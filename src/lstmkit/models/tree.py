@@ -7,11 +7,12 @@ from typing import Any
 import numpy as np
 
 from ..layers import SLSTM, ChildSumTreeLSTM, Dense, Embedding, Layer
+from .model import Model
 
 CELLS = {"slstm": SLSTM, "childsum": ChildSumTreeLSTM}
 
 
-class TreeClassifier(Layer):
+class TreeClassifier(Model):
     """Encoded trees x (B, N, 2) int [token, parent] (``lk.data.trees.encode``) -> logits (B, N, classes).
 
     Each node's token is embedded (token -1, "no input", gives a zero vector), the tree

@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from .layers.base import Layer
-from .parameter import Parameter
+from ..layers.base import Layer, takes_lengths
+from ..parameter import Parameter
+from .model import Model
 
 
-def takes_lengths(layer: Layer) -> bool:
-    """Whether ``layer.forward`` accepts ``lengths=`` (recurrent layers, Bidirectional, Sequential)."""
-    try:
-        return "lengths" in inspect.signature(layer.forward).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-class Sequential(Layer):
+class Sequential(Model):
     """``Sequential(layer1, layer2, ...)``: forward runs them in order, backward in reverse.
 
     Recurrent layers go in with ``return_sequences=True`` (y, (B, T, H)) or

@@ -1,4 +1,4 @@
-"""``model.fit`` / ``evaluate`` / ``predict`` for in-memory arrays, on the shared loop (``lstmkit.training``).
+"""``fit`` / ``evaluate`` / ``predict`` for in-memory arrays, on the shared loop (``lstmkit.training``).
 
     hist = model.fit(x, y, loss=lk.CrossEntropyLoss(), optimizer=lk.optim.AdamW(model.parameters(), lr=3e-3),
                      epochs=20, batch_size=32, validation_data=(xv, yv), metrics=["accuracy"], run_dir="runs/mine")
@@ -26,9 +26,8 @@ from . import checkpoint, modelfile
 from .ctc import CTCLoss, unpack_targets
 from .decoding import ctc_greedy, edit_distance
 from .distributed import Comm, shard, world
-from .layers.base import Layer
+from .layers.base import Layer, takes_lengths
 from .losses import CrossEntropyLoss, MSELoss
-from .model import takes_lengths
 from .optim import Adam, Optimizer
 from .random import get_rng
 from .training import History, RunError, TrainConfig, Trainer
@@ -161,17 +160,15 @@ def evaluate(model: Layer, x: Any, y: Any, loss: Any = None, metrics: Sequence[A
              ) -> dict[str, float]:
     """``{"loss": ..., metric: ...}`` over all of ``(x, y)`` in eval mode.
 
-    ``loss`` and ``metrics`` default to those the model was last ``fit`` with. The loss is
+    ``Model.evaluate`` fills ``loss`` and ``metrics`` with those the model was last fit with. The loss is
     the batch losses' mean weighted by batch size; metrics are exact over all samples. With
     ``comm`` (a distributed run), each rank scores its share of the samples and the sums are
     all-reduced, so every rank returns the same figures.
     """
-    fitted = getattr(model, "_fit_defaults", {})
-    loss = loss if loss is not None else fitted.get("loss")
     if loss is None:
         raise ValueError("evaluate: no loss given and the model has not been fit; pass loss=...")
     loss_fn = _loss_fn(loss)
-    metrics = metrics if metrics is not None else fitted.get("metrics", ())
+    metrics = metrics if metrics is not None else ()
     fns = metrics if isinstance(metrics, dict) else _metric_fns(metrics)
     x, y, lengths = _check_data(model, x, y, lengths, "evaluate")
     comm = comm if comm is not None else Comm()
@@ -392,7 +389,6 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
     comm = world(required=True) if distributed else Comm()
     comm.agree(run_meta, "the training data and settings")
     rngs = [np.random.default_rng(seed), *_generators(model)]
-    model._fit_defaults = {"loss": loss_fn, "metrics": fns}
     model.train()
     trainer = ArrayTrainer(None if run_dir is None else Path(run_dir), model, optimizer, tcfg, rngs,
                            (x, y, lengths), val, loss_fn, fns, batch_size, shuffle, run_meta, monitor=monitor,
@@ -408,6 +404,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
                       + (f" and the last good checkpoint is {kept}" if kept and kept.is_file() else ""),
                       RuntimeWarning, stacklevel=3)
     trainer.history.stop_reason = reason
+    trainer.history.loss_fn, trainer.history.metric_fns = loss_fn, fns
     model.eval()
     return trainer.history
 

@@ -15,7 +15,7 @@ import numpy as np
 from ..data.text import Vocab
 from ..decoding import sample_logits
 from ..layers import LSTM, Dense, Embedding
-from ..layers.base import Layer
+from .model import Model
 
 
 @dataclass
@@ -31,7 +31,7 @@ class CharLMConfig:
         return asdict(self)
 
 
-class CharLM(Layer):
+class CharLM(Model):
     """ids (B, T) -> logits (B, T, V), carrying the LSTM state (h, c) across calls."""
 
     def __init__(self, cfg: CharLMConfig, rng: np.random.Generator | None = None) -> None:
