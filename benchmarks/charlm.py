@@ -22,9 +22,9 @@ import numpy as np
 import lstmkit as lk
 from lstmkit import checkpoint
 from lstmkit.apps import charlm_train as ct
-from lstmkit.models.charlm import CharLM, CharLMConfig
 from lstmkit.cli import main as cli_main
 from lstmkit.data.text import Vocab, Windows, bundled_shakespeare
+from lstmkit.models.charlm import CharLM, CharLMConfig
 
 from . import recurrent
 from .common import time_ms

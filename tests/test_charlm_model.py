@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import lstmkit as lk
-from lstmkit.models.charlm import CharLM, CharLMConfig
 from lstmkit.data import TextError, Vocab, Windows
 from lstmkit.decoding import sample_logits
+from lstmkit.models.charlm import CharLM, CharLMConfig
 
 
 def test_sample_logits_temperature_top_k_and_seed():

@@ -12,9 +12,9 @@ import pytest
 
 import lstmkit as lk
 from lstmkit import checkpoint
-from lstmkit.models.charlm import CharLM, CharLMConfig
 from lstmkit.cli import main
 from lstmkit.modelfile import ModelFileError
+from lstmkit.models.charlm import CharLM, CharLMConfig
 
 
 def models() -> list[tuple[str, Any, tuple[int, ...], str]]:

@@ -7,6 +7,7 @@
 from . import checkpoint, data, decoding, distributed, functional, init, inspect, models, optim, training
 from ._version import __version__
 from .ctc import CTCLoss
+from .fitting import evaluate, fit, predict
 from .layers import (
                      GRU,
                      LSTM,
@@ -31,13 +32,13 @@ from .layers import (
                      TimeDistributed,
 )
 from .losses import CrossEntropyLoss, MSELoss
-from .fitting import evaluate, fit, predict
-from .models import Model, Sequential
 from .modelfile import ModelFileError, load_model, load_optimizer, save_model
+from .models import Model, Sequential
 from .parameter import Parameter
 from .random import get_rng, manual_seed
 
-__all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "evaluate", "predict", "Dense", "Activation", "Dropout", "Flatten", "Embedding",
+__all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "evaluate", "predict",
+           "Dense", "Activation", "Dropout", "Flatten", "Embedding",
            "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",

@@ -36,7 +36,6 @@ from . import cli_tree
 from .apps import charlm_train as ct
 from .apps import ctc as ctc_app
 from .apps import video
-from .models.charlm import CharLM
 from .checkpoint import CheckpointError
 from .cli_common import add_run, end_of_training, fail, new_or_resumed, run_options
 from .data.strips import StripError
@@ -47,6 +46,7 @@ from .data.video import VideoError
 from .distributed import DistributedError, launched, world
 from .inspect import InspectError, charlm_report, recurrent_layers
 from .modelfile import load_model, run_file
+from .models.charlm import CharLM
 
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 

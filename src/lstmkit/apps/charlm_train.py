@@ -33,9 +33,9 @@ from ..checkpoint import CheckpointError
 from ..data.text import TextError, Vocab, Windows, bundled_shakespeare, load_text, split_train_val
 from ..distributed import Comm, DistributedError, shard
 from ..losses import CrossEntropyLoss
+from ..models.charlm import CharLM, CharLMConfig
 from ..optim import AdamW
 from ..training import RunError
-from ..models.charlm import CharLM, CharLMConfig
 
 FORMAT = "lstmkit-charlm"
 VERSION = 1

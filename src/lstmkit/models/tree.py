@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..layers import SLSTM, ChildSumTreeLSTM, Dense, Embedding, Layer
+from ..layers import SLSTM, ChildSumTreeLSTM, Dense, Embedding
 from .model import Model
 
 CELLS = {"slstm": SLSTM, "childsum": ChildSumTreeLSTM}
