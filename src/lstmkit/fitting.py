@@ -30,7 +30,8 @@ from .layers.base import Layer, takes_lengths
 from .losses import CrossEntropyLoss, MSELoss
 from .optim import Adam, Optimizer
 from .random import get_rng
-from .training import History, RunError, TrainConfig, Trainer
+from .runs import RunError, check_run_dir
+from .training import History, TrainConfig, Trainer
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[float, float]]
 _LOSSES = {"cross_entropy": CrossEntropyLoss, "mse": MSELoss, "ctc": CTCLoss}
@@ -411,15 +412,9 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
 
 def _open_run(trainer: ArrayTrainer, out: Path, resume: bool, tcfg: TrainConfig) -> None:
     """Refuse to overwrite a run; with ``resume`` continue it (after checking it is the same run)."""
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out}: exists and is not a directory; run_dir needs a directory for the run")
-    path = out / "latest.npz"
-    if not path.is_file():
-        if (out / "best.npz").exists():
-            raise RunError(f"{out}: holds a best.npz but no latest.npz to continue from; choose another run_dir")
+    path = check_run_dir(out, resume, "run_dir", "pass resume=True to continue it,", required=False)
+    if path is None:
         return
-    if not resume:
-        raise RunError(f"{out}: already holds a run; pass resume=True to continue it, or choose another run_dir")
     arrays, meta = modelfile.read(path)
     head = meta.get(modelfile.HEADER, {})
     ours = modelfile.layer_to_config(trainer.model)

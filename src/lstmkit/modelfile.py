@@ -162,14 +162,6 @@ def load_model(path: str | Path, rng: np.random.Generator | None = None) -> Laye
     return model
 
 
-def run_file(run: str | Path) -> Path:
-    """The checkpoint to read for a run: the file itself, else the folder's best.npz, else its latest.npz."""
-    run = Path(run)
-    if run.is_file():
-        return run
-    return next((p for p in (run / "best.npz", run / "latest.npz") if p.is_file()), run / "best.npz")
-
-
 def app_meta(path: str | Path, app: str, key: str, what: str) -> dict[str, Any]:
     """The header of an application's checkpoint, checked to be ``app``'s (with its settings under ``key``)."""
     path = Path(path)

@@ -218,6 +218,14 @@ def _grads(params: Iterable[Parameter]) -> list[np.ndarray]:
     return [p.grad for p in (params if not isinstance(params, Parameter) else [params])]
 
 
+def decay_groups(params: Iterable[Parameter], weight_decay: float) -> list[dict[str, Any]]:
+    """Two parameter groups: matrices and kernels (ndim >= 2) decayed by ``weight_decay``, biases, gains and
+    other vectors not (as nanoGPT and most LSTM recipes do). ``AdamW(decay_groups(model.parameters(), 0.1))``."""
+    params = list(params)
+    return [{"params": [p for p in params if p.value.ndim >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.value.ndim < 2], "weight_decay": 0.0}]
+
+
 def clip_grad_norm_(params: Iterable[Parameter], max_norm: float, norm_type: float = 2.0,
                     error_if_nonfinite: bool = False) -> float:
     """Scale all gradients together so their global norm is at most ``max_norm``; return the norm before."""

@@ -45,12 +45,9 @@ from . import checkpoint, modelfile
 from .distributed import Comm, GradSync
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
+from .runs import RunError
 
 SCHEDULES = ("constant", "cosine", "step")
-
-
-class RunError(ValueError):
-    """A run directory or option that cannot be used; the message names the path and the problem."""
 
 
 @dataclass

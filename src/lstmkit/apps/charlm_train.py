@@ -34,8 +34,8 @@ from ..data.text import TextError, Vocab, Windows, bundled_shakespeare, load_tex
 from ..distributed import Comm, DistributedError, shard
 from ..losses import CrossEntropyLoss
 from ..models.charlm import CharLM, CharLMConfig
-from ..optim import AdamW
-from ..training import RunError
+from ..optim import AdamW, decay_groups
+from ..runs import RunError, check_run_dir, run_file
 
 FORMAT = "lstmkit-charlm"
 VERSION = 1
@@ -137,13 +137,7 @@ def load_model(path: str | Path, rng: np.random.Generator | None = None
     draws from ``rng``. Anything that is not a usable char-LM checkpoint raises
     CheckpointError naming the file.
     """
-    path = Path(path)
-    if path.is_dir():
-        candidates = [path / "best.npz", path / "latest.npz"]
-        found = [c for c in candidates if c.is_file()]
-        if not found:
-            raise CheckpointError(f"{path}: no best.npz or latest.npz in this run directory")
-        path = found[0]
+    path = run_file(path)
     arrays, meta = checkpoint.load(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a character-LM checkpoint (format {meta.get('format')!r})")
@@ -190,10 +184,7 @@ class Trainer(training.Trainer):
         if len(self.val_ids) < 2:
             raise TextError(f"{_name(source)}: too short to hold out a validation part "
                             f"({len(self.val_ids)} characters); use a longer text")
-        matrices = [p for p in model.parameters() if p.value.ndim >= 2]
-        vectors = [p for p in model.parameters() if p.value.ndim < 2]
-        opt = AdamW([{"params": matrices, "weight_decay": tcfg.weight_decay},
-                     {"params": vectors, "weight_decay": 0.0}], lr=tcfg.lr, betas=(0.9, 0.99))
+        opt = AdamW(decay_groups(model.parameters(), tcfg.weight_decay), lr=tcfg.lr, betas=(0.9, 0.99))
         super().__init__(out, model, opt, tcfg, [rng], steps_per_epoch=len(self.windows),
                          items_per_step=tcfg.batch_size * tcfg.seq_len, metrics=["val_loss", "val_bpc"], comm=comm)
         self.mine = shard(tcfg.batch_size, comm)          # this rank's streams
@@ -217,10 +208,7 @@ class Trainer(training.Trainer):
     def new(cls, out: str | Path, source: str, mcfg: dict[str, Any], tcfg: TrainConfig,
             comm: Comm | None = None) -> Trainer:
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
-        if (out / "latest.npz").exists() or (out / "best.npz").exists():
-            raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
+        check_run_dir(out, resume=False)
         tcfg.validate()
         text = read_source(source)
         vocab = Vocab.from_text(text)
@@ -236,9 +224,7 @@ class Trainer(training.Trainer):
                minutes: float | None = None, eval_every: int | None = None, comm: Comm | None = None) -> Trainer:
         """Continue the run in ``out``; a new budget (replacing the old one) or text file may be given."""
         out = Path(out)
-        path = out / "latest.npz"
-        if not path.is_file():
-            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        path = check_run_dir(out, resume=True)
         rng = np.random.default_rng()                    # its state is restored from the checkpoint below
         model, vocab, meta, arrays = load_model(path, rng=rng)
         model.train()

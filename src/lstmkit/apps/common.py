@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..training import RunError
+from ..runs import RunError, check_run_dir
 
 DEFAULT_EPOCHS = 10
 
@@ -16,11 +16,8 @@ DEFAULT_EPOCHS = 10
 def open_run(out: Path, resume: bool, run_meta: Callable[[Path], dict[str, Any]]) -> dict[str, Any] | None:
     """The header of the run in ``out`` to continue (``resume``; read and checked by the app's ``run_meta``),
     or None for a new run; a new run never starts over an old one."""
-    if resume:
-        return run_meta(out / "latest.npz")
-    if (out / "latest.npz").exists() or (out / "best.npz").exists():
-        raise RunError(f"{out}: already holds a run; continue it with --resume {out} or choose a new --out")
-    return None
+    latest = check_run_dir(out, resume)
+    return None if latest is None else run_meta(latest)
 
 
 def holdout(n: int, fraction: float, seed: int, source: Any, items: str) -> tuple[np.ndarray, np.ndarray]:

@@ -27,6 +27,7 @@ from ..distributed import launched
 from ..fitting import fit
 from ..models import CTCRecognizer
 from ..optim import AdamW
+from ..runs import run_file
 from ..training import History
 from .common import budget, holdout, open_run
 
@@ -106,7 +107,7 @@ def _run_meta(path: Path) -> dict[str, Any]:
 
 def load(run: str | Path) -> Any:
     """The best model of a run folder (or a checkpoint file), in eval mode."""
-    path = modelfile.run_file(run)
+    path = run_file(run)
     _run_meta(path)
     return modelfile.load_model(path)
 

@@ -31,7 +31,8 @@ from ..fitting import fit
 from ..losses import CrossEntropyLoss
 from ..models.tree import CELLS, TreeClassifier
 from ..optim import AdamW
-from ..training import History, RunError
+from ..runs import RunError, run_file
+from ..training import History
 from .common import budget, holdout, open_run
 
 FORMAT = "lstmkit-tree"
@@ -148,7 +149,7 @@ def _run_meta(path: Path) -> dict[str, Any]:
 
 def load(run: str | Path) -> tuple[TreeClassifier, TreeVocab, TreeConfig]:
     """The best model of a run folder (or a checkpoint file), its vocabularies and settings."""
-    path = modelfile.run_file(run)
+    path = run_file(run)
     meta = _run_meta(path)
     return modelfile.load_model(path), TreeVocab.from_json(meta["vocab"]), TreeConfig(**meta["tree"])
 

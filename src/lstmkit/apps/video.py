@@ -28,8 +28,9 @@ from ..distributed import launched
 from ..fitting import fit
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
-from ..optim import AdamW
-from ..training import History, RunError, pyplot, save_figure
+from ..optim import AdamW, decay_groups
+from ..runs import RunError, run_file
+from ..training import History, pyplot, save_figure
 from .common import budget, open_run
 
 FORMAT = "lstmkit-video"
@@ -86,10 +87,7 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
                             cfg.features, cfg.hidden, cfg.dropout, rng=rng)
         except ValueError as e:
             raise RunError(f"bad model option: {e}") from None
-    decay = [p for p in model.parameters() if p.value.ndim >= 2]
-    rest = [p for p in model.parameters() if p.value.ndim < 2]
-    opt = AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}],
-                lr=cfg.lr)
+    opt = AdamW(decay_groups(model.parameters(), cfg.weight_decay), lr=cfg.lr)
     x, y = ds.arrays(train_idx)
     xv, yv = ds.arrays(val_idx)
     hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
@@ -107,7 +105,7 @@ def _run_meta(path: Path) -> dict[str, Any]:
 
 def load(run: str | Path) -> tuple[Any, VideoConfig]:
     """The best model of a run folder (or a checkpoint file) and its settings; model in eval mode."""
-    path = modelfile.run_file(run)
+    path = run_file(run)
     meta = _run_meta(path)
     model = modelfile.load_model(path)
     try:

@@ -7,8 +7,8 @@ import math
 import sys
 from typing import Any
 
-from .apps import tree
-from .cli_common import add_run, end_of_training, new_or_resumed, run_options
+from ..apps import tree
+from .common import add_run, end_of_training, new_or_resumed, run_options
 
 _SHAPING = ("cell", "embed", "hidden", "batch_size", "lr", "labels", "binarize", "val_fraction", "patience", "seed")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .training import RunError
+from ..runs import RunError
 
 EXIT_BAD_INPUT = 2
 EXIT_NAN = 3
@@ -49,8 +49,6 @@ def new_or_resumed(args: argparse.Namespace, shaping: tuple[str, ...], config: C
     if not args.data:
         raise RunError(f"give {need} or --resume RUN")
     out = Path(args.out or default_out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"{out}: exists and is not a directory; --out needs a directory for the run")
     return out, config(data=str(Path(args.data).resolve()), **given)
 
 

@@ -1,0 +1,233 @@
+"""``lstmkit charlm ...``: train, sample, score and inspect a character language model.
+
+    lstmkit charlm train --text my.txt --out runs/my --hidden 512 --layers 2 --minutes 30
+    lstmkit charlm train --resume runs/my
+    lstmkit charlm sample runs/my --prompt "ROMEO:" --length 500 --temperature 0.8 --top-k 20 --seed 1
+    lstmkit charlm eval runs/my --text held_out.txt
+    lstmkit charlm inspect runs/my --chars 20000 --out report.html
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..apps import charlm_train as ct
+from ..checkpoint import CheckpointError
+from ..data.text import Vocab, load_text, split_train_val
+from ..distributed import world
+from ..inspect import InspectError, charlm_report, recurrent_layers
+from ..modelfile import load_model
+from ..models.charlm import CharLM
+from ..runs import RunError, run_file
+from .common import end_of_training
+
+PRETRAINED = "pretrained/charlm_shakespeare.npz"
+
+# Options that shape a run; they are fixed when it starts, so --resume refuses them.
+_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "batch_size", "seq_len", "lr", "warmup", "schedule",
+                "weight_decay", "clip", "seed", "dtype")
+
+
+def pretrained_path() -> Path:
+    """The default model shipped with the package (trained with ``lstmkit charlm train``; see the README)."""
+    return Path(str(resources.files("lstmkit.data").joinpath(PRETRAINED)))
+
+
+def add_parser(apps: Any) -> None:
+    lm = apps.add_parser("charlm", help="character language model", description="character language model")
+    cmds = lm.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    d = ct.TrainConfig()
+    tr = cmds.add_parser("train", help="train a new run, or continue one with --resume",
+                         description="Train on a UTF-8 text file (default: the bundled Shakespeare).")
+    tr.add_argument("--text", help="UTF-8 text file to train on (default: the bundled Shakespeare)")
+    tr.add_argument("--out", help="run directory for checkpoints, history.csv and loss.png (default: runs/charlm)")
+    tr.add_argument("--resume", metavar="RUN", help="continue the run in this directory exactly where it stopped "
+                    "(with its budget, or the --steps/--minutes given now)")
+    tr.add_argument("--steps", type=int, help="budget: total optimizer steps")
+    tr.add_argument("--minutes", type=float, help="budget: total wall-clock minutes (default 10 if no budget given)")
+    tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {d.eval_every})")
+    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
+    g.add_argument("--hidden", type=int, help=f"LSTM units per layer (default {ct.DEFAULT_MODEL['hidden']})")
+    g.add_argument("--layers", type=int, help=f"LSTM layers (default {ct.DEFAULT_MODEL['layers']})")
+    g.add_argument("--embed", type=int, help=f"embedding size (default {ct.DEFAULT_MODEL['embed']})")
+    g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
+    g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
+    g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
+    g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
+    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
+    g.add_argument("--warmup", type=int, help=f"linear warm-up steps (default {d.warmup})")
+    g.add_argument("--schedule", choices=["cosine", "step", "constant"], help="decay over the budget (default cosine)")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW decay on matrices (default {d.weight_decay})")
+    g.add_argument("--clip", type=float, help=f"global gradient-norm clip (default {d.clip})")
+    g.add_argument("--seed", type=int, help=f"seed for initialisation and dropout (default {d.seed})")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of an MPI launch "
+                    "(mpirun -n N lstmkit charlm train ...; implied when started by mpirun with N > 1)")
+
+    sa = cmds.add_parser("sample", help="generate text from a trained model",
+                         description="Generate text, streamed as it is sampled.")
+    sa.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    sa.add_argument("--prompt", default="\n", help="text to prime the model with (printed first)")
+    sa.add_argument("--length", type=int, default=500, help="characters to generate (default 500)")
+    sa.add_argument("--temperature", type=float, default=0.8, help="0 = greedy; higher = more varied (default 0.8)")
+    sa.add_argument("--top-k", type=int, default=None, help="sample only among the k most likely characters")
+    sa.add_argument("--seed", type=int, default=None, help="fixed seed: the same seed gives the same text")
+
+    ev = cmds.add_parser("eval", help="bits per character of a model on a text",
+                         description="Score a model on a text (default: the run's validation part).")
+    ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
+
+    ins = cmds.add_parser("inspect", help="an HTML report of what the model's cells track",
+                          description="Trace a text through a character model and write a self-contained HTML report: "
+                          "a per-character heatmap of any cell, detector cells for properties of the text, span "
+                          "matching, gate saturation and the loss.")
+    ins.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
+    ins.add_argument("--text", help="UTF-8 text file (default: the held-out part of the run's text)")
+    ins.add_argument("--chars", type=int, default=20000, help="characters to trace (default 20000)")
+    ins.add_argument("--start", type=int, default=0, help="first character of the text to use (default 0)")
+    ins.add_argument("--cells", type=int, default=12, help="cells to embed in the page (default 12)")
+    ins.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    ins.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    return {"train": _train, "sample": _sample, "inspect": _inspect, "eval": _eval}[args.cmd](args)
+
+
+def _train(args: argparse.Namespace) -> int:
+    if args.resume:
+        given = [f"--{k.replace('_', '-')}" for k in _RUN_SHAPING if getattr(args, k) is not None]
+        if given:
+            raise RunError(f"{args.resume}: {', '.join(given)} cannot change when resuming "
+                              "(the run keeps the settings it started with)")
+        if args.out and Path(args.out) != Path(args.resume):
+            raise RunError(f"--out {args.out} differs from --resume {args.resume}; a run resumes in place")
+        text = str(Path(args.text).resolve()) if args.text else None
+        trainer = ct.Trainer.resume(args.resume, source=text, steps=args.steps, minutes=args.minutes,
+                                    eval_every=args.eval_every, comm=world(required=args.distributed))
+        if not trainer.budget_left():
+            raise RunError(f"{args.resume}: the run already used its budget (step {trainer.step}, "
+                              f"{trainer.elapsed / 60:.1f} min); give a larger --steps or --minutes")
+        print(f"resuming {args.resume} at step {trainer.step}", file=sys.stderr)
+    else:
+        mcfg = {k: v for k, v in [("hidden", args.hidden), ("layers", args.layers), ("embed", args.embed),
+                                  ("dropout", args.dropout), ("dtype", args.dtype)] if v is not None}
+        mcfg = {**ct.DEFAULT_MODEL, **mcfg}
+        tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",
+                                              "clip", "seed", "steps", "minutes", "eval_every")
+               if getattr(args, k) is not None}
+        if args.steps is None and args.minutes is None:
+            tkw["minutes"] = 10.0
+        source = str(Path(args.text).resolve()) if args.text else ct.BUNDLED
+        trainer = ct.Trainer.new(args.out or "runs/charlm", source, mcfg, ct.TrainConfig(**tkw),
+                                 comm=world(required=args.distributed))
+        n = sum(p.value.size for p in trainer.model.parameters())
+        print(f"training {n:,} parameters on {ct._name(source)} ({len(trainer.windows)} windows of "
+              f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
+    if trainer.comm.size > 1:
+        print(f"data-parallel over {trainer.comm.size} processes: {trainer.sync.nbytes / 1e6:.1f} MB of gradients "
+              "all-reduced per step", file=sys.stderr)
+    reason = trainer.fit(progress=not args.no_progress)
+    out = trainer.out
+    best = trainer.history.best("val_loss")
+    scored = (f"best validation {best / ct.LN2:.3f} bits/char ({best:.3f} nats)" if math.isfinite(best)
+              else "not validated yet")
+    saved = " and ".join(str(out / f) for f in ("latest.npz", "best.npz") if (out / f).is_file())
+    return end_of_training("charlm", reason, out, f"step {trainer.step}: {scored}; saved {saved}",
+                            f" at step {trainer.step + 1}", "--lr or --clip")
+
+
+def _load(run: str | None) -> tuple[CharLM, Vocab, dict]:
+    path = Path(run) if run else pretrained_path()
+    model, vocab, meta, _ = ct.load_model(path)
+    return model, vocab, meta
+
+
+def _sample(args: argparse.Namespace) -> int:
+    if args.length < 0:
+        raise RunError(f"--length must be >= 0, got {args.length}")
+    if args.temperature < 0:
+        raise RunError(f"--temperature must be >= 0, got {args.temperature}")
+    if args.top_k is not None and args.top_k < 1:
+        raise RunError(f"--top-k must be >= 1, got {args.top_k}")
+    model, vocab, _ = _load(args.run)
+    vocab.encode(args.prompt, what="the prompt")
+    rng = np.random.default_rng(args.seed)
+    out = sys.stdout
+    out.write(args.prompt)
+    out.flush()
+
+    def emit(ch: str) -> None:
+        out.write(ch)
+        out.flush()
+
+    model.generate(vocab, args.prompt, args.length, rng, args.temperature, args.top_k, on_char=emit)
+    out.write("\n")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    model, vocab, meta = _load(args.run)
+    train = meta.get("train", {})        # the run's split, streams and window, as its validation used
+    if args.text:
+        ids, what = vocab.encode(load_text(args.text), what=args.text), args.text
+    else:
+        source = meta.get("source", ct.BUNDLED)
+        text = ct.read_source(source)
+        ids = split_train_val(vocab.encode(text, what=ct._name(source)), train.get("val_fraction", 0.1))[1]
+        what = f"validation part of {ct._name(source)}"
+    nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100))
+    print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    if args.chars < 2 or args.start < 0:
+        raise RunError(f"--chars must be >= 2 and --start >= 0, got {args.chars} and {args.start}")
+    try:
+        model, vocab, meta = _load(args.run)
+    except CheckpointError:
+        if args.run is None:
+            raise
+        try:                                   # some other model file: say whether it has anything to inspect
+            other = load_model(run_file(args.run))
+        except (CheckpointError, ValueError):
+            raise CheckpointError(f"{args.run}: not a character-LM run or lstmkit model file") from None
+        if not recurrent_layers(other):
+            raise InspectError(f"{args.run}: the model holds no recurrent layer (LSTM, GRU or SimpleRNN); there is "
+                               "nothing to inspect") from None
+        raise InspectError(f"{args.run}: not a character-LM run; charlm inspect needs a character model and its "
+                           "vocabulary") from None
+    if args.text:
+        text, what = load_text(args.text), args.text
+    else:
+        source = meta.get("source", ct.BUNDLED)
+        ids = split_train_val(vocab.encode(ct.read_source(source), what=ct._name(source)),
+                              meta.get("train", {}).get("val_fraction", 0.1))[1]
+        text, what = vocab.decode(ids), f"the held-out part of {ct._name(source)}"
+    text = text[args.start:args.start + args.chars]
+    if len(text) < 2:
+        raise RunError(f"{args.text or what}: only {len(text)} character(s) from --start {args.start}; the report "
+                          "needs at least 2")
+    name = args.run or "the pretrained Shakespeare model"
+    budget = os.environ.get("LSTMKIT_INSPECT_MEMORY")
+    t0 = time.perf_counter()
+    rep = charlm_report(model, vocab, text, args.out, args.cells, f"{name} on {what}", progress=not args.no_progress,
+                        memory_budget=int(budget) if budget else None)
+    print(f"wrote {rep['path']} ({rep['bytes'] / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s: "
+          f"{len(text):,} characters at {rep['bpc']:.3f} bits/char", file=sys.stderr)
+    for feature, cell, r in rep["detections"]:
+        print(f"  {feature:>16}: " + (f"{cell} (r = {r:+.2f})" if r == r else "does not occur in this text"),
+              file=sys.stderr)
+    return 0
