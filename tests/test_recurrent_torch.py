@@ -143,7 +143,7 @@ def test_dropout_between_layers_matches_torch_with_same_mask():
     ours.load_torch_state_dict(sd)
     x = rng.standard_normal((3, 6, 3))
     y, _ = ours.forward(x)
-    mask = ours._cache["layers"][0]["drop"].transpose(1, 0, 2)       # (B, T, H) as applied
+    mask = ours._record.layers[0].drop.transpose(1, 0, 2)       # (B, T, H) as applied
     assert set(np.unique(mask)) <= {0.0, 1 / 0.6}
     xt = t64(x, True)
     y0, _ = l0(xt)
@@ -273,8 +273,8 @@ def test_memory_of_cache_is_sequence_sized():
     """The forward cache holds O(B·T·H) floats in a few arrays, not per-step objects."""
     m = lk.LSTM(8, 16)
     m.forward(np.zeros((4, 50, 8), np.float32))
-    cache = m._cache["layers"][0]["dirs"][0]["cache"]
-    arrays = [v for v in cache.values() if isinstance(v, np.ndarray)]
-    assert len(arrays) == len(cache)
+    rec = m._record.layers[0].dirs[0].scan
+    arrays = [a for a in (rec.hs, rec.gates, rec.cs, *rec.aux.values()) if a is not None]
+    assert all(isinstance(a, np.ndarray) for a in arrays) and len(arrays) == 4
     total = sum(a.size for a in arrays)
     assert total <= 4 * 51 * 16 * 8 + 16 * 64   # acts(4H) + h + c + tanh c (+ the weight view)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import atomic_write
 from .analysis import char_loss, detect, saturation, text_features, top_guesses
-from .trace import GATES, recurrent_layers, trace
+from .trace import recurrent_layers, trace
 
 SIGMOID_GATES = {"i", "f", "o", "r", "z", "p"}        # (and probabilities): in [0, 1]
 # What the page shows is quantised to these many levels: the heatmap's colours need no more, and fewer
@@ -42,7 +42,7 @@ def bytes_per_char(model: Any) -> int:
     """Memory kept per character: every unit's value (float16) and gates (one byte each), per layer."""
     total = 0
     for _, layer in recurrent_layers(model):
-        gates = len(GATES.get(type(layer), ()))
+        gates = len(layer.kernel.gate_names)
         total += layer.num_layers * layer.num_directions * layer.hidden_size * (2 + gates)
     return total + 64
 

@@ -7,9 +7,10 @@
 
 Nothing is recomputed: while ``trace`` runs, each recurrent layer's ``forward``
 is wrapped so that, after the real kernel has run, the gate activations it
-cached for its backward pass are copied out (time-major buffers are reused by
-the next call, hence the copies). LSTM layers give i, f, g, o, c, h; GRU layers
-r, z, n, h; SimpleRNN layers h. Positions past a sequence's length (with
+recorded for its backward pass are copied out (``layer.last_trace()``: time-major
+buffers are reused by the next call, hence the copies). Each layer gives its
+kernel's gates (LSTM i, f, g, o; GRU r, z, n; any new kind its own), then c for
+kinds with a cell state, and h. Positions past a sequence's length (with
 ``lengths``) hold whatever the kernel computed there, not zeros.
 """
 
@@ -17,13 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..layers.base import Layer
-from ..layers.recurrent import GRU, LSTM
 from ..layers.rnn_base import _RNNBase
-
-GATES = {LSTM: ("i", "f", "g", "o"), GRU: ("r", "z", "n")}
 
 
 class Trace(dict):
@@ -55,23 +51,9 @@ def recurrent_layers(model: Layer) -> list[tuple[str, _RNNBase]]:
 
 
 def _record(path: str, layer: _RNNBase, trace: Trace) -> None:
-    """Copy the gates and states the layer cached in its last forward into ``trace`` as (B, T, H) arrays."""
-    cache = layer._cache
-    rev, H = cache["rev"], layer.hidden_size
-    names = GATES.get(type(layer), ())
-    for k, entry in enumerate(cache["layers"]):
-        for d, direction in enumerate(entry["dirs"]):
-            c = direction["cache"]
-
-            def batch_first(a: np.ndarray, d: int = d) -> np.ndarray:     # (T, B, ·) in the input's time order
-                a = a if d == 0 else layer._reverse(a, rev)
-                return np.ascontiguousarray(a.transpose(1, 0, 2))
-
-            arrays = {g: batch_first(c["acts"][:, :, j * H:(j + 1) * H]) for j, g in enumerate(names)}
-            if "cs" in c:
-                arrays["c"] = batch_first(c["cs"][1:])
-            arrays["h"] = batch_first(c["hs"][1:])
-            trace[f"{path}/l{k}" + ("/reverse" if d else "")] = arrays
+    """Copy the gates and states the layer recorded in its last forward into ``trace`` as (B, T, H) arrays."""
+    for key, arrays in layer.last_trace().items():
+        trace[f"{path}/{key}"] = arrays
 
 
 def trace(model: Layer, x: Any, lengths: Any = None, **forward_kwargs: Any) -> Trace:

@@ -2,7 +2,10 @@
 
 ``LSTMCell``, ``GRUCell`` and ``SimpleRNNCell`` run a one-step sequence layer,
 so the equations exist once (``recurrent.py``); their weights use PyTorch's
-cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``).
+cell keys (``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``). The teaching
+trace of ``LSTMCell`` reads the gates from the kernel's record; only the
+pre-activations are formed again, by the reference step's ``preactivations``,
+and only when ``trace`` is read.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from .._checks import check_float_input
 from .base import Layer
 from .recurrent import GRU, LSTM, SimpleRNN
 from .rnn_base import _RNNBase
+from .steps import preactivations
 
 
 class _CellBase(Layer):
@@ -64,17 +68,21 @@ class LSTMCell(_CellBase):
     def forward(self, x: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
         h_n, c_n = self._step(x, state)
-        acts = self._seq._cache["layers"][0]["dirs"][0]["cache"]["acts"][0]      # (B, 4H), [i, f, g, o]
-        h_prev = self._seq._cache["layers"][0]["dirs"][0]["cache"]["hs"][0]
-        x = np.asarray(x, self.dtype)
-        pre = x @ self.params["weight_ih"].value.T + h_prev @ self.params["weight_hh"].value.T
-        if "bias_ih" in self.params:
-            pre = pre + self.params["bias_ih"].value + self.params["bias_hh"].value
-        H = self.hidden_size
-        self.trace = {f"pre_{g}": pre[:, j * H:(j + 1) * H] for j, g in enumerate("ifgo")}
-        self.trace.update({g: acts[:, j * H:(j + 1) * H].copy() for j, g in enumerate("ifgo")})
-        self.trace.update({"c": c_n[0], "h": h_n[0]})
+        self._x = np.asarray(x, self.dtype)
         return h_n[0], c_n[0]
+
+    @property
+    def trace(self) -> dict[str, np.ndarray]:
+        """The last step spelled out: pre_i .. pre_o, i, f, g, o, c, h, each (B, H)."""
+        if getattr(self, "_x", None) is None:
+            raise RuntimeError("LSTMCell.trace read before forward")
+        h_prev = self._seq._record.layers[0].dirs[0].scan.hs[0]
+        named = self._seq.last_trace()["l0"]
+        px, ph = preactivations(self._x, h_prev, {k: p.value for k, p in self.params.items()})
+        H, pre = self.hidden_size, px + ph
+        out = {f"pre_{g}": pre[:, j * H:(j + 1) * H] for j, g in enumerate("ifgo")}
+        out.update({name: a[:, 0] for name, a in named.items()})
+        return out
 
     def backward(self, dh: np.ndarray, dc: np.ndarray | None = None) -> np.ndarray:
         dx = self._seq.backward(None, (np.asarray(dh)[None], None if dc is None else np.asarray(dc)[None]))

@@ -49,7 +49,9 @@ from typing import Any
 import numpy as np
 
 from ..workspace import Workspace
-from .rnn_base import Kernel, _RNNBase
+from .rnn_base import _RNNBase
+from .scan import Kernel, ScanGrads, ScanRecord
+from .steps import gru_step, lstm_step, rnn_relu_step, rnn_tanh_step
 
 # Derivative factors are formed for as many steps at a time as fit in this many bytes (stays in L2).
 _CHUNK_BYTES = 1 << 19
@@ -82,22 +84,24 @@ def _inject(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]]
 # ---- LSTM ------------------------------------------------------------------
 
 
-def _lstm_forward(xp: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
-                  ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 4H) and w_t = W_hh^T (H, 4H), with the i, f, o columns halved if ``prescaled``.
+def _lstm_forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
+                  ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+    """xproj (T, B, 4H) and w_t = W_hh^T (H, 4H), with the i, f, o columns halved if ``prescaled``.
 
-    Returns hs (T + 1, B, H) and the cache.
+    Returns the record: hs, cs (T + 1, B, H), gates (T, B, 4H) [i, f, g, o] (in xproj's buffer)
+    and aux["tanh_c"] (T, B, H) = tanh(c_1..c_T).
     """
-    T, B, G = xp.shape
+    T, B, G = xproj.shape
     H = G // 4
-    scale, shift = _sigmoid_affine("ssts", H, xp.dtype.str)
-    acts = xp                                   # (T, B, 4H): becomes [i, f, g, o]
-    hs = ws.empty("hs", (T + 1, B, H), xp.dtype)        # h_0..h_T
-    cs = ws.empty("cs", (T + 1, B, H), xp.dtype)        # c_0..c_T
-    tanh_cs = ws.empty("tanh_cs", (T, B, H), xp.dtype)  # tanh(c_1..c_T)
+    dt = xproj.dtype
+    scale, shift = _sigmoid_affine("ssts", H, dt.str)
+    acts = xproj                                # (T, B, 4H): becomes [i, f, g, o]
+    hs = ws.empty("hs", (T + 1, B, H), dt)          # h_0..h_T
+    cs = ws.empty("cs", (T + 1, B, H), dt)          # c_0..c_T
+    tanh_cs = ws.empty("tanh_cs", (T, B, H), dt)    # tanh(c_1..c_T)
     hs[0], cs[0] = h0, c0
-    rec = ws.empty("rec", (B, G), xp.dtype)
-    ig = ws.empty("ig", (B, H), xp.dtype)
+    rec = ws.empty("rec", (B, G), dt)
+    ig = ws.empty("ig", (B, H), dt)
     for t in range(T):
         a = acts[t]
         np.matmul(hs[t], w_t, out=rec)
@@ -114,24 +118,30 @@ def _lstm_forward(xp: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray, c
         c += ig
         np.tanh(c, out=tc)                      # h_t = o ⊙ tanh(c_t)
         np.multiply(o, tc, out=hs[t + 1])
-    return hs, {"acts": acts, "hs": hs, "cs": cs, "tanh_cs": tanh_cs}
+    return ScanRecord(hs, acts, cs, {"tanh_c": tanh_cs})
 
 
-def _lstm_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                   ws: Workspace) -> tuple[np.ndarray, ...]:
-    acts, cs, tanh_cs = cache["acts"], cache["cs"], cache["tanh_cs"]
+def _lstm_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
+                   ws: Workspace, extra: dict | None = None) -> ScanGrads:
+    """Back through the LSTM scan: ``record`` from ``_lstm_forward``, w_hh (4H, H) the true weights,
+    dhs (T, B, H) the outputs' gradient, ``inject`` the final-state gradients by step.
+
+    Returns the gradient w.r.t. the pre-activations (T, B, 4H) (the same array serves x and h sides)
+    and dh_0, dc_0 (B, H).
+    """
+    acts, cs, tanh_cs = record.gates, record.cs, record.aux["tanh_c"]
     T, B, G = acts.shape
     H = G // 4
     dt = acts.dtype
     dpre = ws.empty("dpre", (T, B, G), dt)      # holds each step's factors, then its gradient
     K = _chunk(T, B * G * dt.itemsize)
-    fc_all = ws.empty("fc", (K, B, H), dt)
+    dh_dc_all = ws.empty("dh_dc", (K, B, H), dt)
     dh, dc = (ws.empty(name, (B, H), dt) for name in ("dh", "dc"))
     dh_next = np.zeros((B, H), dt)
     dc_next = np.zeros((B, H), dt)
     for e in range(T, 0, -K):
         s = max(0, e - K)
-        A, P, tc, fc = acts[s:e], dpre[s:e], tanh_cs[s:e], fc_all[:e - s]
+        A, P, tc, dh_dc = acts[s:e], dpre[s:e], tanh_cs[s:e], dh_dc_all[:e - s]
         i, g, o = A[..., :H], A[..., 2 * H:3 * H], A[..., 3 * H:]
         pg = P[..., 2 * H:3 * H]
         np.subtract(1, A, out=P)                # σ' = s(1 − s) for i, f, o
@@ -142,37 +152,42 @@ def _lstm_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inj
         P[..., H:2 * H] *= cs[s:e]              # ∂c_t/∂p_f = c_{t−1} ⊙ σ'(p_f)
         pg *= i                                 # ∂c_t/∂p_g = i ⊙ tanh'(p_g)
         P[..., 3 * H:] *= tc                    # ∂h_t/∂p_o = tanh(c_t) ⊙ σ'(p_o)
-        np.multiply(tc, tc, out=fc)             # ∂h_t/∂c_t = o ⊙ (1 − tanh² c_t)
-        np.subtract(1, fc, out=fc)
-        fc *= o
+        np.multiply(tc, tc, out=dh_dc)          # ∂h_t/∂c_t = o ⊙ (1 − tanh² c_t)
+        np.subtract(1, dh_dc, out=dh_dc)
+        dh_dc *= o
         for t in range(e - 1, s - 1, -1):
             _inject(t, inject, dh_next, dc_next)
             np.add(dhs[t], dh_next, out=dh)             # dL/dh_t
-            np.multiply(dh, fc[t - s], out=dc)          # dL/dc_t
+            np.multiply(dh, dh_dc[t - s], out=dc)       # dL/dc_t
             dc += dc_next
             dp = dpre[t]
             dp[:, :3 * H].reshape(B, 3, H)[...] *= dc[:, None, :]   # i, f, g: through c_t
             dp[:, 3 * H:] *= dh                                      # o: through h_t
             np.multiply(dc, acts[t, :, H:2 * H], out=dc_next)       # dL/dc_{t−1} = dc ⊙ f
             np.matmul(dp, w_hh, out=dh_next)                         # dL/dh_{t−1} (recurrent part)
-    return dpre, dpre, dh_next, dc_next
+    return ScanGrads(dpre, dpre, dh_next, dc_next)
 
 
 # ---- GRU -------------------------------------------------------------------
 
 
-def _gru_forward(xp: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
-                 c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-    """xp (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_t = W_hh^T (H, 3H); the r, z parts of both
-    halved if ``prescaled``."""
-    T, B, G = xp.shape
+def _gru_forward(xproj: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
+                 c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+    """xproj (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_t = W_hh^T (H, 3H); the r, z parts of both
+    halved if ``prescaled``.
+
+    Returns the record: hs (T + 1, B, H), gates (T, B, 3H) [r, z, n] (in xproj's buffer) and
+    aux["hproj_n"] (T, B, H) = W_hn h_{t−1} + b_hn.
+    """
+    T, B, G = xproj.shape
     H = G // 3
-    hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
-    hp_n = ws.empty("hp_n", (T, B, H), xp.dtype)  # W_hn h + b_hn per step (the backward needs it)
-    rec = ws.empty("rec", (B, G), xp.dtype)
-    tmp = ws.empty("tmp", (B, H), xp.dtype)
+    dt = xproj.dtype
+    hs = ws.empty("hs", (T + 1, B, H), dt)
+    hp_n = ws.empty("hp_n", (T, B, H), dt)      # W_hn h + b_hn per step (the backward needs it)
+    rec = ws.empty("rec", (B, G), dt)
+    tmp = ws.empty("tmp", (B, H), dt)
     hs[0] = h0
-    acts = xp                                    # becomes [r, z, n]
+    acts = xproj                                 # becomes [r, z, n]
     for t in range(T):
         np.matmul(hs[t], w_t, out=rec)
         a = acts[t]
@@ -194,12 +209,18 @@ def _gru_forward(xp: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0: n
         np.subtract(hs[t], n, out=tmp)           # h_t = n + z ⊙ (h − n)
         tmp *= z
         np.add(n, tmp, out=hs[t + 1])
-    return hs, {"acts": acts, "hs": hs, "hp_n": hp_n}
+    return ScanRecord(hs, acts, None, {"hproj_n": hp_n})
 
 
-def _gru_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                  ws: Workspace) -> tuple[np.ndarray, ...]:
-    acts, hs, hp_n = cache["acts"], cache["hs"], cache["hp_n"]
+def _gru_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
+                  ws: Workspace, extra: dict | None = None) -> ScanGrads:
+    """Back through the GRU scan: ``record`` from ``_gru_forward``, w_hh (3H, H) the true weights,
+    dhs (T, B, H) the outputs' gradient, ``inject`` the final-state gradients by step.
+
+    Returns the gradients w.r.t. the x-side (T, B, 3H) and h-side (T, B, 3H) pre-activations (they
+    differ in the n block, where the h side is gated by r) and dh_0 (B, H).
+    """
+    acts, hs, hp_n = record.gates, record.hs, record.aux["hproj_n"]
     T, B, G = acts.shape
     H = G // 3
     dt = acts.dtype
@@ -235,7 +256,7 @@ def _gru_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inje
             np.matmul(dhp[t], w_hh, out=dh_next)
             np.multiply(dh, acts[t, :, H:2 * H], out=tmp)                                        # + dh ⊙ z
             dh_next += tmp
-    return dxp, dhp, dh_next, None
+    return ScanGrads(dxp, dhp, dh_next)
 
 
 # ---- Elman -----------------------------------------------------------------
@@ -244,23 +265,23 @@ def _gru_backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inje
 def _make_rnn_kernels(nonlinearity: str) -> Kernel:
     relu = nonlinearity == "relu"
 
-    def forward(xp: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray,
-                c0: None, ws: Workspace, prescaled: bool = True) -> tuple[np.ndarray, dict[str, Any]]:
-        T, B, H = xp.shape
-        hs = ws.empty("hs", (T + 1, B, H), xp.dtype)
+    def forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray,
+                c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+        T, B, H = xproj.shape
+        hs = ws.empty("hs", (T + 1, B, H), xproj.dtype)
         hs[0] = h0
         for t in range(T):
             np.matmul(hs[t], w_t, out=hs[t + 1])   # h_t = act(x_t W_ih^T + b + h W_hh^T)
-            hs[t + 1] += xp[t]
+            hs[t + 1] += xproj[t]
             if relu:
                 np.maximum(hs[t + 1], 0, out=hs[t + 1])
             else:
                 np.tanh(hs[t + 1], out=hs[t + 1])
-        return hs, {"hs": hs}
+        return ScanRecord(hs)
 
-    def backward(cache: dict[str, Any], w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                 ws: Workspace) -> tuple[np.ndarray, ...]:
-        hs = cache["hs"]
+    def backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
+                 ws: Workspace, extra: dict | None = None) -> ScanGrads:
+        hs = record.hs
         T, B, H = dhs.shape
         factor = ws.empty("factor", (T, B, H), hs.dtype)      # act'(pre) from the outputs
         if relu:
@@ -275,13 +296,15 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
             dh_next += dhs[t]
             np.multiply(dh_next, factor[t], out=dpre[t])
             np.matmul(dpre[t], w_hh, out=dh_next)
-        return dpre, dpre, dh_next, None
+        return ScanGrads(dpre, dpre, dh_next)
 
-    return Kernel(1, forward, backward)
+    return Kernel(f"RNN_{nonlinearity.upper()}", (), forward, backward, rnn_relu_step if relu else rnn_tanh_step)
 
 
-_LSTM = Kernel(4, _lstm_forward, _lstm_backward, row_scale=(0.5, 0.5, 1.0, 0.5), has_cell=True)
-_GRU = Kernel(3, _gru_forward, _gru_backward, row_scale=(0.5, 0.5, 1.0), loop_bias_gates=1)
+_LSTM = Kernel("LSTM", ("i", "f", "g", "o"), _lstm_forward, _lstm_backward, lstm_step,
+               row_scale=(0.5, 0.5, 1.0, 0.5), has_cell=True)
+_GRU = Kernel("GRU", ("r", "z", "n"), _gru_forward, _gru_backward, gru_step, row_scale=(0.5, 0.5, 1.0),
+              loop_bias_gates=1)
 _RNN = {"tanh": _make_rnn_kernels("tanh"), "relu": _make_rnn_kernels("relu")}
 
 
@@ -303,7 +326,7 @@ class LSTM(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
                  dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
-        super().__init__(_LSTM, "LSTM", input_size, hidden_size, num_layers, bias, dropout, bidirectional,
+        super().__init__(_LSTM, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
                          return_sequences, dtype, rng)
 
 
@@ -318,7 +341,7 @@ class GRU(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
                  dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
-        super().__init__(_GRU, "GRU", input_size, hidden_size, num_layers, bias, dropout, bidirectional,
+        super().__init__(_GRU, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
                          return_sequences, dtype, rng)
 
 
@@ -340,6 +363,6 @@ class SimpleRNN(_RNNBase):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(_RNN[nonlinearity], f"RNN_{nonlinearity.upper()}", input_size, hidden_size, num_layers,
+        super().__init__(_RNN[nonlinearity], input_size, hidden_size, num_layers,
                          bias, dropout, bidirectional, return_sequences, dtype, rng)
 

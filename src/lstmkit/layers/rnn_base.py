@@ -1,8 +1,9 @@
 """The frame every recurrent layer shares: stacking, directions, lengths, dropout, buffers.
 
-A kind of recurrence (LSTM, GRU, Elman) is a ``Kernel``: a time-major scan over
-one layer and one direction, and its backward (``recurrent.py`` holds them with
-the equations). Everything else is here, once:
+A kind of recurrence (LSTM, GRU, Elman, peephole LSTM) is a ``Kernel`` (``scan.py``):
+a time-major scan over one layer and one direction that fills a ``ScanRecord``, and
+its backward (``recurrent.py`` holds them with the equations). Everything else is
+here, once:
 
 * The input projection of all time steps is one GEMM before the scan, and the
   weight gradients dW_ih, dW_hh, the biases and dx are GEMMs after it.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
 from .base import Layer
+from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, StackRecord
 
 # Below this many multiply-adds per recurrent step, two threads cost more than they save.
 _SIDE_BY_SIDE_MIN = 2 ** 21
@@ -46,29 +47,6 @@ def directions_side_by_side(B: int, H: int, gates: int) -> bool:
     """Whether a bidirectional layer of batch B, H units and ``gates`` gate blocks runs its two directions
     on two threads (one recurrent step is B·H·gates·H multiply-adds)."""
     return B * H * gates * H >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """One kind of recurrence, as the frame runs it.
-
-    forward(xp, w_t, b_hh, h0, c0, ws, prescaled) -> (hs, cache)
-        xp (T, B, G·H): input projections incl. biases (the kernel may overwrite it);
-        w_t = W_hh^T (H, G·H) and b_hh (the hh-bias of the last ``loop_bias_gates`` gates, or None);
-        with ``prescaled`` all three were scaled by ``row_scale``, otherwise the kernel
-        scales each step's pre-activations itself; hs (T + 1, B, H) with hs[0] = h0.
-    backward(cache, w_hh, dhs, inject, ws) -> (dxp, dhp, dh0, dc0)
-        w_hh: the true weights; dhs (T, B, H): gradient w.r.t. h_1..h_T from the outputs;
-        inject {t: (index, dh, dc)}: final-state gradients entering at step t;
-        dxp, dhp (T, B, G·H): gradients w.r.t. the true x- and h-pre-activations.
-    """
-
-    gates: int
-    forward: Callable[..., tuple[np.ndarray, dict[str, Any]]]
-    backward: Callable[..., tuple[Any, ...]]
-    row_scale: tuple[float, ...] | None = None     # one factor per gate block, or None
-    loop_bias_gates: int = 0                       # trailing gates whose hh-bias stays inside the scan
-    has_cell: bool = False
 
 
 class _RNNBase(Layer):
@@ -81,7 +59,7 @@ class _RNNBase(Layer):
 
     _name = "RNN"
 
-    def __init__(self, kernel: Kernel, mode: str, input_size: int, hidden_size: int, num_layers: int = 1,
+    def __init__(self, kernel: Kernel, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  return_sequences: bool | None = None, dtype: str = "float32",
                  rng: np.random.Generator | None = None) -> None:
@@ -92,7 +70,7 @@ class _RNNBase(Layer):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
         self.dtype = check_dtype_name(name, dtype)
-        self.mode, self._kernel = mode, kernel
+        self.kernel = kernel
         self.gates = kernel.gates
         self.input_size, self.hidden_size, self.num_layers = int(input_size), int(hidden_size), int(num_layers)
         self.bias, self.dropout, self.bidirectional = bias, float(dropout), bool(bidirectional)
@@ -108,11 +86,12 @@ class _RNNBase(Layer):
                 shapes = {"weight_ih": (G, in_k), "weight_hh": (G, H)}
                 if bias:
                     shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
+                shapes.update({name: (rows, H) for name, rows in kernel.extra})
                 for base, shape in shapes.items():
                     key = f"{base}_l{k}{sfx}"
                     self.params[key] = Parameter(uniform(shape, bound, self.dtype, rng), key)
         self.initial_state_grad: Any = None
-        self._cache: dict[str, Any] | None = None
+        self._record: StackRecord | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
         self._row_scale = None if kernel.row_scale is None else \
             np.repeat(np.asarray(kernel.row_scale, self.dtype), H)[:, None]           # (G, 1)
@@ -130,7 +109,30 @@ class _RNNBase(Layer):
 
     @property
     def _has_cell(self) -> bool:
-        return self._kernel.has_cell
+        return self.kernel.has_cell
+
+    def _extra(self, k: int, d: int) -> dict[str, np.ndarray]:
+        """The kernel's extra parameters of layer k, direction d, by the kernel's names."""
+        return {name: self._p(name, k, d) for name, _ in self.kernel.extra}
+
+    def last_trace(self) -> dict[str, dict[str, np.ndarray]]:
+        """The gates and states of the last forward: ``{"l<k>" or "l<k>/reverse": {name: (B, T, H)}}``.
+
+        Names are the kernel's gates (LSTM i, f, g, o; GRU r, z, n), then "c" (kinds with a cell
+        state) and "h". Arrays are batch-first copies in the input's time order (the reverse
+        direction's too); past a sequence's length they hold what the kernel computed there.
+        """
+        rec = self._record
+        if rec is None:
+            raise RuntimeError(f"{self._name}.last_trace called before forward")
+        out: dict[str, dict[str, np.ndarray]] = {}
+        for k, layer in enumerate(rec.layers):
+            for d, direction in enumerate(layer.dirs):
+                named = direction.scan.named(self.kernel.gate_names)
+                out[f"l{k}" + ("/reverse" if d else "")] = {
+                    name: np.ascontiguousarray((a if d == 0 else self._reverse(a, rec.rev)).transpose(1, 0, 2))
+                    for name, a in named.items()}
+        return out
 
     def _p(self, base: str, k: int, d: int) -> np.ndarray | None:
         p = self.params.get(f"{base}_l{k}{self._suffixes()[d]}")
@@ -192,12 +194,11 @@ class _RNNBase(Layer):
 
     # ---- forward -------------------------------------------------------
 
-    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None
-              ) -> tuple[np.ndarray, dict[str, Any]]:
+    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> ScanRecord:
         """Input projection, then the kernel's scan, for layer k, direction d. inp_d (T, B, in_k)."""
         T, B, _ = inp_d.shape
         ws = self._ws_for(k, d)
-        G, kern = self.gates * self.hidden_size, self._kernel
+        G, kern = self.gates * self.hidden_size, self.kernel
         w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
         b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
         # With at least as many steps as weight rows, the forward takes a copy of the recurrent weights,
@@ -216,16 +217,16 @@ class _RNNBase(Layer):
             w_ih = np.multiply(w_ih, self._row_scale, out=ws.empty("w_ih", w_ih.shape, self.dtype))
             if b_ih is not None:
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
-        xp = ws.empty("xp", (T, B, G), self.dtype)
-        np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xp.reshape(T * B, G))
+        xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
+        np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
         b_loop = None
         if b_ih is not None:
             cut = G - kern.loop_bias_gates * self.hidden_size
             bias = b_ih.copy()
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
-            xp += bias
+            xproj += bias
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        return kern.forward(xp, w_t, b_loop, h0, c0, ws, prescaled)
+        return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
         """Run the stack over a batch of sequences.
@@ -267,29 +268,30 @@ class _RNNBase(Layer):
         for k in range(self.num_layers):
             out = None if D == 1 else self._ws_for(k, 0).empty("out", (T, B, D * H), self.dtype)
 
-            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out) -> dict[str, Any]:
+            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out) -> DirectionRecord:
                 s = k * D + d
                 inp_d = inp if d == 0 else self._reverse(inp, rev)
-                hs, cache = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s])
+                rec = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s])
+                hs = rec.hs
                 h_n[s] = hs[T] if last is None else hs[last + 1, np.arange(B)]
                 if c_n is not None:
-                    c_n[s] = cache["cs"][T] if last is None else cache["cs"][last + 1, np.arange(B)]
+                    c_n[s] = rec.cs[T] if last is None else rec.cs[last + 1, np.arange(B)]
                 if out is not None:
                     out[:, :, d * H:(d + 1) * H] = hs[1:] if d == 0 else self._reverse(hs[1:], rev)
-                return {"inp": inp_d, "cache": cache}
+                return DirectionRecord(inp_d, rec)
 
             dirs = self._directions(run, B)
             if out is None:
-                out = dirs[0]["cache"]["hs"][1:]                               # (T, B, H)
+                out = dirs[0].scan.hs[1:]                                       # (T, B, H)
             if mask is not None:
                 out = out * mask
             drop = None
             if training and k < self.num_layers - 1:
                 drop = F.dropout_mask(get_rng(self.rng), out.shape, self.dropout, self.dtype)
                 out = out * drop
-            layers.append({"dirs": dirs, "drop": drop})
+            layers.append(LayerRecord(dirs, drop))
             inp = out
-        self._cache = {"layers": layers, "B": B, "T": T, "rev": rev, "mask": mask, "last": last}
+        self._record = StackRecord(layers, B, T, rev, mask, last)
         y = np.ascontiguousarray(inp.transpose(1, 0, 2))                       # (B, T, D·H)
         state_out = (h_n, c_n) if self._has_cell else h_n
         if self.return_sequences is None:
@@ -311,10 +313,10 @@ class _RNNBase(Layer):
 
         After the call, ``initial_state_grad`` holds dh_0 (or (dh_0, dc_0)).
         """
-        cache = self._cache
-        if cache is None:
+        record = self._record
+        if record is None:
             raise RuntimeError(f"{self._name}.backward called before forward")
-        B, T, rev, mask, last = cache["B"], cache["T"], cache["rev"], cache["mask"], cache["last"]
+        B, T, rev, mask, last = record.B, record.T, record.rev, record.mask, record.last
         H, D = self.hidden_size, self.num_directions
         shape = self._state_shape(B)
         dh_n = np.zeros(shape, self.dtype)
@@ -348,19 +350,19 @@ class _RNNBase(Layer):
         dc0 = np.empty(shape, self.dtype) if self._has_cell else None
 
         for k in range(self.num_layers - 1, -1, -1):
-            layer = cache["layers"][k]
-            if layer["drop"] is not None:
-                dout = dout * layer["drop"]
+            layer = record.layers[k]
+            if layer.drop is not None:
+                dout = dout * layer.drop
             if mask is not None:
                 dout = dout * mask
 
-            def run(d: int, k: int = k, layer: dict[str, Any] = layer, dout: np.ndarray = dout) -> np.ndarray:
+            def run(d: int, k: int = k, layer: LayerRecord = layer, dout: np.ndarray = dout) -> np.ndarray:
                 s = k * D + d
                 dys = dout[:, :, d * H:(d + 1) * H]
                 if d == 1:
                     dys = self._reverse(dys, rev)
                 inject = self._inject_map(T, last, dh_n[s], None if dc_n is None else dc_n[s])
-                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer["dirs"][d], dys, inject)
+                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer.dirs[d], dys, inject)
                 if dc0 is not None:
                     dc0[s] = dc_s
                 return dinp_d if d == 0 else self._reverse(dinp_d, rev)
@@ -370,19 +372,22 @@ class _RNNBase(Layer):
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
         return np.ascontiguousarray(dout.transpose(1, 0, 2))
 
-    def _scan_backward(self, k: int, d: int, ent: dict[str, Any], dys: np.ndarray, inject: dict
+    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The kernel's backward, then the weight gradients and dx as whole-sequence GEMMs."""
         T, B, H = dys.shape
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        dxp, dhp, dh0, dc0 = self._kernel.backward(ent["cache"], w_hh, dys, inject, ws)
-        hs = ent["cache"]["hs"]
+        grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
+        dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
+        for name, g in grads.extra.items():
+            self.params[f"{name}_l{k}{sfx}"].grad += g
+        hs = ent.scan.hs
         dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
         # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
         self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
-        self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent["inp"].reshape(T * B, -1)
+        self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent.inp.reshape(T * B, -1)
         if self.bias:                            # Σ over steps and batch as a BLAS product: 2x a column sum
             ones = ws.empty("ones", (T * B,), self.dtype)
             ones.fill(1)

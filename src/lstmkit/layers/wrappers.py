@@ -65,7 +65,7 @@ class Bidirectional(Layer):
         # PyTorch's one-layer bidirectional module: the backward direction's keys end in "_reverse".
         if self.forward_layer.num_layers != 1:
             raise ValueError("Bidirectional: only a one-layer wrapped layer has a PyTorch equivalent "
-                             f"(nn.{self.forward_layer.mode[:4].rstrip('_')}(bidirectional=True)); this one has "
+                             f"(nn.{self.forward_layer.kernel.name.split('_')[0]}(bidirectional=True)); this one has "
                              f"{self.forward_layer.num_layers} layers")
         yield from self.forward_layer._walk(prefix, True)
         yield from ((f"{k}_reverse", p) for k, p in self.backward_layer._walk(prefix, True))

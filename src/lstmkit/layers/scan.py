@@ -1,0 +1,123 @@
+"""The contract between the recurrent frame (``rnn_base.py``) and a kind of recurrence (a ``Kernel``).
+
+A kernel runs one layer, one direction, time-major, and keeps what its backward needs in a
+``ScanRecord`` — named arrays, written down here, so the frame, the cells and ``lk.inspect``
+read the same fields and a compiled kernel can fill the same record. A new kind of cell is
+its equations, one ``Kernel`` (gate names, the scan and its backward, any extra per-direction
+parameters, a plain reference step) and one line in the tests' table.
+
+Shapes: T steps, B sequences, H units, G gate blocks (gates stacked as in PyTorch's weights).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+@dataclass
+class ScanRecord:
+    """What one scan keeps for its backward; time-major.
+
+    hs     (T + 1, B, H)  h_0 .. h_T
+    gates  (T, B, G·H)    the gate activations, in the kernel's gate order (None for SimpleRNN)
+    cs     (T + 1, B, H)  c_0 .. c_T, for kinds with a cell state (else None)
+    aux    {name: array}  anything else only this kernel's backward reads (e.g. tanh(c_t))
+    """
+
+    hs: np.ndarray
+    gates: np.ndarray | None = None
+    cs: np.ndarray | None = None
+    aux: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def named(self, gate_names: tuple[str, ...]) -> dict[str, np.ndarray]:
+        """{gate: (T, B, H) view, ..., "c": (T, B, H) if a cell state, "h": (T, B, H)} for steps 1..T."""
+        H = self.hs.shape[-1]
+        out = {g: self.gates[:, :, j * H:(j + 1) * H] for j, g in enumerate(gate_names)} if gate_names else {}
+        if self.cs is not None:
+            out["c"] = self.cs[1:]
+        out["h"] = self.hs[1:]
+        return out
+
+
+class ScanGrads(NamedTuple):
+    """What a kernel's backward returns.
+
+    d_xproj  (T, B, G·H)  gradient w.r.t. the x-side pre-activations W_ih x_t + b_ih
+    d_hproj  (T, B, G·H)  gradient w.r.t. the h-side pre-activations W_hh h_{t−1} + b_hh (may be d_xproj itself)
+    dh0, dc0 (B, H)       gradients w.r.t. the initial state (dc0 None without a cell state)
+    extra    {name: array} gradients of the kernel's extra parameters, shaped as they are
+    """
+
+    d_xproj: np.ndarray
+    d_hproj: np.ndarray
+    dh0: np.ndarray
+    dc0: np.ndarray | None = None
+    extra: dict[str, np.ndarray] = {}
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kind of recurrence, as the frame runs it.
+
+    forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, extra) -> ScanRecord
+        xproj (T, B, G·H): input projections incl. biases (the kernel may overwrite it);
+        w_t = W_hh^T (H, G·H) and b_loop (the hh-bias of the last ``loop_bias_gates`` gates, or None);
+        with ``prescaled`` all three were scaled by ``row_scale``, otherwise the kernel scales each
+        step's pre-activations itself; ``extra`` {name: (rows, H)} this direction's extra parameters.
+    backward(record, w_hh, dhs, inject, ws, extra) -> ScanGrads
+        w_hh: the true weights (G·H, H); dhs (T, B, H): gradient w.r.t. h_1..h_T from the outputs;
+        inject {t: (index, dh, dc)}: final-state gradients entering at step t.
+    step(x, h, c, weights) -> (h', c'): the equations for one step and nothing else (c None/absent
+        for kinds without a cell state); the reference the fused scan is tested against.
+    """
+
+    name: str                                      # as PyTorch's mode or module names it, for messages
+    gate_names: tuple[str, ...]                    # gate blocks in weight-row order; () for a plain RNN
+    forward: Callable[..., ScanRecord]
+    backward: Callable[..., ScanGrads]
+    step: Callable[..., tuple[Any, ...]]
+    row_scale: tuple[float, ...] | None = None     # one factor per gate block, or None
+    loop_bias_gates: int = 0                       # trailing gates whose hh-bias stays inside the scan
+    has_cell: bool = False
+    extra: tuple[tuple[str, int], ...] = ()        # extra per-direction parameters: (name, rows), each (rows, H)
+
+    @property
+    def gates(self) -> int:
+        """G, the number of gate blocks stacked in the weights."""
+        return max(1, len(self.gate_names))
+
+
+@dataclass
+class DirectionRecord:
+    """One direction of one layer: its input (T, B, in_k), time-major in the order it ran, and its scan."""
+
+    inp: np.ndarray
+    scan: ScanRecord
+
+
+@dataclass
+class LayerRecord:
+    """One layer of the stack: its directions and the dropout mask applied to its output (or None)."""
+
+    dirs: list[DirectionRecord]
+    drop: np.ndarray | None
+
+
+@dataclass
+class StackRecord:
+    """What a recurrent layer's forward keeps: per layer and direction, and the batch's lengths.
+
+    rev (T, B) index that reverses each sequence within its length, mask (T, B, 1), last (B,) = lengths − 1;
+    all None without ``lengths``.
+    """
+
+    layers: list[LayerRecord]
+    B: int
+    T: int
+    rev: np.ndarray | None
+    mask: np.ndarray | None
+    last: np.ndarray | None
