@@ -48,11 +48,11 @@ def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1) -
     def one() -> Callable[[], None]:
         x, w_ih, w_hh = (rng.standard_normal(s).astype(np.float32) for s in ((T * B, I), (G, I), (G, H)))
         w_t, hs, dpre = np.ascontiguousarray(w_hh.T), np.ones((T + 1, B, H), np.float32), np.ones((T, B, G), np.float32)
-        xp, rec, dh, dx = (np.empty(s, np.float32) for s in ((T * B, G), (B, G), (B, H), (T * B, I)))
+        xproj, rec, dh, dx = (np.empty(s, np.float32) for s in ((T * B, G), (B, G), (B, H), (T * B, I)))
         d2 = dpre.reshape(T * B, G)
 
         def run() -> None:
-            np.matmul(x, w_ih.T, out=xp)
+            np.matmul(x, w_ih.T, out=xproj)
             for t in range(T):
                 np.matmul(hs[t], w_t, out=rec)
             for t in range(T - 1, -1, -1):

@@ -6,46 +6,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import lstmkit as lk
 
 from .conftest import assert_close, randomise_torch, t64, torch_params
-
-KINDS = {
-    "LSTM": (lk.LSTM, torch.nn.LSTM, {}),
-    "GRU": (lk.GRU, torch.nn.GRU, {}),
-    "RNN_TANH": (lk.SimpleRNN, torch.nn.RNN, {"nonlinearity": "tanh"}),
-    "RNN_RELU": (lk.SimpleRNN, torch.nn.RNN, {"nonlinearity": "relu"}),
-}
-
-
-def make_pair(kind: str, I: int, H: int, L: int, bi: bool, seed: int = 0, bias: bool = True):
-    ours_cls, torch_cls, extra = KINDS[kind]
-    torch.manual_seed(seed)
-    theirs = torch_cls(I, H, num_layers=L, bidirectional=bi, batch_first=True, bias=bias, dtype=torch.float64,
-                       **extra)
-    randomise_torch(theirs, seed)
-    ours = ours_cls(I, H, num_layers=L, bidirectional=bi, bias=bias, dtype="float64", **extra)
-    ours.load_torch_state_dict(torch_params(theirs))
-    return ours, theirs
+from .recurrent_oracles import KINDS, make_pair
 
 
 def compare(kind, L, bi, B, T, lengths=None, I=3, H=5, seed=0, bias=True):
     rng = np.random.default_rng(seed)
     ours, theirs = make_pair(kind, I, H, L, bi, seed, bias)
     D = 2 if bi else 1
-    lstm = kind == "LSTM"
+    lstm = ours.kernel.has_cell
     x = rng.standard_normal((B, T, I))
     h0, c0 = rng.standard_normal((2, L * D, B, H))
     xt, h0t, c0t = t64(x, True), t64(h0, True), t64(c0, True)
-    state_t = (h0t, c0t) if lstm else h0t
-    if lengths is None:
-        yt, st = theirs(xt, state_t)
-    else:
-        packed = pack_padded_sequence(xt, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
-        yp, st = theirs(packed, state_t)
-        yt, _ = pad_packed_sequence(yp, batch_first=True, total_length=T)
+    yt, st = theirs.run(xt, (h0t, c0t) if lstm else h0t, lengths)
     dy = rng.standard_normal(yt.shape)
     dhn, dcn = rng.standard_normal((2, L * D, B, H))
     if lstm:
@@ -67,7 +43,8 @@ def compare(kind, L, bi, B, T, lengths=None, I=3, H=5, seed=0, bias=True):
         assert_close(s, st, what="h_n")
         assert_close(ours.initial_state_grad, h0t.grad, what="dh_0")
     grads = ours.torch_state_dict(grad=True)
-    for name, p in theirs.named_parameters():
+    assert sorted(grads) == sorted(theirs.params)
+    for name, p in theirs.params.items():
         assert_close(grads[name], p.grad, what=f"d{name}")
     return ours
 
@@ -92,7 +69,7 @@ def test_single_step_and_long_sequence(kind):
     compare(kind, 1, False, B=2, T=80, H=4, seed=3)
 
 
-@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+@pytest.mark.parametrize("kind", ["LSTM", "GRU", "PEEPHOLE"])
 def test_without_bias(kind):
     compare(kind, 2, True, B=3, T=5, bias=False)
 

@@ -27,6 +27,7 @@ from .layers import (
                      Layer,
                      LSTMCell,
                      MaxPool2D,
+                     PeepholeLSTM,
                      SimpleRNN,
                      SimpleRNNCell,
                      TimeDistributed,
@@ -39,7 +40,8 @@ from .random import get_rng, manual_seed
 
 __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "evaluate", "predict",
            "Dense", "Activation", "Dropout", "Flatten", "Embedding",
-           "LSTM", "GRU", "SimpleRNN", "LSTMCell", "GRUCell", "SimpleRNNCell", "MSELoss", "CrossEntropyLoss",
+           "LSTM", "GRU", "SimpleRNN", "PeepholeLSTM", "LSTMCell", "GRUCell", "SimpleRNNCell",
+           "MSELoss", "CrossEntropyLoss",
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
