@@ -4,7 +4,20 @@
     model = lk.Sequential(lk.LSTM(8, 32, return_sequences=False), lk.Dense(32, 1))
 """
 
-from . import checkpoint, data, decoding, distributed, functional, init, inspect, models, optim, training
+from . import (
+                     _blas,  # noqa: F401  (first: before NumPy loads OpenBLAS)
+                     checkpoint,
+                     compiled,
+                     data,
+                     decoding,
+                     distributed,
+                     functional,
+                     init,
+                     inspect,
+                     models,
+                     optim,
+                     training,
+)
 from ._version import __version__
 from .ctc import CTCLoss
 from .fitting import evaluate, fit, predict
@@ -45,5 +58,6 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
-           "checkpoint", "data", "decoding", "distributed", "inspect", "models", "optim", "functional", "init",
+           "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
+           "init",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]

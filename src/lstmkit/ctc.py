@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import compiled
 from .workspace import Workspace
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -187,15 +188,18 @@ class CTCLoss:
         add, multiply = np.add, np.multiply
         flat = A.reshape(T + 1, -1)
         with np.errstate(invalid="ignore", divide="ignore"):     # a dead row (no alignment) becomes NaN: inf loss
-            for t in range(T):
-                prev, cur, p = flat[t], A[t + 1], pre[t]
-                add(prev[2:], prev[1:-1], out=p[2:])              # α̂_{t−1}(s) + α̂_{t−1}(s−1)
-                multiply(prev[:-2], skip, out=tmp)                # + α̂_{t−1}(s−2) where that skip is allowed
-                p[2:] += tmp
-                multiply(p.reshape(2 * B, W), emit[t], out=cur)
-                np.add.reduce(cur, axis=1, out=scale[t])
-                np.divide(1.0, scale[t][:, None], out=inv)
-                cur *= inv
+            if compiled.active():                                  # the same loop in C (_core/ctc.c)
+                compiled.ctc_forward(A, pre, np.ascontiguousarray(skip), emit, scale)
+            else:
+                for t in range(T):
+                    prev, cur, p = flat[t], A[t + 1], pre[t]
+                    add(prev[2:], prev[1:-1], out=p[2:])          # α̂_{t−1}(s) + α̂_{t−1}(s−1)
+                    multiply(prev[:-2], skip, out=tmp)            # + α̂_{t−1}(s−2) where that skip is allowed
+                    p[2:] += tmp
+                    multiply(p.reshape(2 * B, W), emit[t], out=cur)
+                    np.add.reduce(cur, axis=1, out=scale[t])
+                    np.divide(1.0, scale[t][:, None], out=inv)
+                    cur *= inv
             log_scale = np.log(scale)                                                  # (T, 2B)
             rows = np.arange(B)
             last = A[Tl, rows, 2:]                                                     # α̂ at each T_b − 1 (Tl ≥ 1)

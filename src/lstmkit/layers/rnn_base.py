@@ -36,6 +36,7 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
+from . import native
 from .base import Layer
 from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, StackRecord
 
@@ -188,7 +189,8 @@ class _RNNBase(Layer):
         """``[run(0), run(1)]`` for the two directions, side by side when that pays."""
         if self.num_directions == 1:
             return [run(0)]
-        if directions_side_by_side(B, self.hidden_size, self.gates):
+        compiled = native.runs(self.kernel, B, self.hidden_size)       # the core uses every core for each direction
+        if directions_side_by_side(B, self.hidden_size, self.gates) and not compiled:
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
         return [run(0), run(1)]
 
@@ -226,6 +228,8 @@ class _RNNBase(Layer):
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
             xproj += bias
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
+        if native.runs(kern, B, self.hidden_size):
+            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled)
         return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
@@ -379,7 +383,10 @@ class _RNNBase(Layer):
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
+        if native.runs(self.kernel, B, H):
+            grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws)
+        else:
+            grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
         dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
         for name, g in grads.extra.items():
             self.params[f"{name}_l{k}{sfx}"].grad += g

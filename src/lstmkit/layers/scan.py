@@ -84,6 +84,7 @@ class Kernel:
     loop_bias_gates: int = 0                       # trailing gates whose hh-bias stays inside the scan
     has_cell: bool = False
     extra: tuple[tuple[str, int], ...] = ()        # extra per-direction parameters: (name, rows), each (rows, H)
+    native: tuple[int, int] | None = None          # (gate blocks, activation) when the compiled core runs it
 
     @property
     def gates(self) -> int:

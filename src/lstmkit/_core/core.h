@@ -1,0 +1,31 @@
+/* lstmkit's compiled core: shared declarations (the thread pool, the barrier, limits). */
+#ifndef LK_CORE_H
+#define LK_CORE_H
+
+#define LK_MAX_THREADS 64
+
+typedef void (*lk_job_fn)(void *arg, int tid, int nthreads);
+
+/* Run fn(arg, tid, n) on n threads (the caller is tid 0); returns the number of threads used. */
+int lk_pool_run(lk_job_fn fn, void *arg, int n);
+/* All n threads of the running job wait here until each has arrived. */
+void lk_barrier(int n);
+
+/* What a scan job reads and writes (pointers to float or double, as the job's precision). */
+typedef struct {
+    int T, B, H, G, prescaled, act;   /* G gate blocks (4 LSTM, 3 GRU, 1 Elman); act: Elman 0 tanh, 1 relu */
+    void *acts;                       /* (T, B, G·H): the input projections in, the gate activations out */
+    const void *w;                    /* forward: W_hh^T, element (k, row) at w[k·wk + row·wn] */
+    long wk, wn;
+    const void *b_loop;               /* GRU: b_hn (H,) or NULL */
+    void *hs, *cs, *tcs, *aux;        /* (T+1, B, H), (T+1, B, H), (T, B, H) tanh c_t; GRU aux: W_hn h + b_hn */
+    const void *w_hh;                 /* backward: W_hh (G·H, H), row-major */
+    const void *dhs;                  /* (T, B, H): the outputs' gradient */
+    const int *last;                  /* (B,): the step at which each sequence's final-state gradient enters */
+    const void *dh_n, *dc_n;          /* (B, H) */
+    void *dxp, *dhp;                  /* (T, B, G·H); the same array for LSTM and Elman */
+    void *dh0, *dc0;                  /* (B, H) */
+    volatile int failed;              /* set by any thread that could not get memory */
+} LkScan;
+
+#endif

@@ -1,0 +1,195 @@
+/* lstmkit's compiled recurrent core: the LSTM, GRU and Elman scans, forward and backward.
+ *
+ * The equations (layers/recurrent.py states them once; PyTorch's gate order and biases):
+ *
+ *   LSTM   i = σ(p_i)  f = σ(p_f)  g = tanh(p_g)  o = σ(p_o)    c_t = f ⊙ c + i ⊙ g    h_t = o ⊙ tanh(c_t)
+ *   GRU    r = σ(p_r)  z = σ(p_z)  n = tanh(x_n + r ⊙ (W_hn h + b_hn))                 h_t = (1 − z) ⊙ n + z ⊙ h
+ *   Elman  h_t = act(p),  act = tanh or relu
+ *
+ * where p = W_ih x_t + b_ih + W_hh h + b_hh per gate block (x_n = W_in x_t + b_in). The caller (the
+ * NumPy frame, layers/rnn_base.py) has already formed W_ih x_t + biases for every step with one GEMM;
+ * here run the T dependent steps: each one a product with W_hh (packed once per sequence into column
+ * panels this core's own register-blocked kernel reads) and the gates, on a pool of threads that each
+ * own a slice of the hidden units. The backward runs the steps in reverse and leaves the gradient
+ * of every pre-activation; the weight gradients remain whole-sequence GEMMs in the frame.
+ *
+ * One build runs on any x86-64: the kernels are compiled three times (AVX-512, AVX2+FMA, SSE2) in
+ * this file and chosen at run time from what the CPU supports (lk_set_simd forces a lower one).
+ * Elsewhere (arm64, ...) only the generic one is built.
+ */
+#define _GNU_SOURCE
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LK_X86 1
+#else
+#define LK_X86 0
+#endif
+
+/* ---- the generic build -------------------------------------------------------------------------- */
+#define ISA generic
+#define VBYTES 16
+#define REAL float
+#define RNAME f32
+#define ITYPE int32_t
+#define IS_FLOAT 1
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#define REAL double
+#define RNAME f64
+#define ITYPE int64_t
+#define IS_FLOAT 0
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#undef ISA
+#undef VBYTES
+
+#if LK_X86
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define ISA avx2
+#define VBYTES 32
+#define REAL float
+#define RNAME f32
+#define ITYPE int32_t
+#define IS_FLOAT 1
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#define REAL double
+#define RNAME f64
+#define ITYPE int64_t
+#define IS_FLOAT 0
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#undef ISA
+#undef VBYTES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
+#define ISA avx512
+#define VBYTES 64
+#define REAL float
+#define RNAME f32
+#define ITYPE int32_t
+#define IS_FLOAT 1
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#define REAL double
+#define RNAME f64
+#define ITYPE int64_t
+#define IS_FLOAT 0
+#include "body.h"
+#undef REAL
+#undef RNAME
+#undef ITYPE
+#undef IS_FLOAT
+#undef ISA
+#undef VBYTES
+#pragma GCC pop_options
+#endif
+
+/* ---- run-time choice ------------------------------------------------------------------------------- */
+
+enum { SIMD_GENERIC = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 };
+static const char *simd_names[] = {"generic", "avx2", "avx512"};
+
+static int best_simd(void) {
+#if LK_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return SIMD_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return SIMD_AVX2;
+#endif
+    return SIMD_GENERIC;
+}
+
+static int simd = -1;
+
+/* The SIMD path in use: 0 generic, 1 AVX2, 2 AVX-512. */
+int lk_simd(void) {
+    if (simd < 0) simd = best_simd();
+    return simd;
+}
+
+const char *lk_simd_name(int level) { return simd_names[level < 0 || level > 2 ? 0 : level]; }
+
+/* Force a path no higher than the CPU's best (for tests); returns the one now in use. */
+int lk_set_simd(int level) {
+    int best = best_simd();
+    simd = level < 0 ? best : (level > best ? best : level);
+    return simd;
+}
+
+typedef void (*job)(void *, int, int);
+
+static job pick(int backward, int f64) {
+    int level = lk_simd();
+#if LK_X86
+    if (level == SIMD_AVX512)
+        return backward ? (f64 ? backward_job_avx512_f64 : backward_job_avx512_f32)
+                        : (f64 ? forward_job_avx512_f64 : forward_job_avx512_f32);
+    if (level == SIMD_AVX2)
+        return backward ? (f64 ? backward_job_avx2_f64 : backward_job_avx2_f32)
+                        : (f64 ? forward_job_avx2_f64 : forward_job_avx2_f32);
+#else
+    (void)level;
+#endif
+    return backward ? (f64 ? backward_job_generic_f64 : backward_job_generic_f32)
+                    : (f64 ? forward_job_generic_f64 : forward_job_generic_f32);
+}
+
+#define FILL_COMMON(s)                                                                                    \
+    memset(&(s), 0, sizeof(s));                                                                           \
+    (s).T = T; (s).B = B; (s).H = H; (s).G = G; (s).act = act;
+
+/* Forward scan. acts (T, B, G·H): the input projections in, the gate activations out (LSTM i, f, g, o;
+ * GRU r, z, n); w: W_hh^T, element (k, row) at w[k·wk + row·wn]; b_loop: GRU's b_hn or NULL; hs, cs
+ * (T+1, B, H) with hs[0], cs[0] set; tcs (T, B, H) tanh(c_t); aux (T, B, H) GRU's W_hn h + b_hn.
+ * Returns the threads used, or -1 when out of memory. */
+int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, const void *w, long wk, long wn,
+                    const void *b_loop, void *hs, void *cs, void *tcs, void *aux, int prescaled, int threads) {
+    LkScan s;
+    FILL_COMMON(s);
+    s.prescaled = prescaled;
+    s.acts = acts; s.w = w; s.wk = wk; s.wn = wn; s.b_loop = b_loop;
+    s.hs = hs; s.cs = cs; s.tcs = tcs; s.aux = aux;
+    int used = lk_pool_run(pick(0, f64), &s, threads);
+    return s.failed ? -1 : used;
+}
+
+/* Backward scan. dxp, dhp (T, B, G·H) receive the gradients of the x- and h-side pre-activations (the
+ * same array for LSTM and Elman); dh0, dc0 (B, H) those of the initial state; last (B,) and dh_n, dc_n
+ * (B, H): where and what final-state gradient enters. */
+int lk_scan_backward(int f64, int G, int act, int T, int B, int H, const void *acts, const void *hs, const void *cs,
+                     const void *tcs, const void *aux, const void *w_hh, const void *dhs, const int *last,
+                     const void *dh_n, const void *dc_n, void *dxp, void *dhp, void *dh0, void *dc0, int threads) {
+    LkScan s;
+    FILL_COMMON(s);
+    s.acts = (void *)acts; s.hs = (void *)hs; s.cs = (void *)cs; s.tcs = (void *)tcs; s.aux = (void *)aux;
+    s.w_hh = w_hh; s.dhs = dhs; s.last = last; s.dh_n = dh_n; s.dc_n = dc_n;
+    s.dxp = dxp; s.dhp = dhp; s.dh0 = dh0; s.dc0 = dc0;
+    int used = lk_pool_run(pick(1, f64), &s, threads);
+    return s.failed ? -1 : used;
+}

@@ -1,0 +1,135 @@
+/* A pool of threads created once, and the barrier the scans meet at after every step.
+ *
+ * lk_pool_run(fn, arg, n) runs fn(arg, tid, n) on n threads, the caller being tid 0, and
+ * returns when all have finished. Idle workers sleep (they never spin between jobs, so they
+ * take no core from NumPy or BLAS work in between). Inside a job, lk_barrier(n) spins a
+ * short while and then sleeps on a futex: spinning alone collapses when another busy process
+ * shares the cores. One job runs at a time; a caller that finds the pool busy runs its job
+ * on its own thread (n = 1).
+ */
+#define _GNU_SOURCE
+#include "core.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+static void futex_wait(atomic_int *addr, int expected) {
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+}
+static void futex_wake(atomic_int *addr) {
+    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+}
+#else
+static void futex_wait(atomic_int *addr, int expected) { (void)addr; (void)expected; sched_yield(); }
+static void futex_wake(atomic_int *addr) { (void)addr; }
+#endif
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+#define SPIN 4000               /* pause iterations before a waiter sleeps (~50-100 us) */
+
+static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+static int started = 0;                        /* worker threads alive */
+static atomic_int job_gen = 0;                 /* bumped to start a job */
+static atomic_int job_left = 0;                /* workers still running the current job */
+static lk_job_fn job_fn;
+static void *job_arg;
+static int job_n;
+
+static atomic_int bar_count = 0;
+static atomic_int bar_gen = 0;
+
+static void wait_change(atomic_int *word, int seen) {
+    for (int i = 0; i < SPIN; i++) {
+        if (atomic_load_explicit(word, memory_order_acquire) != seen) return;
+        cpu_relax();
+    }
+    while (atomic_load_explicit(word, memory_order_acquire) == seen) futex_wait(word, seen);
+}
+
+void lk_barrier(int n) {
+    if (n <= 1) return;
+    int gen = atomic_load_explicit(&bar_gen, memory_order_acquire);
+    if (atomic_fetch_add_explicit(&bar_count, 1, memory_order_acq_rel) + 1 == n) {
+        atomic_store_explicit(&bar_count, 0, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bar_gen, 1, memory_order_release);
+        futex_wake(&bar_gen);
+        return;
+    }
+    wait_change(&bar_gen, gen);
+}
+
+static void *worker(void *p) {
+    int tid = (int)(long)p;
+    int seen = 0;
+    for (;;) {
+        int gen;
+        while ((gen = atomic_load_explicit(&job_gen, memory_order_acquire)) == seen) futex_wait(&job_gen, seen);
+        seen = gen;
+        if (tid < job_n) {
+            job_fn(job_arg, tid, job_n);
+            if (atomic_fetch_sub_explicit(&job_left, 1, memory_order_acq_rel) == 1) futex_wake(&job_left);
+        }
+    }
+    return NULL;
+}
+
+static int ensure_workers(int n) {
+    pthread_mutex_lock(&start_lock);
+    while (started < n - 1 && started < LK_MAX_THREADS - 1) {
+        pthread_t th;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &attr, worker, (void *)(long)(started + 1)) != 0) {
+            pthread_attr_destroy(&attr);
+            break;
+        }
+        pthread_attr_destroy(&attr);
+        started++;
+    }
+    int have = started + 1;
+    pthread_mutex_unlock(&start_lock);
+    return have < n ? have : n;
+}
+
+int lk_pool_run(lk_job_fn fn, void *arg, int n) {
+    if (n > LK_MAX_THREADS) n = LK_MAX_THREADS;
+    if (n <= 1 || pthread_mutex_trylock(&run_lock) != 0) {
+        fn(arg, 0, 1);
+        return 1;
+    }
+    n = ensure_workers(n);
+    if (n <= 1) {
+        pthread_mutex_unlock(&run_lock);
+        fn(arg, 0, 1);
+        return 1;
+    }
+    job_fn = fn;
+    job_arg = arg;
+    job_n = n;
+    atomic_store_explicit(&bar_count, 0, memory_order_relaxed);
+    atomic_store_explicit(&job_left, n - 1, memory_order_release);
+    atomic_fetch_add_explicit(&job_gen, 1, memory_order_release);
+    futex_wake(&job_gen);
+    fn(arg, 0, n);
+    int left;
+    for (int i = 0; i < SPIN && (left = atomic_load_explicit(&job_left, memory_order_acquire)) != 0; i++) cpu_relax();
+    while ((left = atomic_load_explicit(&job_left, memory_order_acquire)) != 0) futex_wait(&job_left, left);
+    pthread_mutex_unlock(&run_lock);
+    return n;
+}

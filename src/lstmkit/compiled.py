@@ -1,0 +1,175 @@
+"""The compiled recurrent core (``src/lstmkit/_core``, C), loaded with ctypes when the install built it.
+
+    lk.compiled.active()        # True when the recurrent scans run compiled
+    lk.compiled.info()          # {"kernel": "compiled", "simd": "avx512", "threads": 2, ...}
+
+The NumPy kernels (``layers/recurrent.py``) are the readable reference and the fallback:
+they run when the core was not built (no compiler at install time), when
+``LSTMKIT_KERNEL=numpy`` is set, and for the shapes where they are faster. Both fill the
+same ``ScanRecord``, so either backward reads either forward, and cells, ``lk.inspect``
+and the weight-gradient GEMMs of the frame do not know which ran.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import parallel
+
+_HERE = Path(__file__).parent / "_core"
+_lib: Any = None
+_why = ""
+_loaded = False
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+_L = ctypes.c_long
+
+
+def _load() -> Any:
+    global _lib, _why, _loaded
+    if _loaded:
+        return _lib
+    _loaded = True
+    found = sorted(_HERE.glob("_lstmcore*.so")) + sorted(_HERE.glob("_lstmcore*.pyd"))
+    if not found:
+        _why = "not built (no C compiler when lstmkit was installed)"
+        return None
+    try:
+        lib = ctypes.CDLL(str(found[0]))
+    except OSError as e:
+        _why = f"could not be loaded ({e})"
+        return None
+    lib.lk_scan_forward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _L, _L, _P, _P, _P, _P, _P, _I, _I]
+    lib.lk_scan_backward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
+                                     _P, _I]
+    lib.lk_simd_name.restype = ctypes.c_char_p
+    lib.lk_set_simd.argtypes = [_I]
+    lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
+    _lib = lib
+    return lib
+
+
+def available() -> bool:
+    """Whether the compiled core was built and loads."""
+    return _load() is not None
+
+
+def active() -> bool:
+    """Whether the recurrent scans run compiled (built, and not turned off with ``LSTMKIT_KERNEL=numpy``)."""
+    return os.environ.get("LSTMKIT_KERNEL", "").lower() != "numpy" and available()
+
+
+def threads() -> int:
+    """Threads a scan uses: the cores this process may run on, shared among the MPI ranks on this machine."""
+    n = parallel.cores()
+    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MPI_LOCAL_NRANKS"):
+        local = os.environ.get(var, "")
+        if local.isdigit() and int(local) > 0:
+            n = max(1, n // int(local))
+            break
+    return max(1, n)
+
+
+SIMD = ("generic", "avx2", "avx512")
+
+
+def simd() -> str:
+    """The SIMD path the core runs: "avx512", "avx2" or "generic" (chosen at run time from the CPU)."""
+    lib = _load()
+    return "none" if lib is None else SIMD[lib.lk_simd()]
+
+
+def set_simd(name: str | None) -> str:
+    """Force a SIMD path no higher than the CPU's best (``None``: the best again); returns the one in use."""
+    lib = _load()
+    if lib is None:
+        raise RuntimeError(f"lstmkit's compiled core is {_why}")
+    if name is not None and name not in SIMD:
+        raise ValueError(f"set_simd: expected one of {SIMD} or None, got {name!r}")
+    return SIMD[lib.lk_set_simd(-1 if name is None else SIMD.index(name))]
+
+
+def info() -> dict[str, Any]:
+    """Which kernel runs the recurrent scans and on what: kernel, simd, threads, cpu, and why not when NumPy."""
+    on = active()
+    why = "" if on else ("LSTMKIT_KERNEL=numpy" if available() else _why)
+    return {"kernel": "compiled" if on else "numpy", "simd": simd() if available() else "none",
+            "threads": threads(), "cpu": cpu_name(), "why": why}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor() or platform.machine()
+
+
+def use(B: int, H: int) -> bool:
+    """Whether to run a scan of batch B and H units compiled: always when active, except B = 1 with
+    H >= 512, where each step is a matrix-vector product that NumPy's BLAS does as fast without packing."""
+    return active() and not (B == 1 and H >= 512)
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def scan_forward(gates: int, act: int, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None,
+                 hs: np.ndarray, cs: np.ndarray | None, tcs: np.ndarray | None, aux: np.ndarray | None,
+                 prescaled: bool) -> None:
+    """Run the forward scan in place: xproj (T, B, G·H) becomes the gates, hs/cs (T+1, B, H) from h_0/c_0."""
+    T, B, GH = xproj.shape
+    H = GH // gates
+    item = xproj.dtype.itemsize
+    for a in (xproj, hs, cs, tcs, aux, b_loop):
+        assert a is None or (a.flags.c_contiguous and a.dtype == xproj.dtype)
+    used = _lib.lk_scan_forward(int(item == 8), gates, act, T, B, H, _ptr(xproj), _ptr(w_t),
+                                w_t.strides[0] // item, w_t.strides[1] // item, _ptr(b_loop), _ptr(hs), _ptr(cs),
+                                _ptr(tcs), _ptr(aux), int(prescaled), threads())
+    if used < 0:
+        raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
+
+
+def scan_backward(gates: int, act: int, acts: np.ndarray, hs: np.ndarray, cs: np.ndarray | None,
+                  tcs: np.ndarray | None, aux: np.ndarray | None, w_hh: np.ndarray, dhs: np.ndarray,
+                  inject: dict, dxp: np.ndarray, dhp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run the backward scan: fills dxp, dhp (T, B, G·H); returns dh_0 (and dc_0 for the LSTM), each (B, H)."""
+    T, B, GH = acts.shape
+    H = GH // gates
+    dt = acts.dtype
+    last = np.full(B, -1, np.intc)
+    dh_n = np.zeros((B, H), dt)
+    dc_n = np.zeros((B, H), dt) if cs is not None else None
+    for t, (idx, dh, dc) in inject.items():
+        last[idx] = t
+        dh_n[idx] += dh
+        if dc_n is not None and dc is not None:
+            dc_n[idx] += dc
+    dhs = np.ascontiguousarray(dhs, dtype=dt)
+    w_hh = np.ascontiguousarray(w_hh, dtype=dt)
+    dh0 = np.empty((B, H), dt)
+    dc0 = np.empty((B, H), dt) if cs is not None else None
+    used = _lib.lk_scan_backward(int(dt.itemsize == 8), gates, act, T, B, H, _ptr(acts), _ptr(hs), _ptr(cs),
+                                 _ptr(tcs), _ptr(aux), _ptr(w_hh), _ptr(dhs), last.ctypes.data, _ptr(dh_n),
+                                 _ptr(dc_n), _ptr(dxp), _ptr(dhp), _ptr(dh0), _ptr(dc0), threads())
+    if used < 0:
+        raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
+    return dh0, dc0
+
+
+def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarray, scale: np.ndarray) -> None:
+    """CTC's scaled recursion (``ctc.py``) in place: A (T + 1, R, W) with A[0] set, pre (T, R·W), skip (R·W − 2,),
+    emit (T, R, W), scale (T, R); all float64 and contiguous."""
+    T, R, W = emit.shape
+    for a in (A, pre, skip, emit, scale):
+        assert a.flags.c_contiguous and a.dtype == np.float64
+    _lib.lk_ctc_forward(T, R, W, _ptr(A), _ptr(pre), _ptr(skip), _ptr(emit), _ptr(scale), threads())

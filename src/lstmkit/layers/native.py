@@ -1,0 +1,54 @@
+"""The bridge from the recurrent frame to the compiled core (``lstmkit.compiled``): the same buffers and the
+same ``ScanRecord`` as the NumPy kernels of ``recurrent.py``, filled by the C scans.
+
+A kernel that the core can run names itself with ``Kernel.native = (gate blocks, activation)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import compiled
+from ..workspace import Workspace
+from .scan import Kernel, ScanGrads, ScanRecord
+
+
+def runs(kernel: Kernel, B: int, H: int) -> bool:
+    """Whether this scan runs compiled (the kind is native, the core is active, the shape pays)."""
+    return kernel.native is not None and compiled.use(B, H)
+
+
+def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,
+            c0: np.ndarray | None, ws: Workspace, prescaled: bool) -> ScanRecord:
+    """As ``kernel.forward``: xproj (T, B, G·H) becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
+    gates, act = kernel.native
+    T, B, GH = xproj.shape
+    H = GH // gates
+    dt = xproj.dtype
+    hs = ws.empty("hs", (T + 1, B, H), dt)
+    hs[0] = h0
+    cs = tcs = aux = None
+    if kernel.has_cell:
+        cs, tcs = ws.empty("cs", (T + 1, B, H), dt), ws.empty("tanh_cs", (T, B, H), dt)
+        cs[0] = c0
+    if gates == 3:
+        aux = ws.empty("hp_n", (T, B, H), dt)
+        b_loop = None if b_loop is None else np.ascontiguousarray(b_loop, dt)
+    compiled.scan_forward(gates, act, xproj, w_t, b_loop, hs, cs, tcs, aux, prescaled)
+    if gates == 1:
+        return ScanRecord(hs)
+    return ScanRecord(hs, xproj, cs, {"tanh_c": tcs} if kernel.has_cell else {"hproj_n": aux})
+
+
+def backward(kernel: Kernel, record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
+             ws: Workspace) -> ScanGrads:
+    """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H) and the initial state's."""
+    gates, act = kernel.native
+    T, B, H = dhs.shape
+    dt = record.hs.dtype
+    dxp = ws.empty("dpre", (T, B, gates * H), dt)
+    dhp = ws.empty("dhp", (T, B, gates * H), dt) if gates == 3 else dxp
+    acts = record.gates if record.gates is not None else dxp         # Elman keeps no gates (unused by the core)
+    dh0, dc0 = compiled.scan_backward(gates, act, acts, record.hs, record.cs, record.aux.get("tanh_c"),
+                                      record.aux.get("hproj_n"), w_hh, dhs, inject, dxp, dhp)
+    return ScanGrads(dxp, dhp, dh0, dc0)
