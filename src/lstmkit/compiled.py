@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import parallel
+from . import _blas, parallel
 
 _HERE = Path(__file__).parent / "_core"
 _lib: Any = None
@@ -50,6 +50,7 @@ def _load() -> Any:
     lib.lk_simd_name.restype = ctypes.c_char_p
     lib.lk_set_simd.argtypes = [_I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
+    lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
     _lib = lib
     return lib
 
@@ -64,15 +65,33 @@ def active() -> bool:
     return os.environ.get("LSTMKIT_KERNEL", "").lower() != "numpy" and available()
 
 
+_threads: int | None = None
+
+
 def threads() -> int:
-    """Threads a scan uses: the cores this process may run on, shared among the MPI ranks on this machine."""
-    n = parallel.cores()
-    for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MPI_LOCAL_NRANKS"):
-        local = os.environ.get(var, "")
-        if local.isdigit() and int(local) > 0:
-            n = max(1, n // int(local))
-            break
-    return max(1, n)
+    """Threads a scan uses: the cores this process may run on, shared among the MPI ranks on this machine.
+
+    One when OpenBLAS runs several threads whose idle spinning was not turned off (NumPy was imported
+    before lstmkit, see ``lstmkit._blas``): a spinning BLAS thread would take the second core mid-scan,
+    and one thread measured faster then (131 vs 152 ms at LSTM 64,100,128,256; 9 vs 21 ms at 32,50,64,128).
+    """
+    global _threads
+    if _threads is None:
+        n = parallel.cores()
+        for var in ("OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "MPI_LOCAL_NRANKS"):
+            local = os.environ.get(var, "")
+            if local.isdigit() and int(local) > 0:
+                n = max(1, n // int(local))
+                break
+        if not _blas.IDLE_SLEEPS and _blas_threads() > 1:
+            n = 1
+        _threads = max(1, n)
+    return _threads
+
+
+def _blas_threads() -> int:
+    from threadpoolctl import threadpool_info
+    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
 
 
 SIMD = ("generic", "avx2", "avx512")
@@ -99,7 +118,7 @@ def info() -> dict[str, Any]:
     on = active()
     why = "" if on else ("LSTMKIT_KERNEL=numpy" if available() else _why)
     return {"kernel": "compiled" if on else "numpy", "simd": simd() if available() else "none",
-            "threads": threads(), "cpu": cpu_name(), "why": why}
+            "threads": threads(), "cpu": cpu_name(), "why": why, "blas_idle_threads_sleep": _blas.IDLE_SLEEPS}
 
 
 def cpu_name() -> str:
@@ -173,3 +192,18 @@ def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarr
     for a in (A, pre, skip, emit, scale):
         assert a.flags.c_contiguous and a.dtype == np.float64
     _lib.lk_ctc_forward(T, R, W, _ptr(A), _ptr(pre), _ptr(skip), _ptr(emit), _ptr(scale), threads())
+
+
+def ctc_occupancy(A: np.ndarray, pre: np.ndarray, log_scale: np.ndarray, Tl: np.ndarray, Ll: np.ndarray,
+                  ext: np.ndarray, logP: np.ndarray, feasible: np.ndarray, occ: np.ndarray) -> None:
+    """Fill occ (B, T, C) with Σ_{s: l'_s = k} α_t(s) β_t(s) / (y_t(l'_s) p) from the forward's scaled A (T + 1, 2B, W),
+    pre (T, 2B·W) and log-scales (T, 2B); zero past each input length and for infeasible samples."""
+    B, T, C = occ.shape
+    W = A.shape[2]
+    i64 = [np.ascontiguousarray(a, np.int64) for a in (Tl, Ll, ext)]
+    f64 = [np.ascontiguousarray(a, np.float64) for a in (logP,)]
+    ok = np.ascontiguousarray(feasible, np.uint8)
+    for a in (A, pre, log_scale, occ):
+        assert a.flags.c_contiguous and a.dtype == np.float64
+    _lib.lk_ctc_occupancy(T, B, W, C, _ptr(A), _ptr(pre), _ptr(log_scale), _ptr(i64[0]), _ptr(i64[1]), _ptr(i64[2]),
+                          _ptr(f64[0]), _ptr(ok), _ptr(occ), threads())

@@ -208,8 +208,8 @@ class CTCLoss:
             logP = np.where(Tl > 0, before[np.maximum(Tl - 1, 0), rows], 0.0) + np.log(end)
         feasible = np.isfinite(logP) & (Tl > 0)
         loss = np.where(feasible, -logP, np.inf)
-        self._cache = {"A": A, "pre": pre.reshape(T, 2 * B, W)[:, :, 2:], "log_scale": log_scale, "rev_t": rev_t,
-                       "rev_s": rev_s, "ext": ext,
+        self._cache = {"A": A, "pre_full": pre, "pre": pre.reshape(T, 2 * B, W)[:, :, 2:], "log_scale": log_scale,
+                       "rev_t": rev_t, "rev_s": rev_s, "ext": ext,
                        "probs": probs, "logP": np.where(feasible, logP, 0.0), "feasible": feasible,
                        "uniform": uniform, "Tl": Tl, "Sl": Sl, "dtype": x.dtype, "C": C}
         if self.zero_infinity:
@@ -230,22 +230,27 @@ class CTCLoss:
         B = B2 // 2
         # γ_t(s) = α_t(s) β_t(s) / (y_t(s) p): α_t(s)/y_t(s) = pre_t(s) Π_{τ<t} scale_τ; β_t(s) is α̂ of the
         # reversed problem at (T_b − 1 − t, L_b − 1 − s) times the product of its scales up to that step.
-        beta_r = c["A"][1:, B:, 2:]
-        if c["uniform"]:                                                                 # every T_b = T, L_b = L
-            beta = beta_r[::-1, :, ::-1]
-            after = np.cumsum(log_scale[:, B:], axis=0)[::-1]
+        if compiled.active():                             # the same sums in C, scattered straight into (B, T, C)
+            grad = np.empty((B, T, c["C"]))
+            compiled.ctc_occupancy(c["A"], c["pre_full"], np.ascontiguousarray(log_scale), Tl, 2 * Sl + 1,
+                                   c["ext"], c["logP"], c["feasible"], grad)
         else:
-            beta = beta_r[c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
-            after = np.cumsum(log_scale[:, B:], axis=0)[c["rev_t"].T, np.arange(B)[None, :]]
-        before = np.cumsum(log_scale[:, :B], axis=0) - log_scale[:, :B]                  # Σ_{τ<t}
-        post = np.multiply(pre[:, :B], beta)                                               # (T, B, L)
-        with np.errstate(invalid="ignore", over="ignore"):
-            post *= np.exp(before + after - c["logP"][None, :])[:, :, None]
-        post[:, ~c["feasible"]] = 0.0                     # (an impossible target has no posterior)
-        post[np.arange(T)[:, None] >= Tl[None, :]] = 0.0  # (nor steps past a sample's input)
-        onehot = np.zeros((B, L, c["C"]))
-        onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
-        grad = np.matmul(post.transpose(1, 0, 2), onehot)                                    # occupancy (B, T, C)
+            beta_r = c["A"][1:, B:, 2:]
+            if c["uniform"]:                                                             # every T_b = T, L_b = L
+                beta = beta_r[::-1, :, ::-1]
+                after = np.cumsum(log_scale[:, B:], axis=0)[::-1]
+            else:
+                beta = beta_r[c["rev_t"].T[:, :, None], np.arange(B)[None, :, None], c["rev_s"][None, :, :]]
+                after = np.cumsum(log_scale[:, B:], axis=0)[c["rev_t"].T, np.arange(B)[None, :]]
+            before = np.cumsum(log_scale[:, :B], axis=0) - log_scale[:, :B]              # Σ_{τ<t}
+            post = np.multiply(pre[:, :B], beta)                                           # (T, B, L)
+            with np.errstate(invalid="ignore", over="ignore"):
+                post *= np.exp(before + after - c["logP"][None, :])[:, :, None]
+            post[:, ~c["feasible"]] = 0.0                 # (an impossible target has no posterior)
+            post[np.arange(T)[:, None] >= Tl[None, :]] = 0.0  # (nor steps past a sample's input)
+            onehot = np.zeros((B, L, c["C"]))
+            onehot[np.arange(B)[:, None], np.arange(L)[None, :], c["ext"]] = 1.0
+            grad = np.matmul(post.transpose(1, 0, 2), onehot)                                # occupancy (B, T, C)
         np.subtract(c["probs"].transpose(0, 2, 1), grad, out=grad)                           # softmax − occupancy
         grad[np.arange(T)[None, :] >= Tl[:, None]] = 0.0
         if self.reduction == "none":

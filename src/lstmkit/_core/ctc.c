@@ -7,6 +7,10 @@
  *
  * Rows are independent, so threads split them and run every step with no barrier. float64 throughout.
  */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "core.h"
 
 typedef struct {
@@ -49,4 +53,55 @@ int lk_ctc_forward(int T, int R, int W, double *A, double *pre, const double *sk
     Ctc c = {T, R, W, A, pre, skip, emit, scale};
     if (threads > R) threads = R;
     return lk_pool_run(ctc_job, &c, threads);
+}
+
+/* The occupancy the gradient needs: occ[b, t, k] = Σ_{s: l'_s = k} α_t(s) β_t(s) / (y_t(l'_s) p) for t below the
+ * sample's input length T_b and feasible samples (else 0). α_t(s)/y_t(s) = pre_t(s) · Π_{τ<t} c_τ; β_t(s) is
+ * the reversed problem's α̂ at (T_b − 1 − t, L_b − 1 − s) times the product of its scales up to that step. */
+typedef struct {
+    int T, B, W, C;
+    const double *A, *pre, *log_scale;   /* (T+1, 2B, W), (T, 2B, W), (T, 2B) */
+    const long *Tl, *Ll, *ext;           /* (B,), (B,), (B, W − 2) */
+    const double *logP;                  /* (B,) */
+    const unsigned char *feasible;       /* (B,) */
+    double *occ;                         /* (B, T, C), zeroed here */
+} Occ;
+
+static void occ_job(void *arg, int tid, int n) {
+    Occ *o = (Occ *)arg;
+    const int T = o->T, B = o->B, W = o->W, C = o->C, L = W - 2;
+    const long R = 2L * B;
+    int b0 = (int)((long)B * tid / n), b1 = (int)((long)B * (tid + 1) / n);
+    double *after = malloc(sizeof(double) * (size_t)(T > 0 ? T : 1));
+    for (int b = b0; b < b1; b++) {
+        double *out = o->occ + (long)b * T * C;
+        memset(out, 0, sizeof(double) * (size_t)T * C);
+        int Tb = (int)o->Tl[b], Lb = (int)o->Ll[b];
+        if (!o->feasible[b] || Tb <= 0 || !after) continue;
+        double acc = 0.0;                                 /* Σ_{τ≤u} log c'_τ of the reversed row */
+        for (int u = 0; u < T; u++) {
+            acc += o->log_scale[(long)u * R + B + b];
+            after[u] = acc;
+        }
+        double before = 0.0;                              /* Σ_{τ<t} log c_τ */
+        const long *ext = o->ext + (long)b * L;
+        for (int t = 0; t < Tb; t++) {
+            int u = Tb - 1 - t;
+            double f = exp(before + after[u] - o->logP[b]);
+            const double *pre = o->pre + ((long)t * R + b) * W + 2;
+            const double *beta = o->A + ((long)(u + 1) * R + B + b) * W + 2;
+            double *row = out + (long)t * C;
+            for (int s = 0; s < Lb; s++) row[ext[s]] += pre[s] * beta[Lb - 1 - s] * f;
+            before += o->log_scale[(long)t * R + b];
+        }
+    }
+    free(after);
+}
+
+int lk_ctc_occupancy(int T, int B, int W, int C, const double *A, const double *pre, const double *log_scale,
+                     const long *Tl, const long *Ll, const long *ext, const double *logP,
+                     const unsigned char *feasible, double *occ, int threads) {
+    Occ o = {T, B, W, C, A, pre, log_scale, Tl, Ll, ext, logP, feasible, occ};
+    if (threads > B) threads = B;
+    return lk_pool_run(occ_job, &o, threads);
 }
