@@ -27,9 +27,9 @@ from lstmkit.data.text import Vocab, Windows, bundled_shakespeare
 from lstmkit.models.charlm import CharLM, CharLMConfig
 
 from . import recurrent
-from .common import time_ms
+from .common import kernel_columns, numpy_kernel, time_ms
 
-SPEED_TARGET = 1.2
+SPEED_TARGET = 1.0
 QUALITY_TARGETS = {10: 1.80, 30: 1.60}      # nats/char after that many minutes
 
 
@@ -71,11 +71,15 @@ def speed_lstmkit(steps: int = 20, warmup: int = 3) -> dict[str, object]:
         opt.step()
 
     n = sum(p.value.size for p in ours.parameters())
-    return {"step": _timed_steps(step, steps, warmup), "params": n, "gemm_ms": _gemm_only_ms(t, cfg)}
+    timed = _timed_steps(step, steps, warmup)
+    with numpy_kernel():
+        timed["numpy_ms"] = _timed_steps(step, steps, warmup)["median_ms"]
+    return {"step": timed, "params": n, "gemm_ms": _gemm_only_ms(t, cfg)}
 
 
 def _gemm_only_ms(t: ct.TrainConfig, cfg: CharLMConfig) -> float:
-    """The step's matrix products alone (each LSTM layer's, see ``recurrent.gemm_only``, and the head's)."""
+    """The step's whole-sequence matrix products alone (each LSTM layer's, see ``recurrent.gemm_only``, and the
+    head's): what stays in NumPy's BLAS around the scans."""
     B, T, H, V = t.batch_size, t.seq_len, cfg.hidden, cfg.vocab_size
     layers = [recurrent.gemm_only(4, B, T, cfg.embed if k == 0 else H, H) for k in range(cfg.layers)]
     rng = np.random.default_rng(0)
@@ -127,14 +131,11 @@ def table(ours: dict[str, Any], theirs: dict[str, Any]) -> list[dict[str, object
     t, _, cfg = _setup()
     chars = t.batch_size * t.seq_len
     o, th = ours["step"], theirs["step"]
-    ratio = o["median_ms"] / th["median_ms"]
     return [{"model": f"{cfg.layers}x{cfg.hidden} LSTM, {ours['params'] / 1e6:.2f}M params",
              "B,T": f"{t.batch_size},{t.seq_len}", "steps": o["runs"],
              "lstmkit chars/s": f"{chars / o['median_ms'] * 1e3:,.0f}",
-             "torch chars/s": f"{chars / th['median_ms'] * 1e3:,.0f}",
-             "GEMMs alone / torch": ours["gemm_ms"] / th["median_ms"], "ratio": ratio,
-             "ratio of mins": o["min_ms"] / th["min_ms"], "target": f"<= {SPEED_TARGET}",
-             "ok": "yes" if ratio <= SPEED_TARGET else "NO"}]
+             "torch chars/s": f"{chars / th['median_ms'] * 1e3:,.0f}", **kernel_columns(o, th, SPEED_TARGET),
+             "sequence GEMMs / torch": ours["gemm_ms"] / th["median_ms"]}]
 
 
 def quality(minutes: float, out: str | Path | None = None) -> list[dict[str, object]]:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def time_ms(fn: Callable[[], object], repeat: int = 7, warmup: int = 2, budget_s: float = 30.0,
@@ -52,3 +55,35 @@ def _fmt(v: object) -> str:
     if isinstance(v, float):
         return f"{v:.2f}"
     return str(v)
+
+
+@contextlib.contextmanager
+def numpy_kernel() -> Iterator[None]:
+    """Inside the block lstmkit runs its NumPy reference kernels (``LSTMKIT_KERNEL=numpy``)."""
+    before = os.environ.get("LSTMKIT_KERNEL")
+    os.environ["LSTMKIT_KERNEL"] = "numpy"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["LSTMKIT_KERNEL"]
+        else:
+            os.environ["LSTMKIT_KERNEL"] = before
+
+
+def both_kernels(fn: Callable[[], object], repeat: int) -> dict[str, float]:
+    """``time_ms(fn)`` with lstmkit's default kernel (compiled where built), plus ``numpy_ms``: the median with
+    the NumPy reference kernels, in the same process."""
+    out = time_ms(fn, repeat)
+    with numpy_kernel():
+        out["numpy_ms"] = time_ms(fn, repeat)["median_ms"]
+    return out
+
+
+def kernel_columns(o: dict[str, Any], t: dict[str, Any], target: float) -> dict[str, object]:
+    """The columns every lstmkit-vs-PyTorch row shares: both kernels' times, PyTorch's, the ratios, the target."""
+    ratio = o["median_ms"] / t["median_ms"]
+    return {"lstmkit ms (min)": f"{o['median_ms']:.2f} ({o['min_ms']:.2f})", "NumPy kernel ms": o["numpy_ms"],
+            "torch ms (min)": f"{t['median_ms']:.2f} ({t['min_ms']:.2f})", "ratio": ratio,
+            "ratio of mins": o["min_ms"] / t["min_ms"], "NumPy kernel / torch": o["numpy_ms"] / t["median_ms"],
+            "target": f"<= {target}", "ok": "yes" if ratio <= target else "NO"}

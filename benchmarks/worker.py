@@ -12,9 +12,12 @@ import os
 import sys
 from typing import Any
 
+# isort: off
+import lstmkit  # (before NumPy, as the CLI does: OpenBLAS's idle threads then sleep, see lstmkit._blas)
 import numpy as np
+# isort: on
 
-from . import charlm, conv, ctc, recurrent, tree
+from . import charlm, conv, ctc, recurrent, tree, video
 from .machine import gemm_gflops
 
 N_GEMM = 1024
@@ -27,8 +30,13 @@ def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
     blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} threads)"
             for i in threadpool_info() if i["user_api"] == "blas"]
     out = _suites(0, suites, repeat)                 # the GEMM last: its spinning threads disturb nothing after it
+    info = lstmkit.compiled.info()
+    kernels = (f"compiled core, {info['simd']}, {info['threads']} threads" if info["kernel"] == "compiled" else
+               f"NumPy only ({info['why']})") + ("; idle BLAS threads sleep (OPENBLAS_THREAD_TIMEOUT="
+                                                  f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT')})"
+                                                  if info["blas_idle_threads_sleep"] else "; idle BLAS threads spin")
     return out | {"gemm_gflops": gemm_gflops(lambda: np.matmul(a, a, out=c), N_GEMM),
-                  "library": f"NumPy {np.__version__}, " + "; ".join(blas)}
+                  "library": f"NumPy {np.__version__}, " + "; ".join(blas), "kernels": kernels}
 
 
 def _torch(suites: list[str], repeat: int) -> dict[str, Any]:
@@ -46,6 +54,7 @@ RUNNERS: dict[str, tuple[Any, Any]] = {
     "conv": (conv.run_lstmkit, conv.run_torch),
     "ctc": (ctc.run_lstmkit, ctc.run_torch),
     "tree": (tree.run_lstmkit, tree.run_torch),
+    "video": (video.run_lstmkit, video.run_torch),
     "charlm": (lambda repeat: charlm.speed_lstmkit(), lambda repeat: charlm.speed_torch()),
 }
 

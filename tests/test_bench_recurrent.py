@@ -1,14 +1,16 @@
-"""The recurrent benchmark's GEMM floor: it runs the layer's products and the table reports it against PyTorch."""
+"""The recurrent benchmark: its floor runs the frame's whole-sequence products, and the table reports both kernels
+and that floor against PyTorch."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from benchmarks import recurrent
+from benchmarks.common import both_kernels
 
 
 @pytest.mark.parametrize("gates,directions", [(4, 1), (3, 1), (4, 2)])
-def test_gemm_only_runs_the_layer_products(gates: int, directions: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gemm_only_runs_the_frame_products(gates: int, directions: int, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     real = np.matmul
 
@@ -20,15 +22,25 @@ def test_gemm_only_runs_the_layer_products(gates: int, directions: int, monkeypa
     monkeypatch.setattr(np, "matmul", counting)     # the products it makes through np.matmul, per direction
     run()
     G = gates * 2
-    per_direction = [((15, 4), (4, G))] + [((3, 2), (2, G))] * 5 + [((3, G), (G, 2))] * 5 + [((15, G), (G, 4))]
-    assert calls == per_direction * directions
+    assert calls == [((15, 4), (4, G)), ((15, G), (G, 4))] * directions    # x W_ih^T before, dx after (+ the @s)
 
 
-def test_table_reports_the_gemm_floor_against_torch() -> None:
-    ours = {recurrent.key(k, B, T, I, H): {"median_ms": 30.0, "min_ms": 29.0, "gemm_ms": 12.0}
+def test_table_reports_both_kernels_and_the_floor_against_torch() -> None:
+    ours = {recurrent.key(k, B, T, I, H): {"median_ms": 30.0, "min_ms": 29.0, "numpy_ms": 45.0, "gemm_ms": 12.0}
             for k, B, T, I, H, _ in recurrent.CASES}
     theirs = {recurrent.key(k, B, T, I, H): {"median_ms": 20.0, "min_ms": 20.0} for k, B, T, I, H, _ in recurrent.CASES}
     rows = recurrent.table(ours, theirs)
-    assert [r["GEMMs alone / torch"] for r in rows] == [0.6] * len(recurrent.CASES)
+    assert [r["sequence GEMMs / torch"] for r in rows] == [0.6] * len(recurrent.CASES)
     assert [r["ratio"] for r in rows] == [1.5] * len(recurrent.CASES)
+    assert [r["NumPy kernel / torch"] for r in rows] == [2.25] * len(recurrent.CASES)
     assert [r["ok"] for r in rows] == ["yes" if 1.5 <= c[-1] else "NO" for c in recurrent.CASES]
+
+
+def test_both_kernels_times_the_numpy_kernel_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    seen: list[str | None] = []
+    monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
+    monkeypatch.setattr("benchmarks.common.time.sleep", lambda s: None)
+    out = both_kernels(lambda: seen.append(os.environ.get("LSTMKIT_KERNEL")), 5)
+    assert "numpy_ms" in out and "LSTMKIT_KERNEL" not in os.environ
+    assert seen.count("numpy") >= 5 and seen.count(None) >= 5

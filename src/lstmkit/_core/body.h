@@ -47,7 +47,7 @@ static inline V FN(select)(VI mask, V a, V b) {              /* mask ? a : b, la
 
 #if IS_FLOAT
 /* tanh in float32: an odd rational approximation on [-7.9053, 7.9053] (tanh is within float32's
- * rounding of ±1 beyond), max abs error 3.4e-7 against float64 tanh; x itself below 4e-4. */
+ * rounding of ±1 beyond), max abs error 3.4e-7 against float64 tanh and relative error ~1e-7 near 0. */
 static inline V FN(tanh)(V x) {
     const V hi = FN(splat)(7.90531110763549805f), lo = -hi;
     V xc = FN(select)(x > hi, hi, x);
@@ -65,8 +65,7 @@ static inline V FN(tanh)(V x) {
     q = q * x2 + 1.18534705686654e-04f;
     q = q * x2 + 2.26843463243900e-03f;
     q = q * x2 + 4.89352518554385e-03f;
-    V ax = FN(select)(x < 0, -x, x);
-    return FN(select)(ax < 0.0004f, x, p / q);
+    return p / q;
 }
 #else
 /* tanh in float64: the C library's, lane by lane (exact to an ulp; float64 is for checking, not speed). */
@@ -189,6 +188,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
         FN(pack)(H, p.N, (const REAL *)s->w, s->wk, colofs, p.packed);
     }
     const int half = s->prescaled;
+    const REAL *bias = (const REAL *)s->bias + p.u0;      /* (G·H,): b_ih (+ b_hh) per gate, this thread's units */
     for (int t = 0; t < T && ok; t++) {
         const REAL *hprev = hs + (long)t * B * H;
         if (p.Hs) FN(gemm)(B, p.Npad, H, hprev, H, p.packed, p.out, p.Npad);
@@ -199,10 +199,13 @@ static void FN(forward_job)(void *arg, int tid, int n) {
             for (int j = 0; j < p.Hs; j += VL) {
                 int m = p.Hs - j < VL ? p.Hs - j : VL;
                 if (G == 4) {                               /* LSTM */
-                    V i = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(r + j, m), half);
-                    V f = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(r + p.Hs + j, m), half);
-                    V g = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + FN(loadn)(r + 2 * p.Hs + j, m));
-                    V og = FN(sigmoid)(FN(loadn)(a + 3 * H + j, m) + FN(loadn)(r + 3 * p.Hs + j, m), half);
+                    V i = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
+                    V f = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(bias + H + j, m) +
+                                      FN(loadn)(r + p.Hs + j, m), half);
+                    V g = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + FN(loadn)(bias + 2 * H + j, m) +
+                                   FN(loadn)(r + 2 * p.Hs + j, m));
+                    V og = FN(sigmoid)(FN(loadn)(a + 3 * H + j, m) + FN(loadn)(bias + 3 * H + j, m) +
+                                       FN(loadn)(r + 3 * p.Hs + j, m), half);
                     V c = f * FN(loadn)(cs + o + j, m) + i * g;
                     V tc = FN(tanh)(c);
                     FN(storen)(a + j, i, m); FN(storen)(a + H + j, f, m);
@@ -211,17 +214,18 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     FN(storen)(tcs + o + j, tc, m);
                     FN(storen)(hs + o + (long)B * H + j, og * tc, m);
                 } else if (G == 3) {                        /* GRU */
-                    V rr = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(r + j, m), half);
-                    V z = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(r + p.Hs + j, m), half);
+                    V rr = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
+                    V z = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(bias + H + j, m) +
+                                      FN(loadn)(r + p.Hs + j, m), half);
                     V hn = FN(loadn)(r + 2 * p.Hs + j, m);
                     if (b_loop) hn += FN(loadn)(b_loop + p.u0 + j, m);
-                    V nn = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + rr * hn);
+                    V nn = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + FN(loadn)(bias + 2 * H + j, m) + rr * hn);
                     V hp = FN(loadn)(hprev + (long)b * H + p.u0 + j, m);
                     FN(storen)(a + j, rr, m); FN(storen)(a + H + j, z, m); FN(storen)(a + 2 * H + j, nn, m);
                     FN(storen)(aux + o + j, hn, m);
                     FN(storen)(hs + o + (long)B * H + j, nn + z * (hp - nn), m);
                 } else {                                    /* Elman */
-                    V x = FN(loadn)(r + j, m) + FN(loadn)(a + j, m);
+                    V x = FN(loadn)(r + j, m) + (FN(loadn)(a + j, m) + FN(loadn)(bias + j, m));
                     V h = s->act ? FN(select)(x > 0, x, FN(splat)(0)) : FN(tanh)(x);
                     FN(storen)(hs + o + (long)B * H + j, h, m);
                 }
@@ -243,7 +247,8 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     FN(Part) p = FN(part)(H, tid, n, 1, GH, B);
     if (!p.ok) s->failed = 1;
     long *colofs = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));
-    if (!colofs) s->failed = 1;
+    REAL *dbx = calloc((size_t)GH, sizeof(REAL)), *dbh = calloc((size_t)GH, sizeof(REAL));   /* Σ over t, b */
+    if (!colofs || !dbx || !dbh) s->failed = 1;
     lk_barrier(n);
     int ok = !s->failed;
     REAL *dh_next = p.s1, *dc_next = p.s2;       /* (B, Hs) this thread's units; GRU: s2 holds dh ⊙ z */
@@ -274,11 +279,18 @@ static void FN(backward_job)(void *arg, int tid, int n) {
                     V g = FN(loadn)(a + 2 * H + j, m), og = FN(loadn)(a + 3 * H + j, m);
                     V tc = FN(loadn)(tcs + o + j, m), cp = FN(loadn)(cs + o + j, m);
                     V dc = dh * og * (1 - tc * tc) + FN(loadn)(dcn + j, m);
-                    FN(storen)(dx + j, dc * g * (i * (1 - i)), m);
-                    FN(storen)(dx + H + j, dc * cp * (f * (1 - f)), m);
-                    FN(storen)(dx + 2 * H + j, dc * i * (1 - g * g), m);
-                    FN(storen)(dx + 3 * H + j, dh * tc * (og * (1 - og)), m);
+                    V di = dc * g * (i * (1 - i)), df = dc * cp * (f * (1 - f));
+                    V dg = dc * i * (1 - g * g), dout = dh * tc * (og * (1 - og));
+                    FN(storen)(dx + j, di, m);
+                    FN(storen)(dx + H + j, df, m);
+                    FN(storen)(dx + 2 * H + j, dg, m);
+                    FN(storen)(dx + 3 * H + j, dout, m);
                     FN(storen)(dcn + j, dc * f, m);
+                    REAL *db = dbx + p.u0 + j;
+                    FN(storen)(db, FN(loadn)(db, m) + di, m);
+                    FN(storen)(db + H, FN(loadn)(db + H, m) + df, m);
+                    FN(storen)(db + 2 * H, FN(loadn)(db + 2 * H, m) + dg, m);
+                    FN(storen)(db + 3 * H, FN(loadn)(db + 3 * H, m) + dout, m);
                 } else if (G == 3) {                /* GRU */
                     V rr = FN(loadn)(a + j, m), z = FN(loadn)(a + H + j, m), nn = FN(loadn)(a + 2 * H + j, m);
                     V hp = FN(loadn)(hs + o + j, m), hn = FN(loadn)(aux + o + j, m);
@@ -287,11 +299,17 @@ static void FN(backward_job)(void *arg, int tid, int n) {
                     V dr = dn * (hn * (rr * (1 - rr)));
                     FN(storen)(dx + j, dr, m); FN(storen)(dx + H + j, dz, m); FN(storen)(dx + 2 * H + j, dn, m);
                     FN(storen)(dq + j, dr, m); FN(storen)(dq + H + j, dz, m); FN(storen)(dq + 2 * H + j, dn * rr, m);
+                    REAL *db = dbx + p.u0 + j, *dbq = dbh + p.u0 + j;
+                    FN(storen)(db, FN(loadn)(db, m) + dr, m);
+                    FN(storen)(db + H, FN(loadn)(db + H, m) + dz, m);
+                    FN(storen)(db + 2 * H, FN(loadn)(db + 2 * H, m) + dn, m);
+                    FN(storen)(dbq + 2 * H, FN(loadn)(dbq + 2 * H, m) + dn * rr, m);
                     FN(storen)(dcn + j, dh * z, m);
                 } else {                            /* Elman */
                     V h = FN(loadn)(hs + o + (long)B * H + j, m);
                     V d = s->act ? FN(select)(h > 0, dh, FN(splat)(0)) : dh * (1 - h * h);
                     FN(storen)(dx + j, d, m);
+                    FN(storen)(dbx + p.u0 + j, FN(loadn)(dbx + p.u0 + j, m) + d, m);
                 }
             }
         }
@@ -304,12 +322,22 @@ static void FN(backward_job)(void *arg, int tid, int n) {
                                                  (G == 3 ? dc_next[(long)b * p.Hs + j] : 0);
         }
     }
-    if (ok)
+    if (ok) {
         for (int b = 0; b < B; b++)
             for (int j = 0; j < p.Hs; j++) {
                 dh0[(long)b * H + p.u0 + j] = dh_next[(long)b * p.Hs + j];
                 if (G == 4) dc0[(long)b * H + p.u0 + j] = dc_next[(long)b * p.Hs + j];
             }
+        REAL *out_x = s->db_x, *out_h = s->db_h;          /* this thread's columns of the bias gradients */
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < p.Hs; j++) {
+                long k = (long)g * H + p.u0 + j;
+                out_x[k] = dbx[k];
+                out_h[k] = G == 3 ? (g < 2 ? dbx[k] : dbh[k]) : dbx[k];
+            }
+    }
+    free(dbx);
+    free(dbh);
     free(colofs);
     FN(unpart)(&p);
 }

@@ -18,6 +18,7 @@ typedef struct {
     const void *w;                    /* forward: W_hh^T, element (k, row) at w[k·wk + row·wn] */
     long wk, wn;
     const void *b_loop;               /* GRU: b_hn (H,) or NULL */
+    const void *bias;                 /* (G·H,): the biases the input projections still lack (zeros without bias) */
     void *hs, *cs, *tcs, *aux;        /* (T+1, B, H), (T+1, B, H), (T, B, H) tanh c_t; GRU aux: W_hn h + b_hn */
     const void *w_hh;                 /* backward: W_hh (G·H, H), row-major */
     const void *dhs;                  /* (T, B, H): the outputs' gradient */
@@ -25,6 +26,7 @@ typedef struct {
     const void *dh_n, *dc_n;          /* (B, H) */
     void *dxp, *dhp;                  /* (T, B, G·H); the same array for LSTM and Elman */
     void *dh0, *dc0;                  /* (B, H) */
+    void *db_x, *db_h;                /* (G·H,): Σ over steps and batch of dxp and of dhp (the bias gradients) */
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;
 

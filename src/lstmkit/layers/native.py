@@ -19,8 +19,9 @@ def runs(kernel: Kernel, B: int, H: int) -> bool:
 
 
 def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,
-            c0: np.ndarray | None, ws: Workspace, prescaled: bool) -> ScanRecord:
-    """As ``kernel.forward``: xproj (T, B, G·H) becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
+            c0: np.ndarray | None, ws: Workspace, prescaled: bool, bias: np.ndarray | None) -> ScanRecord:
+    """As ``kernel.forward``, but xproj (T, B, G·H) = W_ih x_t without biases: the scan adds ``bias`` (G·H,) as
+    it goes (one pass over xproj fewer). xproj becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
     gates, act = kernel.native
     T, B, GH = xproj.shape
     H = GH // gates
@@ -34,7 +35,8 @@ def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarr
     if gates == 3:
         aux = ws.empty("hp_n", (T, B, H), dt)
         b_loop = None if b_loop is None else np.ascontiguousarray(b_loop, dt)
-    compiled.scan_forward(gates, act, xproj, w_t, b_loop, hs, cs, tcs, aux, prescaled)
+    bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
+    compiled.scan_forward(gates, act, xproj, w_t, bias, b_loop, hs, cs, tcs, aux, prescaled)
     if gates == 1:
         return ScanRecord(hs)
     return ScanRecord(hs, xproj, cs, {"tanh_c": tcs} if kernel.has_cell else {"hproj_n": aux})
@@ -42,13 +44,13 @@ def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarr
 
 def backward(kernel: Kernel, record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
              ws: Workspace) -> ScanGrads:
-    """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H) and the initial state's."""
+    """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H), the initial state's, and the biases'."""
     gates, act = kernel.native
     T, B, H = dhs.shape
     dt = record.hs.dtype
     dxp = ws.empty("dpre", (T, B, gates * H), dt)
     dhp = ws.empty("dhp", (T, B, gates * H), dt) if gates == 3 else dxp
     acts = record.gates if record.gates is not None else dxp         # Elman keeps no gates (unused by the core)
-    dh0, dc0 = compiled.scan_backward(gates, act, acts, record.hs, record.cs, record.aux.get("tanh_c"),
-                                      record.aux.get("hproj_n"), w_hh, dhs, inject, dxp, dhp)
-    return ScanGrads(dxp, dhp, dh0, dc0)
+    dh0, dc0, db_x, db_h = compiled.scan_backward(gates, act, acts, record.hs, record.cs, record.aux.get("tanh_c"),
+                                                  record.aux.get("hproj_n"), w_hh, dhs, inject, dxp, dhp)
+    return ScanGrads(dxp, dhp, dh0, dc0, bias=(db_x, db_h))

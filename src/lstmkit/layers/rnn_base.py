@@ -221,15 +221,16 @@ class _RNNBase(Layer):
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
         xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
         np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
-        b_loop = None
+        b_loop = bias = None
         if b_ih is not None:
             cut = G - kern.loop_bias_gates * self.hidden_size
             bias = b_ih.copy()
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
-            xproj += bias
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        if native.runs(kern, B, self.hidden_size):
-            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled)
+        if native.runs(kern, B, self.hidden_size):                # the compiled scan adds the biases as it goes
+            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias)
+        if bias is not None:
+            xproj += bias
         return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
@@ -395,7 +396,10 @@ class _RNNBase(Layer):
         # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
         self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
         self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent.inp.reshape(T * B, -1)
-        if self.bias:                            # Σ over steps and batch as a BLAS product: 2x a column sum
+        if self.bias and grads.bias is not None:                  # summed by the kernel
+            self.params[f"bias_ih_l{k}{sfx}"].grad += grads.bias[0]
+            self.params[f"bias_hh_l{k}{sfx}"].grad += grads.bias[1]
+        elif self.bias:                          # Σ over steps and batch as a BLAS product: 2x a column sum
             ones = ws.empty("ones", (T * B,), self.dtype)
             ones.fill(1)
             db_ih = ones @ dxp2

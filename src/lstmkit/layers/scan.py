@@ -50,6 +50,7 @@ class ScanGrads(NamedTuple):
     d_hproj  (T, B, G·H)  gradient w.r.t. the h-side pre-activations W_hh h_{t−1} + b_hh (may be d_xproj itself)
     dh0, dc0 (B, H)       gradients w.r.t. the initial state (dc0 None without a cell state)
     extra    {name: array} gradients of the kernel's extra parameters, shaped as they are
+    bias     (Σ d_xproj, Σ d_hproj) over steps and batch, each (G·H,), when the kernel summed them (else the frame does)
     """
 
     d_xproj: np.ndarray
@@ -57,6 +58,7 @@ class ScanGrads(NamedTuple):
     dh0: np.ndarray
     dc0: np.ndarray | None = None
     extra: dict[str, np.ndarray] = {}
+    bias: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
