@@ -10,9 +10,12 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-# Runtime + dev dependencies (pytest, ruff, hypothesis, torch 2.13.0 as oracle and benchmark peer).
-$(STAMP): pyproject.toml | $(PY)
+# Runtime + dev dependencies (pytest, ruff, hypothesis, torch 2.13.0 as oracle and benchmark peer); the install
+# compiles the recurrent core (src/lstmkit/_core) when a C compiler is there, and says so in one line when not.
+CORE := setup.py $(wildcard src/lstmkit/_core/*.c src/lstmkit/_core/*.h)
+$(STAMP): pyproject.toml $(CORE) | $(PY)
 	$(PY) -m pip install -q -e ".[dev]"
+	$(VENV)/bin/lstmkit info | head -2
 	touch $(STAMP)
 
 # A small character LM on the bundled Shakespeare (about a minute, progress bar), then samples
@@ -24,13 +27,15 @@ run: $(STAMP)
 	@echo "--- the same prompt, from the pretrained default model:"
 	$(VENV)/bin/lstmkit charlm sample --prompt "ROMEO:" --length 400 --temperature 0.8 --top-k 20 --seed 1
 
+# The whole suite twice: on the compiled core, then on the NumPy reference kernels (LSTMKIT_KERNEL=numpy).
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+	LSTMKIT_KERNEL=numpy $(PY) -m pytest
 
 # Each library in its own process; ARGS=--native-blas, ARGS="--json bench.json", ... pass through.
 bench: $(STAMP)
 	$(PY) -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run build src/lstmkit/_core/*.so

@@ -5,6 +5,7 @@
     lstmkit ctc train data/strips --out runs/ctc --minutes 15           (cli/ctc.py)
     lstmkit tree train data/bool --out runs/bool --cell slstm           (cli/tree.py)
     lstmkit model summary mine.npz --input-shape 20,8                   (cli/model.py)
+    lstmkit info                                                        (cli/info.py)
 
 Every module has the same shape: ``add_parser(apps)`` adds its sub-commands and
 ``run(args) -> exit status`` carries one out. Bad input (a missing, empty, binary or
@@ -27,11 +28,11 @@ from ..data.video import VideoError
 from ..distributed import DistributedError, launched, world
 from ..inspect import InspectError
 from ..runs import RunError
-from . import charlm, ctc, model, tree, video
+from . import charlm, ctc, info, model, tree, video
 from .charlm import pretrained_path
 from .common import fail
 
-APPS = {"charlm": charlm, "video": video, "ctc": ctc, "tree": tree, "model": model}
+APPS = {"charlm": charlm, "video": video, "ctc": ctc, "tree": tree, "model": model, "info": info}
 # What bad input raises, anywhere below: one line on stderr and exit 2, never a traceback.
 BAD_INPUT = (TextError, CheckpointError, RunError, VideoError, StripError, TreeError, InspectError, DistributedError)
 

@@ -1,0 +1,162 @@
+"""The compiled core (src/lstmkit/_core) against the NumPy reference kernels: every SIMD path this CPU can run,
+both precisions, ragged lengths and directions; its thread count, its pool under concurrent callers, the switch
+back to NumPy, and an install without a C compiler. (The oracle tests against PyTorch run on whichever kernel is
+active: `make test` runs the whole suite once compiled and once with LSTMKIT_KERNEL=numpy.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import lstmkit as lk
+from lstmkit import compiled
+
+from .conftest import assert_close
+from .recurrent_oracles import KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_core = pytest.mark.skipif(not compiled.available() and not os.environ.get("CI"),
+                                reason="the compiled core was not built here (no C compiler); CI builds it")
+
+
+def test_ci_builds_the_core():
+    """In CI (CI=true) the core must have been built: a silent fallback to NumPy would hide a broken build."""
+    if os.environ.get("CI"):
+        assert compiled.available(), compiled.info()
+    assert compiled.info()["kernel"] in ("compiled", "numpy")
+
+
+def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel: str, seed: int = 0):
+    """Output, dx, state gradients and parameter gradients of one forward + backward on the given kernel."""
+    k = KINDS[kind]
+    rng = np.random.default_rng(seed)
+    layer = k.ours(5, 11, num_layers=2, bidirectional=bi, dtype=dtype, **k.kwargs)
+    # weights of scale 0.3: large enough for nonlinear gates, small enough that float32 gradients do not explode
+    layer.load_torch_state_dict({n: rng.standard_normal(v.shape) * 0.3 for n, v in layer.torch_state_dict().items()})
+    B, T = 4, 7
+    x = rng.standard_normal((B, T, 5)).astype(dtype)
+    D = 2 if bi else 1
+    h0 = rng.standard_normal((2 * D, B, 11)).astype(dtype)
+    state = (h0, rng.standard_normal((2 * D, B, 11)).astype(dtype)) if layer.kernel.has_cell else h0
+    before = os.environ.get("LSTMKIT_KERNEL")
+    os.environ["LSTMKIT_KERNEL"] = kernel
+    try:
+        y, st = layer.forward(x, state, lengths=lengths)
+        dy = rng.standard_normal(y.shape).astype(dtype)
+        dx = layer.backward(dy, st)
+    finally:
+        if before is None:
+            del os.environ["LSTMKIT_KERNEL"]
+        else:
+            os.environ["LSTMKIT_KERNEL"] = before
+    grads = [p.grad for p in layer.parameters()]
+    init = layer.initial_state_grad
+    return [y, dx, *(init if isinstance(init, tuple) else (init,)), *grads]
+
+
+NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
+
+
+@needs_core
+@pytest.mark.parametrize("simd", compiled.SIMD)
+@pytest.mark.parametrize("kind", NATIVE)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
+    best = compiled.set_simd(None)
+    if compiled.SIMD.index(simd) > compiled.SIMD.index(best):
+        pytest.skip(f"this CPU runs at most {best}")
+    try:
+        assert compiled.set_simd(simd) == simd
+        for bi, lengths in ((False, None), (True, [7, 3, 1, 6])):
+            ours = run_layer(kind, dtype, bi, lengths, "")
+            ref = run_layer(kind, dtype, bi, lengths, "numpy")
+            for j, (a, b) in enumerate(zip(ours, ref)):
+                assert_close(a, b, tol, what=f"output {j}")
+    finally:
+        compiled.set_simd(None)
+
+
+@needs_core
+def test_the_core_really_runs_and_the_switch_turns_it_off(monkeypatch):
+    from lstmkit.layers import native
+    calls = []
+    real = native.forward
+    monkeypatch.setattr(native, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    lk.LSTM(3, 4).forward(np.ones((2, 3, 3), np.float32))
+    assert calls == [1]
+    monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")
+    lk.LSTM(3, 4).forward(np.ones((2, 3, 3), np.float32))
+    assert calls == [1] and compiled.info()["kernel"] == "numpy" and not compiled.active()
+
+
+def test_threads_are_shared_among_the_mpi_ranks_on_a_machine(monkeypatch):
+    monkeypatch.setattr(compiled, "_threads", None)
+    monkeypatch.setattr(compiled.parallel, "cores", lambda: 8)
+    monkeypatch.setattr(compiled._blas, "IDLE_SLEEPS", True)
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    assert compiled.threads() == 4
+    monkeypatch.setattr(compiled, "_threads", None)
+    monkeypatch.delenv("OMPI_COMM_WORLD_LOCAL_SIZE")
+    assert compiled.threads() == 8
+    monkeypatch.setattr(compiled, "_threads", None)
+
+
+@needs_core
+def test_concurrent_callers_share_the_pool_with_identical_results():
+    """Two Python threads scanning at once (one gets the pool, the other runs on its own thread)."""
+    layers = [lk.GRU(6, 40, dtype="float64", rng=np.random.default_rng(i)) for i in range(2)]
+    xs = [np.random.default_rng(10 + i).standard_normal((8, 30, 6)) for i in range(2)]
+    alone = [layer.forward(x)[0].copy() for layer, x in zip(layers, xs)]
+    out: list = [None, None]
+
+    def go(i: int) -> None:
+        for _ in range(5):
+            out[i] = layers[i].forward(xs[i])[0].copy()
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(out, alone):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_core
+def test_ctc_on_the_core_equals_the_numpy_recursion(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 12, 6))
+    targets = rng.integers(1, 6, (5, 4))
+    il, tl = np.array([12, 9, 12, 5, 11]), np.array([4, 2, 3, 1, 4])
+    results = []
+    for kernel in ("", "numpy"):
+        monkeypatch.setenv("LSTMKIT_KERNEL", kernel)
+        loss = lk.CTCLoss(reduction="none")
+        results.append((loss(x, targets, il, tl), loss.backward()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-12)
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs pip's build tools")
+def test_install_without_a_compiler_runs_on_numpy(tmp_path):
+    """CC=false makes every compile fail: the install still succeeds, says so in one line, and lstmkit runs."""
+    env = {**os.environ, "CC": "false", "LDSHARED": "false"}
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps", "--no-build-isolation",
+                        "--no-index", "--target", str(tmp_path / "site"), str(ROOT)],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "the compiled core was not built" in r.stdout + r.stderr
+    assert not list((tmp_path / "site" / "lstmkit" / "_core").glob("_lstmcore*"))
+    code = ("import numpy as np, lstmkit as lk; i = lk.compiled.info(); assert i['kernel'] == 'numpy', i; "
+            "print(i['why']); print(lk.LSTM(3, 4).forward(np.ones((2, 5, 3), np.float32))[0].shape)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert r.returncode == 0, r.stderr
+    assert "not built" in r.stdout and "(2, 5, 4)" in r.stdout
