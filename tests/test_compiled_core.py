@@ -86,6 +86,7 @@ def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
 @needs_core
 def test_the_core_really_runs_and_the_switch_turns_it_off(monkeypatch):
     from lstmkit.layers import native
+    monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     calls = []
     real = native.forward
     monkeypatch.setattr(native, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
