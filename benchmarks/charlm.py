@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,6 @@ import numpy as np
 import lstmkit as lk
 from lstmkit import checkpoint
 from lstmkit.apps import charlm_train as ct
-from lstmkit.cli import main as cli_main
 from lstmkit.data.text import Vocab, Windows, bundled_shakespeare
 from lstmkit.models.charlm import CharLM, CharLMConfig
 
@@ -143,7 +144,9 @@ def quality(minutes: float, out: str | Path | None = None) -> list[dict[str, obj
     out = Path(out or f"runs/bench-charlm-{minutes:g}min")
     if out.exists():
         shutil.rmtree(out)          # a benchmark run always starts from scratch
-    code = cli_main(["charlm", "train", "--out", str(out), "--minutes", str(minutes)])
+    # In a process of its own, as a user runs it: lstmkit is imported before NumPy there (see lstmkit._blas).
+    code = subprocess.run([sys.executable, "-m", "lstmkit.cli", "charlm", "train", "--out", str(out), "--minutes",
+                           str(minutes)]).returncode
     if code != 0:
         raise SystemExit(f"charlm training exited with {code}")
     _, meta = checkpoint.load(out / "latest.npz")
