@@ -149,11 +149,8 @@ def test_ctc_on_the_core_equals_the_numpy_recursion(monkeypatch):
 def test_install_without_a_compiler_runs_on_numpy(tmp_path):
     """CC=false makes every compile fail: the install still succeeds, says so in one line, and lstmkit runs."""
     env = {**os.environ, "CC": "false", "LDSHARED": "false"}
-    src = tmp_path / "src"                            # the sources alone: no build/ or library left from before
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "runs", "*.so", "*.egg-info",
-                                                             "__pycache__", ".pytest_cache", ".ruff_cache"))
     r = subprocess.run([sys.executable, "-m", "pip", "install", "-v", "--no-deps", "--no-build-isolation",
-                        "--no-index", "--target", str(tmp_path / "site"), str(src)],
+                        "--no-index", "--target", str(tmp_path / "site"), str(ROOT)],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "the compiled core was not built" in r.stdout + r.stderr
@@ -164,21 +161,3 @@ def test_install_without_a_compiler_runs_on_numpy(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert r.returncode == 0, r.stderr
     assert "not built" in r.stdout and "(2, 5, 4)" in r.stdout
-
-
-@needs_core
-@pytest.mark.parametrize("dtype,tol", [("float64", 1e-13), ("float32", 1e-5)])
-def test_the_core_product_equals_numpy(dtype, tol):
-    """C (+)= op(A) B for the frame's four products: A as rows or as a transposed gradient, B strided, ragged sizes,
-    K past one packed block (256)."""
-    rng = np.random.default_rng(0)
-    for M, K, N in [(7, 5, 3), (64, 300, 33), (130, 513, 70), (5, 1, 40)]:
-        for ta in (False, True):
-            for acc in (False, True):
-                a = rng.standard_normal((K, M) if ta else (M, K)).astype(dtype)
-                a = a.T if ta else a
-                b = rng.standard_normal((N, K)).astype(dtype).T
-                out = rng.standard_normal((M, N)).astype(dtype)
-                ref = (out.astype(np.float64) if acc else 0) + a.astype(np.float64) @ b.astype(np.float64)
-                compiled.matmul(a, b, out, acc)
-                assert_close(out, ref, tol, what=f"{M}x{K}x{N} ta={ta} acc={acc}")

@@ -49,7 +49,6 @@ def _load() -> Any:
                                      _P, _P, _P, _I]
     lib.lk_simd_name.restype = ctypes.c_char_p
     lib.lk_set_simd.argtypes = [_I]
-    lib.lk_matmul.argtypes = [_I, _I, _I, _I, _I, _P, _L, _P, _L, _L, _P, _L, _I, _I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
     lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
     _lib = lib
@@ -212,26 +211,3 @@ def ctc_occupancy(A: np.ndarray, pre: np.ndarray, log_scale: np.ndarray, Tl: np.
         assert a.flags.c_contiguous and a.dtype == np.float64
     _lib.lk_ctc_occupancy(T, B, W, C, _ptr(A), _ptr(pre), _ptr(log_scale), _ptr(i64[0]), _ptr(i64[1]), _ptr(i64[2]),
                           _ptr(f64[0]), _ptr(ok), _ptr(occ), threads())
-
-
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False) -> np.ndarray:
-    """out (M, N) = a (M, K) @ b (K, N), or ``+=`` with ``accumulate``, with the core's own kernel on the pool.
-
-    ``a`` is C-contiguous or the transpose of a C-contiguous array (rows of a product's gradient, summed
-    over steps); ``b`` may have any strides (it is packed block by block); ``out`` is C-contiguous; one dtype.
-    """
-    (M, K), (K2, N) = a.shape, b.shape
-    item = a.dtype.itemsize
-    if K2 != K or out.shape != (M, N) or not out.flags.c_contiguous or not (a.dtype == b.dtype == out.dtype):
-        raise ValueError(f"matmul: shapes {a.shape} @ {b.shape} -> {out.shape} or dtypes do not fit")
-    if a.flags.c_contiguous:
-        ta, lda = 0, K
-    elif a.T.flags.c_contiguous:
-        ta, lda = 1, M
-    else:
-        a, ta, lda = np.ascontiguousarray(a), 0, K
-    used = _lib.lk_matmul(int(item == 8), ta, M, N, K, _ptr(a), lda, _ptr(b), b.strides[0] // item,
-                          b.strides[1] // item, _ptr(out), N, int(accumulate), threads())
-    if used < 0:
-        raise MemoryError("lstmkit's compiled matmul could not allocate its buffers")
-    return out

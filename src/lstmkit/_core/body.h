@@ -143,94 +143,13 @@ static void FN(gemm)(int M, int Npad, int K, const REAL *A, long lda, const REAL
     }
 }
 
+/* ---- the scans -------------------------------------------------------------------------------------- */
+
 static REAL *FN(alloc)(long n) {
     void *p = NULL;
     if (posix_memalign(&p, 64, (size_t)(n > 0 ? n : 1) * sizeof(REAL)) != 0) return NULL;
     return (REAL *)p;
 }
-
-/* ---- a general product on the pool: C (M × N) (+)= op(A) (M × K) · B (K × N) --------------------------------
- * op(A)[m][k] = A[m·lda + k] (ta = 0) or A[k·lda + m] (ta = 1); B[k][n] = B[k·bk + n·bn]. Each thread takes a
- * share of the rows and, per block of KC steps of k, packs that block of B itself (a few % of the work) and
- * accumulates into its rows, so the threads never wait on each other. */
-
-#define KC 256
-
-/* C[0:mr, 0:nc] (+)= op(A)[0:mr, k-block] · panel, for mr <= 4 rows and nc <= NR columns. */
-static inline void FN(tile)(int K, const REAL *A, long lda, int ta, const REAL *P, REAL *C, long ldc, int mr,
-                            int nc, int acc) {
-    V c[MR][2];
-    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = (V){0};
-    if (mr == MR && !ta) {
-        const REAL *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
-        for (int k = 0; k < K; k++) {
-            V b0 = *(const V *)(P + (long)k * NR), b1 = *(const V *)(P + (long)k * NR + VL);
-            c[0][0] += b0 * a0[k]; c[0][1] += b1 * a0[k];
-            c[1][0] += b0 * a1[k]; c[1][1] += b1 * a1[k];
-            c[2][0] += b0 * a2[k]; c[2][1] += b1 * a2[k];
-            c[3][0] += b0 * a3[k]; c[3][1] += b1 * a3[k];
-        }
-    } else if (mr == MR) {
-        for (int k = 0; k < K; k++) {
-            V b0 = *(const V *)(P + (long)k * NR), b1 = *(const V *)(P + (long)k * NR + VL);
-            const REAL *ak = A + (long)k * lda;
-            c[0][0] += b0 * ak[0]; c[0][1] += b1 * ak[0];
-            c[1][0] += b0 * ak[1]; c[1][1] += b1 * ak[1];
-            c[2][0] += b0 * ak[2]; c[2][1] += b1 * ak[2];
-            c[3][0] += b0 * ak[3]; c[3][1] += b1 * ak[3];
-        }
-    } else {
-        for (int i = 0; i < mr; i++)
-            for (int k = 0; k < K; k++) {
-                REAL a = ta ? A[(long)k * lda + i] : A[(long)i * lda + k];
-                c[i][0] += *(const V *)(P + (long)k * NR) * a;
-                c[i][1] += *(const V *)(P + (long)k * NR + VL) * a;
-            }
-    }
-    for (int i = 0; i < mr; i++) {
-        REAL *row = C + (long)i * ldc;
-        if (nc == NR) {
-            if (acc) { c[i][0] += FN(load)(row); c[i][1] += FN(load)(row + VL); }
-            FN(store)(row, c[i][0]);
-            FN(store)(row + VL, c[i][1]);
-        } else {
-            REAL buf[NR] __attribute__((aligned(VBYTES)));
-            *(V *)buf = c[i][0];
-            *(V *)(buf + VL) = c[i][1];
-            for (int j = 0; j < nc; j++) row[j] = acc ? row[j] + buf[j] : buf[j];
-        }
-    }
-}
-
-static void FN(matmul_job)(void *arg, int tid, int n) {
-    LkGemm *g = (LkGemm *)arg;
-    const int M = g->M, N = g->N, K = g->K, Npad = FN(round_nr)(g->N);
-    int m0 = (int)((long)M * tid / n / MR * MR), m1 = tid + 1 == n ? M : (int)((long)M * (tid + 1) / n / MR * MR);
-    REAL *packed = FN(alloc)((long)Npad * (K < KC ? K : KC));
-    long *colofs = malloc(sizeof(long) * (size_t)(N > 0 ? N : 1));
-    if (!packed || !colofs) { g->failed = 1; free(packed); free(colofs); return; }
-    for (int c = 0; c < N; c++) colofs[c] = (long)c * g->bn;
-    const REAL *A = g->A, *Bm = g->B;
-    REAL *C = g->C;
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = K - k0 < KC ? K - k0 : KC;
-        FN(pack)(kc, N, Bm + (long)k0 * g->bk, g->bk, colofs, packed);
-        int acc = g->accumulate || k0 > 0;
-        for (int p0 = 0; p0 < N; p0 += NR) {
-            const REAL *panel = packed + (long)p0 * kc;
-            int nc = N - p0 < NR ? N - p0 : NR;
-            for (int i = m0; i < m1; i += MR) {
-                int mr = m1 - i < MR ? m1 - i : MR;
-                const REAL *a = g->ta ? A + (long)k0 * g->lda + i : A + (long)i * g->lda + k0;
-                FN(tile)(kc, a, g->lda, g->ta, panel, C + (long)i * g->ldc + p0, g->ldc, mr, nc, acc);
-            }
-        }
-    }
-    free(packed);
-    free(colofs);
-}
-
-/* ---- the scans -------------------------------------------------------------------------------------- */
 
 /* This thread's units [u0, u1), its packed columns and a product buffer; ok = 0 if out of memory. */
 typedef struct { int u0, u1, Hs, N, Npad; REAL *packed, *out, *s1, *s2; int ok; } FN(Part);
@@ -429,5 +348,4 @@ static void FN(backward_job)(void *arg, int tid, int n) {
 #undef VL
 #undef NR
 #undef MR
-#undef KC
 #undef FN

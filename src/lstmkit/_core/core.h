@@ -30,13 +30,4 @@ typedef struct {
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;
 
-/* A product C (M × N) (+)= op(A) · B (see lk_matmul). */
-typedef struct {
-    int M, N, K, ta, accumulate;
-    const void *A, *B;
-    long lda, bk, bn, ldc;
-    void *C;
-    volatile int failed;
-} LkGemm;
-
 #endif

@@ -197,22 +197,3 @@ int lk_scan_backward(int f64, int G, int act, int T, int B, int H, const void *a
     int used = lk_pool_run(pick(1, f64), &s, threads);
     return s.failed ? -1 : used;
 }
-
-/* C (M × N) (+)= op(A) (M × K) · B (K × N) on the pool: op(A)[m][k] = A[m·lda + k], or with ta A[k·lda + m];
- * B[k][n] = B[k·bk + n·bn]; C row-major with rows ldc apart; ``accumulate`` adds to C. Returns the threads
- * used, -1 when out of memory. */
-int lk_matmul(int f64, int ta, int M, int N, int K, const void *A, long lda, const void *B, long bk, long bn,
-              void *C, long ldc, int accumulate, int threads) {
-    LkGemm g = {M, N, K, ta, accumulate, A, B, lda, bk, bn, ldc, C, 0};
-    int level = lk_simd();
-    job fn = f64 ? matmul_job_generic_f64 : matmul_job_generic_f32;
-#if LK_X86
-    if (level == SIMD_AVX512) fn = f64 ? matmul_job_avx512_f64 : matmul_job_avx512_f32;
-    else if (level == SIMD_AVX2) fn = f64 ? matmul_job_avx2_f64 : matmul_job_avx2_f32;
-#else
-    (void)level;
-#endif
-    if (threads > 1 && (long)M < 8L * threads) threads = 1;
-    int used = lk_pool_run(fn, &g, threads);
-    return g.failed ? -1 : used;
-}

@@ -18,17 +18,6 @@ def runs(kernel: Kernel, B: int, H: int) -> bool:
     return kernel.native is not None and compiled.use(B, H)
 
 
-def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray, accumulate: bool = False, core: bool = False) -> None:
-    """out = a @ b (or ``+=``): with ``core`` (the layer's scans run compiled) the core's own product on its pool,
-    which leaves no BLAS thread spinning beside the scans; otherwise NumPy's BLAS."""
-    if core:
-        compiled.matmul(a, b, out, accumulate)
-    elif accumulate:
-        out += a @ b
-    else:
-        np.matmul(a, b, out=out)
-
-
 def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,
             c0: np.ndarray | None, ws: Workspace, prescaled: bool, bias: np.ndarray | None) -> ScanRecord:
     """As ``kernel.forward``, but xproj (T, B, G·H) = W_ih x_t without biases: the scan adds ``bias`` (G·H,) as

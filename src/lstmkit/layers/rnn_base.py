@@ -219,16 +219,15 @@ class _RNNBase(Layer):
             w_ih = np.multiply(w_ih, self._row_scale, out=ws.empty("w_ih", w_ih.shape, self.dtype))
             if b_ih is not None:
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
-        core = native.runs(kern, B, self.hidden_size)
         xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
-        native.matmul(inp_d.reshape(T * B, -1), w_ih.T, xproj.reshape(T * B, G), core=core)
+        np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
         b_loop = bias = None
         if b_ih is not None:
             cut = G - kern.loop_bias_gates * self.hidden_size
             bias = b_ih.copy()
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        if core:                                                  # the compiled scan adds the biases as it goes
+        if native.runs(kern, B, self.hidden_size):                # the compiled scan adds the biases as it goes
             return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias)
         if bias is not None:
             xproj += bias
@@ -385,8 +384,7 @@ class _RNNBase(Layer):
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        core = native.runs(self.kernel, B, H)
-        if core:
+        if native.runs(self.kernel, B, H):
             grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws)
         else:
             grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
@@ -396,8 +394,8 @@ class _RNNBase(Layer):
         hs = ent.scan.hs
         dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
         # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
-        native.matmul(dhp2.T, hs[:-1].reshape(T * B, H), self.params[f"weight_hh_l{k}{sfx}"].grad, True, core)
-        native.matmul(dxp2.T, ent.inp.reshape(T * B, -1), self.params[f"weight_ih_l{k}{sfx}"].grad, True, core)
+        self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
+        self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent.inp.reshape(T * B, -1)
         if self.bias and grads.bias is not None:                  # summed by the kernel
             self.params[f"bias_ih_l{k}{sfx}"].grad += grads.bias[0]
             self.params[f"bias_hh_l{k}{sfx}"].grad += grads.bias[1]
@@ -409,7 +407,7 @@ class _RNNBase(Layer):
             self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else ones @ dhp2
         w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
         dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
-        native.matmul(dxp2, w_ih, dinp.reshape(T * B, -1), core=core)
+        np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
         return dinp, dh0, dc0
 
     @staticmethod
