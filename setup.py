@@ -36,7 +36,7 @@ core = Extension(
     "lstmkit._core._lstmcore",
     sources=["src/lstmkit/_core/kernels.c", "src/lstmkit/_core/pool.c", "src/lstmkit/_core/ctc.c"],
     depends=["src/lstmkit/_core/body.h", "src/lstmkit/_core/core.h"],
-    extra_compile_args=["-O3", "-fno-math-errno", "-Wno-psabi", "-std=gnu11"],
+    extra_compile_args=["-O3", "-fno-math-errno", "-Wno-psabi", "-std=gnu11", "-Werror=implicit-function-declaration"],
     libraries=["m", "pthread"],
     optional=True,
 )
