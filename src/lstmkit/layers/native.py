@@ -6,16 +6,27 @@ A kernel that the core can run names itself with ``Kernel.native = (gate blocks,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 
 from .. import compiled
 from ..workspace import Workspace
 from .scan import Kernel, ScanGrads, ScanRecord
 
+R = TypeVar("R")
+
 
 def runs(kernel: Kernel, B: int, H: int) -> bool:
     """Whether this scan runs compiled (the kind is native, the core is active, the shape pays)."""
     return kernel.native is not None and compiled.use(B, H)
+
+
+def one_thread(fn: Callable[[int], R], d: int) -> R:
+    """``fn(d)`` with this thread's compiled scans held to one thread (two directions running side by side)."""
+    with compiled.threads_held(1):
+        return fn(d)
 
 
 def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,

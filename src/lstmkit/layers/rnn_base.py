@@ -189,8 +189,9 @@ class _RNNBase(Layer):
         """``[run(0), run(1)]`` for the two directions, side by side when that pays."""
         if self.num_directions == 1:
             return [run(0)]
-        compiled = native.runs(self.kernel, B, self.hidden_size)       # the core uses every core for each direction
-        if directions_side_by_side(B, self.hidden_size, self.gates) and not compiled:
+        if directions_side_by_side(B, self.hidden_size, self.gates):
+            if native.runs(self.kernel, B, self.hidden_size):        # each direction's compiled scan on one core
+                return list(parallel.side_by_side(lambda: native.one_thread(run, 0), lambda: native.one_thread(run, 1)))
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
         return [run(0), run(1)]
 
