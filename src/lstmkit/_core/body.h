@@ -77,6 +77,9 @@ static inline V FN(tanh)(V x) {
 }
 #endif
 
+/* The input projection at p when the caller formed it (``use``), else zero (the product added it already). */
+static inline V FN(xin)(const REAL *p, int m, int use) { return use ? FN(loadn)(p, m) : FN(splat)(0); }
+
 /* σ(p) = ½ + ½·tanh(p/2); with ``half`` the argument is already p/2. */
 static inline V FN(sigmoid)(V p, int half) {
     return 0.5 + 0.5 * FN(tanh)(half ? p : 0.5 * p);
@@ -99,9 +102,15 @@ static void FN(pack)(int K, int N, const REAL *src, long ks, const long *colofs,
     }
 }
 
-/* C[0:4, 0:NR] = A[0:4, 0:K] · panel (A rows lda apart). */
-static inline void FN(block4)(int K, const REAL *A, long lda, const REAL *P, REAL *C, long ldc) {
+/* C[0:4, 0:NR] = A[0:4, 0:K] · panel (A rows lda apart); with ``acc`` C += instead. */
+static inline void FN(block4)(int K, const REAL *A, long lda, const REAL *P, REAL *C, long ldc, int acc) {
     V c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0}, c30 = {0}, c31 = {0};
+    if (acc) {
+        c00 = FN(load)(C); c01 = FN(load)(C + VL);
+        c10 = FN(load)(C + ldc); c11 = FN(load)(C + ldc + VL);
+        c20 = FN(load)(C + 2 * ldc); c21 = FN(load)(C + 2 * ldc + VL);
+        c30 = FN(load)(C + 3 * ldc); c31 = FN(load)(C + 3 * ldc + VL);
+    }
     const REAL *a0 = A, *a1 = A + lda, *a2 = A + 2 * lda, *a3 = A + 3 * lda;
     for (int k = 0; k < K; k++) {
         V b0 = *(const V *)(P + (long)k * NR), b1 = *(const V *)(P + (long)k * NR + VL);
@@ -116,8 +125,9 @@ static inline void FN(block4)(int K, const REAL *A, long lda, const REAL *P, REA
     FN(store)(C + 3 * ldc, c30); FN(store)(C + 3 * ldc + VL, c31);
 }
 
-static inline void FN(block1)(int K, const REAL *A, const REAL *P, REAL *C) {
+static inline void FN(block1)(int K, const REAL *A, const REAL *P, REAL *C, int acc) {
     V c0 = {0}, c1 = {0}, d0 = {0}, d1 = {0};
+    if (acc) { c0 = FN(load)(C); c1 = FN(load)(C + VL); }
     int k = 0;
     for (; k + 1 < K; k += 2) {                       /* two independent chains */
         c0 += *(const V *)(P + (long)k * NR) * A[k];
@@ -133,13 +143,14 @@ static inline void FN(block1)(int K, const REAL *A, const REAL *P, REAL *C) {
     FN(store)(C + VL, c1 + d1);
 }
 
-/* C (M × Npad, ldc) = A (M × K, lda) · packed (K × Npad). */
-static void FN(gemm)(int M, int Npad, int K, const REAL *A, long lda, const REAL *packed, REAL *C, long ldc) {
+/* C (M × Npad, ldc) = A (M × K, lda) · packed (K × Npad); with ``acc`` C += instead. */
+static void FN(gemm)(int M, int Npad, int K, const REAL *A, long lda, const REAL *packed, REAL *C, long ldc,
+                     int acc) {
     for (int p0 = 0; p0 < Npad; p0 += NR) {
         const REAL *panel = packed + (long)p0 * K;
         int i = 0;
-        for (; i + MR <= M; i += MR) FN(block4)(K, A + (long)i * lda, lda, panel, C + (long)i * ldc + p0, ldc);
-        for (; i < M; i++) FN(block1)(K, A + (long)i * lda, panel, C + (long)i * ldc + p0);
+        for (; i + MR <= M; i += MR) FN(block4)(K, A + (long)i * lda, lda, panel, C + (long)i * ldc + p0, ldc, acc);
+        for (; i < M; i++) FN(block1)(K, A + (long)i * lda, panel, C + (long)i * ldc + p0, acc);
     }
 }
 
@@ -178,7 +189,10 @@ static void FN(forward_job)(void *arg, int tid, int n) {
     REAL *acts = s->acts, *hs = s->hs, *cs = s->cs, *tcs = s->tcs, *aux = s->aux;
     const REAL *b_loop = s->b_loop;
     FN(Part) p = FN(part)(H, tid, n, G, H, B);
-    if (!p.ok) s->failed = 1;
+    const int I = s->I;                             /* with x given: W_ih x_t is formed here too, step by step */
+    const REAL *x = s->x;
+    REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
+    if (!p.ok || (x && !packed_x)) s->failed = 1;
     long *colofs = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));
     if (!colofs) s->failed = 1;
     lk_barrier(n);                                  /* all threads know whether memory was found */
@@ -186,12 +200,17 @@ static void FN(forward_job)(void *arg, int tid, int n) {
     if (ok) {
         for (int c = 0; c < p.N; c++) colofs[c] = ((long)(c / p.Hs) * H + p.u0 + c % p.Hs) * s->wn;
         FN(pack)(H, p.N, (const REAL *)s->w, s->wk, colofs, p.packed);
+        if (x) {                                    /* W_ih (G·H, I) row-major: element (k, row) at row·I + k */
+            for (int c = 0; c < p.N; c++) colofs[c] = ((long)(c / p.Hs) * H + p.u0 + c % p.Hs) * I;
+            FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, colofs, packed_x);
+        }
     }
-    const int half = s->prescaled;
+    const int half = s->prescaled, in = x == NULL;     /* in: acts holds W_ih x_t on entry */
     const REAL *bias = (const REAL *)s->bias + p.u0;      /* (G·H,): b_ih (+ b_hh) per gate, this thread's units */
     for (int t = 0; t < T && ok; t++) {
         const REAL *hprev = hs + (long)t * B * H;
-        if (p.Hs) FN(gemm)(B, p.Npad, H, hprev, H, p.packed, p.out, p.Npad);
+        if (p.Hs) FN(gemm)(B, p.Npad, H, hprev, H, p.packed, p.out, p.Npad, 0);
+        if (p.Hs && x) FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, p.out, p.Npad, 1);
         for (int b = 0; b < B && p.Hs; b++) {
             REAL *a = acts + ((long)t * B + b) * GH + p.u0;
             const REAL *r = p.out + (long)b * p.Npad;
@@ -199,12 +218,12 @@ static void FN(forward_job)(void *arg, int tid, int n) {
             for (int j = 0; j < p.Hs; j += VL) {
                 int m = p.Hs - j < VL ? p.Hs - j : VL;
                 if (G == 4) {                               /* LSTM */
-                    V i = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
-                    V f = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(bias + H + j, m) +
+                    V i = FN(sigmoid)(FN(xin)(a + j, m, in) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
+                    V f = FN(sigmoid)(FN(xin)(a + H + j, m, in) + FN(loadn)(bias + H + j, m) +
                                       FN(loadn)(r + p.Hs + j, m), half);
-                    V g = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + FN(loadn)(bias + 2 * H + j, m) +
+                    V g = FN(tanh)(FN(xin)(a + 2 * H + j, m, in) + FN(loadn)(bias + 2 * H + j, m) +
                                    FN(loadn)(r + 2 * p.Hs + j, m));
-                    V og = FN(sigmoid)(FN(loadn)(a + 3 * H + j, m) + FN(loadn)(bias + 3 * H + j, m) +
+                    V og = FN(sigmoid)(FN(xin)(a + 3 * H + j, m, in) + FN(loadn)(bias + 3 * H + j, m) +
                                        FN(loadn)(r + 3 * p.Hs + j, m), half);
                     V c = f * FN(loadn)(cs + o + j, m) + i * g;
                     V tc = FN(tanh)(c);
@@ -225,8 +244,8 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     FN(storen)(aux + o + j, hn, m);
                     FN(storen)(hs + o + (long)B * H + j, nn + z * (hp - nn), m);
                 } else {                                    /* Elman */
-                    V x = FN(loadn)(r + j, m) + (FN(loadn)(a + j, m) + FN(loadn)(bias + j, m));
-                    V h = s->act ? FN(select)(x > 0, x, FN(splat)(0)) : FN(tanh)(x);
+                    V pre = FN(loadn)(r + j, m) + (FN(xin)(a + j, m, in) + FN(loadn)(bias + j, m));
+                    V h = s->act ? FN(select)(pre > 0, pre, FN(splat)(0)) : FN(tanh)(pre);
                     FN(storen)(hs + o + (long)B * H + j, h, m);
                 }
             }
@@ -234,6 +253,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
         lk_barrier(n);
     }
     free(colofs);
+    free(packed_x);
     FN(unpart)(&p);
 }
 
@@ -245,14 +265,21 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     const REAL *w_hh = s->w_hh, *dhs = s->dhs, *dh_n = s->dh_n, *dc_n = s->dc_n;
     REAL *dxp = s->dxp, *dhp = s->dhp, *dh0 = s->dh0, *dc0 = s->dc0;
     FN(Part) p = FN(part)(H, tid, n, 1, GH, B);
-    if (!p.ok) s->failed = 1;
-    long *colofs = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));
+    const int I = s->I;                          /* with dx given: dx_t = d(x-side pre-activations)_t · W_ih too, */
+    REAL *dxo = s->dx;                           /* this thread's columns [x0, x1) of it */
+    const int x0 = (int)((long)I * tid / n), x1 = (int)((long)I * (tid + 1) / n), Nx = FN(round_nr)(x1 - x0);
+    REAL *packed_x = dxo ? FN(alloc)((long)Nx * GH) : NULL, *outx = dxo ? FN(alloc)((long)B * Nx) : NULL;
+    long *colofs = malloc(sizeof(long) * (size_t)((p.N > I ? p.N : I) + 1));
     REAL *dbx = calloc((size_t)GH, sizeof(REAL)), *dbh = calloc((size_t)GH, sizeof(REAL));   /* Σ over t, b */
-    if (!colofs || !dbx || !dbh) s->failed = 1;
+    if (!p.ok || !colofs || !dbx || !dbh || (dxo && (!packed_x || !outx))) s->failed = 1;
     lk_barrier(n);
     int ok = !s->failed;
     REAL *dh_next = p.s1, *dc_next = p.s2;       /* (B, Hs) this thread's units; GRU: s2 holds dh ⊙ z */
     if (ok) {
+        if (dxo) {                               /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
+            for (int c = 0; c < x1 - x0; c++) colofs[c] = x0 + c;
+            FN(pack)(GH, x1 - x0, (const REAL *)s->w_ih, I, colofs, packed_x);
+        }
         for (int c = 0; c < p.N; c++) colofs[c] = p.u0 + c;
         FN(pack)(GH, p.N, w_hh, H, colofs, p.packed);
         memset(dh_next, 0, sizeof(REAL) * (size_t)B * p.Hs);
@@ -314,8 +341,13 @@ static void FN(backward_job)(void *arg, int tid, int n) {
             }
         }
         lk_barrier(n);                              /* every unit's d(pre-activation) of step t is written */
+        if (dxo && x1 > x0) {
+            FN(gemm)(B, Nx, GH, dxp + (long)t * B * GH, GH, packed_x, outx, Nx, 0);
+            for (int b = 0; b < B; b++)
+                memcpy(dxo + ((long)t * B + b) * I + x0, outx + (long)b * Nx, sizeof(REAL) * (size_t)(x1 - x0));
+        }
         if (p.Hs) {
-            FN(gemm)(B, p.Npad, GH, dhp + (long)t * B * GH, GH, p.packed, p.out, p.Npad);
+            FN(gemm)(B, p.Npad, GH, dhp + (long)t * B * GH, GH, p.packed, p.out, p.Npad, 0);
             for (int b = 0; b < B; b++)
                 for (int j = 0; j < p.Hs; j++)
                     dh_next[(long)b * p.Hs + j] = p.out[(long)b * p.Npad + j] +
@@ -338,6 +370,8 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     }
     free(dbx);
     free(dbh);
+    free(packed_x);
+    free(outx);
     free(colofs);
     FN(unpart)(&p);
 }

@@ -16,6 +16,8 @@ typedef struct {
     int T, B, H, G, prescaled, act;   /* G gate blocks (4 LSTM, 3 GRU, 1 Elman); act: Elman 0 tanh, 1 relu */
     void *acts;                       /* (T, B, G·H): the input projections in, the gate activations out */
     const void *w;                    /* forward: W_hh^T, element (k, row) at w[k·wk + row·wn] */
+    const void *x, *w_ih;             /* forward, optional: x (T, B, I) and W_ih (G·H, I), to form W_ih x_t here */
+    int I;
     long wk, wn;
     const void *b_loop;               /* GRU: b_hn (H,) or NULL */
     const void *bias;                 /* (G·H,): the biases the input projections still lack (zeros without bias) */
@@ -27,6 +29,7 @@ typedef struct {
     void *dxp, *dhp;                  /* (T, B, G·H); the same array for LSTM and Elman */
     void *dh0, *dc0;                  /* (B, H) */
     void *db_x, *db_h;                /* (G·H,): Σ over steps and batch of dxp and of dhp (the bias gradients) */
+    void *dx;                         /* backward, optional: (T, B, I) receives dxp_t · W_ih (with w_ih and I) */
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;
 

@@ -167,13 +167,18 @@ static job pick(int backward, int f64) {
 /* Forward scan. acts (T, B, G·H): the input projections W_ih x_t in, the gate activations out (LSTM i, f, g, o;
  * GRU r, z, n); w: W_hh^T, element (k, row) at w[k·wk + row·wn]; bias (G·H,): the biases added to every step's
  * input projection (b_ih + b_hh, GRU's n block b_in alone); b_loop: GRU's b_hn or NULL; hs, cs
- * (T+1, B, H) with hs[0], cs[0] set; tcs (T, B, H) tanh(c_t); aux (T, B, H) GRU's W_hn h + b_hn.
+ * (T+1, B, H) with hs[0], cs[0] set; tcs (T, B, H) tanh(c_t); aux (T, B, H) GRU's W_hn h + b_hn. With x
+ * (T, B, I) and W_ih (G·H, I) given (LSTM, Elman), W_ih x_t is formed here each step, with the recurrent product,
+ * and acts is only written.
  * Returns the threads used, or -1 when out of memory. */
 int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, const void *w, long wk, long wn,
                     const void *bias, const void *b_loop, void *hs, void *cs, void *tcs, void *aux, int prescaled,
-                    int threads) {
+                    const void *x, const void *w_ih, int I, int threads) {
     LkScan s;
     FILL_COMMON(s);
+    s.x = G == 3 ? NULL : x;          /* GRU keeps W_in x_t apart from W_hn h: it comes formed by the caller */
+    s.w_ih = w_ih;
+    s.I = I;
     s.prescaled = prescaled;
     s.acts = acts; s.w = w; s.wk = wk; s.wn = wn; s.bias = bias; s.b_loop = b_loop;
     s.hs = hs; s.cs = cs; s.tcs = tcs; s.aux = aux;
@@ -184,16 +189,18 @@ int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, co
 /* Backward scan. dxp, dhp (T, B, G·H) receive the gradients of the x- and h-side pre-activations (the
  * same array for LSTM and Elman); dh0, dc0 (B, H) those of the initial state; db_x, db_h (G·H,) their sums
  * over steps and batch (the gradients of b_ih and b_hh); last (B,) and dh_n, dc_n (B, H): where and what
- * final-state gradient enters. */
+ * final-state gradient enters. With W_ih (G·H, I) and dx (T, B, I) given, dx_t = dxp_t · W_ih is formed here
+ * each step too, with the recurrent product. */
 int lk_scan_backward(int f64, int G, int act, int T, int B, int H, const void *acts, const void *hs, const void *cs,
                      const void *tcs, const void *aux, const void *w_hh, const void *dhs, const int *last,
                      const void *dh_n, const void *dc_n, void *dxp, void *dhp, void *dh0, void *dc0, void *db_x,
-                     void *db_h, int threads) {
+                     void *db_h, const void *w_ih, int I, void *dx, int threads) {
     LkScan s;
     FILL_COMMON(s);
     s.acts = (void *)acts; s.hs = (void *)hs; s.cs = (void *)cs; s.tcs = (void *)tcs; s.aux = (void *)aux;
     s.w_hh = w_hh; s.dhs = dhs; s.last = last; s.dh_n = dh_n; s.dc_n = dc_n;
     s.dxp = dxp; s.dhp = dhp; s.dh0 = dh0; s.dc0 = dc0; s.db_x = db_x; s.db_h = db_h;
+    s.w_ih = w_ih; s.I = I; s.dx = dx;
     int used = lk_pool_run(pick(1, f64), &s, threads);
     return s.failed ? -1 : used;
 }

@@ -29,10 +29,18 @@ def one_thread(fn: Callable[[int], R], d: int) -> R:
         return fn(d)
 
 
+def fuses_input(kernel: Kernel) -> bool:
+    """Whether the compiled scan forms W_ih x_t itself (LSTM, Elman: the x and h products of a gate are summed;
+    GRU keeps W_in x_t apart from r ⊙ W_hn h, so its input projection stays one GEMM before the scan)."""
+    return kernel.native is not None and kernel.native[0] != 3
+
+
 def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,
-            c0: np.ndarray | None, ws: Workspace, prescaled: bool, bias: np.ndarray | None) -> ScanRecord:
+            c0: np.ndarray | None, ws: Workspace, prescaled: bool, bias: np.ndarray | None,
+            x: np.ndarray | None = None, w_ih: np.ndarray | None = None) -> ScanRecord:
     """As ``kernel.forward``, but xproj (T, B, G·H) = W_ih x_t without biases: the scan adds ``bias`` (G·H,) as
-    it goes (one pass over xproj fewer). xproj becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
+    it goes. With ``x`` (T, B, I) and ``w_ih`` (G·H, I) instead (``fuses_input``), the scan forms W_ih x_t itself
+    and xproj is only written. xproj becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
     gates, act = kernel.native
     T, B, GH = xproj.shape
     H = GH // gates
@@ -47,15 +55,18 @@ def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarr
         aux = ws.empty("hp_n", (T, B, H), dt)
         b_loop = None if b_loop is None else np.ascontiguousarray(b_loop, dt)
     bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
-    compiled.scan_forward(gates, act, xproj, w_t, bias, b_loop, hs, cs, tcs, aux, prescaled)
+    if x is not None:
+        x, w_ih = np.ascontiguousarray(x, dt), np.ascontiguousarray(w_ih, dt)
+    compiled.scan_forward(gates, act, xproj, w_t, bias, b_loop, hs, cs, tcs, aux, prescaled, x, w_ih)
     if gates == 1:
         return ScanRecord(hs)
     return ScanRecord(hs, xproj, cs, {"tanh_c": tcs} if kernel.has_cell else {"hproj_n": aux})
 
 
 def backward(kernel: Kernel, record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-             ws: Workspace) -> ScanGrads:
-    """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H), the initial state's, and the biases'."""
+             ws: Workspace, w_ih: np.ndarray, dinp: np.ndarray) -> ScanGrads:
+    """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H), the initial state's, and the biases';
+    the input's gradient dinp (T, B, I) = dxp_t · W_ih is formed in the same scan, step by step."""
     gates, act = kernel.native
     T, B, H = dhs.shape
     dt = record.hs.dtype
@@ -63,5 +74,6 @@ def backward(kernel: Kernel, record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarr
     dhp = ws.empty("dhp", (T, B, gates * H), dt) if gates == 3 else dxp
     acts = record.gates if record.gates is not None else dxp         # Elman keeps no gates (unused by the core)
     dh0, dc0, db_x, db_h = compiled.scan_backward(gates, act, acts, record.hs, record.cs, record.aux.get("tanh_c"),
-                                                  record.aux.get("hproj_n"), w_hh, dhs, inject, dxp, dhp)
+                                                  record.aux.get("hproj_n"), w_hh, dhs, inject, dxp, dhp, w_ih,
+                                                  dinp)
     return ScanGrads(dxp, dhp, dh0, dc0, bias=(db_x, db_h))

@@ -221,15 +221,19 @@ class _RNNBase(Layer):
             if b_ih is not None:
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
         xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
-        np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
+        core = native.runs(kern, B, self.hidden_size)
+        fused = core and native.fuses_input(kern)                 # the compiled scan forms W_ih x_t itself
+        if not fused:
+            np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
         b_loop = bias = None
         if b_ih is not None:
             cut = G - kern.loop_bias_gates * self.hidden_size
             bias = b_ih.copy()
             bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        if native.runs(kern, B, self.hidden_size):                # the compiled scan adds the biases as it goes
-            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias)
+        if core:                                                  # the compiled scan adds the biases as it goes
+            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias,
+                                  *((inp_d, w_ih) if fused else ()))
         if bias is not None:
             xproj += bias
         return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
@@ -380,13 +384,17 @@ class _RNNBase(Layer):
 
     def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict
                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The kernel's backward, then the weight gradients and dx as whole-sequence GEMMs."""
+        """The kernel's backward, then the weight gradients (and dx, unless the compiled scan formed it) as
+        whole-sequence GEMMs."""
         T, B, H = dys.shape
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        if native.runs(self.kernel, B, H):
-            grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws)
+        core = native.runs(self.kernel, B, H)
+        w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
+        dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
+        if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
+            grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws, w_ih, dinp)
         else:
             grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
         dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
@@ -406,9 +414,8 @@ class _RNNBase(Layer):
             db_ih = ones @ dxp2
             self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
             self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else ones @ dhp2
-        w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
-        dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
-        np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
+        if not core:
+            np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
         return dinp, dh0, dc0
 
     @staticmethod
