@@ -1,4 +1,4 @@
-/* One instruction set, one precision: included by kernels.c once per (ISA, REAL) pair.
+/* One instruction set, one precision: included by isa.h, once per precision, for each ISA kernels.c builds.
  *
  * Needs: REAL (float or double), RNAME (f32 / f64), ISA (avx512 / avx2 / generic), VBYTES (vector
  * width in bytes), ITYPE (the integer of REAL's size), IS_FLOAT (1 for float).

@@ -31,27 +31,10 @@
 #define LK_X86 0
 #endif
 
-/* ---- the generic build -------------------------------------------------------------------------- */
+/* ---- the builds: generic everywhere, AVX2+FMA and AVX-512 on x86-64 ------------------------------------ */
 #define ISA generic
 #define VBYTES 16
-#define REAL float
-#define RNAME f32
-#define ITYPE int32_t
-#define IS_FLOAT 1
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
-#define REAL double
-#define RNAME f64
-#define ITYPE int64_t
-#define IS_FLOAT 0
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
+#include "isa.h"
 #undef ISA
 #undef VBYTES
 
@@ -60,24 +43,7 @@
 #pragma GCC target("avx2,fma")
 #define ISA avx2
 #define VBYTES 32
-#define REAL float
-#define RNAME f32
-#define ITYPE int32_t
-#define IS_FLOAT 1
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
-#define REAL double
-#define RNAME f64
-#define ITYPE int64_t
-#define IS_FLOAT 0
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
+#include "isa.h"
 #undef ISA
 #undef VBYTES
 #pragma GCC pop_options
@@ -86,24 +52,7 @@
 #pragma GCC target("avx512f,avx512dq,avx512vl,avx2,fma")
 #define ISA avx512
 #define VBYTES 64
-#define REAL float
-#define RNAME f32
-#define ITYPE int32_t
-#define IS_FLOAT 1
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
-#define REAL double
-#define RNAME f64
-#define ITYPE int64_t
-#define IS_FLOAT 0
-#include "body.h"
-#undef REAL
-#undef RNAME
-#undef ITYPE
-#undef IS_FLOAT
+#include "isa.h"
 #undef ISA
 #undef VBYTES
 #pragma GCC pop_options
