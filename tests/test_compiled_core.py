@@ -164,3 +164,20 @@ def test_install_without_a_compiler_runs_on_numpy(tmp_path):
                        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
     assert r.returncode == 0, r.stderr
     assert "not built" in r.stdout and "(2, 5, 4)" in r.stdout
+
+
+@needs_core
+def test_a_forked_child_runs_scans_after_the_parent_started_the_pool():
+    """Worker threads do not survive fork: the child must start its own pool, not wait on the parent's."""
+    import multiprocessing as mp
+    layer = lk.LSTM(6, 64, dtype="float64", rng=np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((16, 20, 6))
+    want = layer.forward(x)[0]                                  # the parent's pool is running now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_forward_in_child, (layer, x)).get(timeout=60)
+    np.testing.assert_array_equal(got, want)
+
+
+def _forward_in_child(layer: lk.LSTM, x: np.ndarray) -> np.ndarray:
+    return layer.forward(x)[0]

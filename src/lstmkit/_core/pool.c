@@ -121,8 +121,24 @@ static void *worker(void *p) {
     return NULL;
 }
 
+/* In a child forked from a process whose pool had started (multiprocessing, a data loader), the workers
+ * do not exist: forget them, so the child starts its own instead of waiting on threads that never answer. */
+static void forget_workers_after_fork(void) {
+    started = 0;
+    atomic_store(&job_gen, 0);
+    atomic_store(&job_left, 0);
+    atomic_store(&bar_count, 0);
+    pthread_mutex_init(&run_lock, NULL);
+    pthread_mutex_init(&start_lock, NULL);
+}
+
 static int ensure_workers(int n) {
+    static int registered = 0;
     pthread_mutex_lock(&start_lock);
+    if (!registered) {
+        pthread_atfork(NULL, NULL, forget_workers_after_fork);
+        registered = 1;
+    }
     while (started < n - 1 && started < LK_MAX_THREADS - 1) {
         pthread_t th;
         pthread_attr_t attr;
