@@ -31,7 +31,7 @@ from . import recurrent
 from .common import kernel_columns, numpy_kernel, time_ms
 
 SPEED_TARGET = 1.0
-QUALITY_TARGETS = {10: 1.80, 30: 1.60}      # nats/char after that many minutes
+QUALITY_TARGETS = {10: 1.80, 30: 1.40}      # nats/char after that many minutes (30: the compiled-core issue)
 
 
 def _setup() -> tuple[ct.TrainConfig, Windows, CharLMConfig]:
