@@ -25,6 +25,30 @@ def run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> Non
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+# One option that shapes a run: (name, int / float / "flag" / a list of choices, help). The help gets the
+# config's default appended unless it states one itself or the default is None.
+Shaping = tuple[str, Any, str]
+
+
+def shaping_options(p: argparse.ArgumentParser, defaults: Any, spec: list[Shaping],
+                    title: str = "model and optimisation (fixed when a run starts)") -> None:
+    """Add a ``train`` command's run-shaping options (fixed when a run starts; ``--resume`` refuses them)."""
+    g = p.add_argument_group(title)
+    for name, kind, text in spec:
+        flag, default = "--" + name.replace("_", "-"), getattr(defaults, name, None)
+        shown = text if default is None or "(default" in text else f"{text} (default {default})"
+        if kind == "flag":
+            g.add_argument(flag, action="store_true", default=None, help=text)
+        elif isinstance(kind, (list, tuple)):
+            g.add_argument(flag, choices=list(kind), help=shown)
+        else:
+            g.add_argument(flag, type=kind, help=shown)
+
+
+def shaping_names(spec: list[Shaping]) -> tuple[str, ...]:
+    return tuple(name for name, _, _ in spec)
+
+
 def add_run(p: argparse.ArgumentParser) -> None:
     """The positional RUN of the commands that use a trained run."""
     p.add_argument("run", help="run folder (or its best.npz)")

@@ -15,7 +15,12 @@ from typing import Any
 
 from ..apps import ctc as ctc_app
 from ..runs import RunError
-from .common import add_run, end_of_training, new_or_resumed, run_options
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
+
+_SPEC: list[Shaping] = [("hidden", int, "LSTM units per direction"), ("layers", int, "bidirectional LSTM layers"),
+                        ("batch_size", int, "strips per step"), ("lr", float, "peak AdamW learning rate"),
+                        ("patience", int, "early stopping after N evaluations without a better CER"),
+                        ("seed", int, "seed")]
 
 
 def add_parser(apps: Any) -> None:
@@ -33,13 +38,7 @@ def add_parser(apps: Any) -> None:
                          description="Train on DATA/strips.npz.")
     tr.add_argument("data", nargs="?", help="strips folder or file")
     run_options(tr, "runs/ctc", "strips")
-    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
-    g.add_argument("--hidden", type=int, help=f"LSTM units per direction (default {d.hidden})")
-    g.add_argument("--layers", type=int, help=f"bidirectional LSTM layers (default {d.layers})")
-    g.add_argument("--batch-size", type=int, help=f"strips per step (default {d.batch_size})")
-    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
-    g.add_argument("--patience", type=int, help="early stopping after N evaluations without a better CER")
-    g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    shaping_options(tr, d, _SPEC)
     de = cmds.add_parser("decode", help="character error rate and examples on a strips folder",
                          description="Read every strip of DATA; print the CER and a few examples.")
     add_run(de)
@@ -51,7 +50,6 @@ def add_parser(apps: Any) -> None:
     pr.add_argument("--beam", type=int, default=1, help="prefix beam width (default 1)")
 
 
-_CTC_SHAPING = ("hidden", "layers", "batch_size", "lr", "patience", "seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             print(ctc_app.text_art(img))
             print(f"truth {''.join(map(str, truth))}  read {''.join(map(str, read))}\n")
         return 0
-    out, cfg = new_or_resumed(args, _CTC_SHAPING, ctc_app.CTCConfig, "runs/ctc",
+    out, cfg = new_or_resumed(args, shaping_names(_SPEC), ctc_app.CTCConfig, "runs/ctc",
                               "the strips folder (lstmkit ctc make-strips)")
     hist, cfg = ctc_app.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume),
                               not args.no_progress)

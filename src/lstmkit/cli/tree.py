@@ -8,9 +8,15 @@ import sys
 from typing import Any
 
 from ..apps import tree
-from .common import add_run, end_of_training, new_or_resumed, run_options
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
 
-_SHAPING = ("cell", "embed", "hidden", "batch_size", "lr", "labels", "binarize", "val_fraction", "patience", "seed")
+_SPEC: list[Shaping] = [
+    ("cell", sorted(tree.CELLS), "tree cell"), ("embed", int, "token embedding size"), ("hidden", int, "cell units"),
+    ("batch_size", int, "trees per step"), ("lr", float, "peak AdamW learning rate"),
+    ("labels", ["all", "root"], "train on every node's label or the root's"),
+    ("binarize", "flag", "split nodes with more than two children (needed for n-ary trees with --cell slstm)"),
+    ("val_fraction", float, "held out when there is no dev.txt"),
+    ("patience", int, "early stopping after N epochs without a better root accuracy"), ("seed", int, "seed")]
 
 
 def add_parser(apps: Any) -> None:
@@ -30,20 +36,7 @@ def add_parser(apps: Any) -> None:
                          "dev.txt, or a file).")
     tr.add_argument("data", nargs="?", help="tree file or folder")
     run_options(tr, "runs/tree", "trees")
-    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
-    g.add_argument("--cell", choices=sorted(tree.CELLS), help=f"tree cell (default {d.cell})")
-    g.add_argument("--embed", type=int, help=f"token embedding size (default {d.embed})")
-    g.add_argument("--hidden", type=int, help=f"cell units (default {d.hidden})")
-    g.add_argument("--batch-size", type=int, help=f"trees per step (default {d.batch_size})")
-    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
-    g.add_argument("--labels", choices=["all", "root"], help="train on every node's label or the root's "
-                   f"(default {d.labels})")
-    g.add_argument("--binarize", action="store_true", default=None, help="split nodes with more than two "
-                   "children (needed for n-ary trees with --cell slstm)")
-    g.add_argument("--val-fraction", type=float, help=f"held out when there is no dev.txt (default "
-                   f"{d.val_fraction})")
-    g.add_argument("--patience", type=int, help="early stopping after N epochs without a better root accuracy")
-    g.add_argument("--seed", type=int, help=f"seed (default {d.seed})")
+    shaping_options(tr, d, _SPEC)
     ev = cmds.add_parser("eval", help="root and all-node accuracy, per depth",
                          description="Score a run on a tree file or folder (trees.txt or test.txt).")
     add_run(ev)
@@ -72,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         for t, p in tree.predict(args.run, args.trees):
             print(f"{t}\t(root {t.label}, p={p:.3f})")
         return 0
-    out, cfg = new_or_resumed(args, _SHAPING, tree.TreeConfig, "runs/tree",
+    out, cfg = new_or_resumed(args, shaping_names(_SPEC), tree.TreeConfig, "runs/tree",
                               "a tree file or folder (lstmkit tree make-boolean)")
     hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)
     acc = hist.history.get("val_root_accuracy") or [math.nan]

@@ -17,7 +17,16 @@ from typing import Any
 from ..apps import video
 from ..data.synthetic_video import make_moving_set
 from ..runs import RunError
-from .common import add_run, end_of_training, new_or_resumed, run_options
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
+
+_SPEC: list[Shaping] = [
+    ("frames", int, "frames sampled per clip"),
+    ("size", int, f"frame width and height after resizing (default {video.VideoConfig(data='').size[0]})"),
+    ("grayscale", "flag", "one channel instead of RGB"), ("hidden", int, "LSTM units"),
+    ("features", int, "CNN features per frame"), ("batch_size", int, "clips per step"),
+    ("lr", float, "peak AdamW learning rate"), ("val_fraction", float, "held out per class"),
+    ("patience", int, "early stopping after N epochs without improvement"),
+    ("seed", int, "seed for the split, initialisation and shuffling")]
 
 
 def add_parser(apps: Any) -> None:
@@ -35,18 +44,7 @@ def add_parser(apps: Any) -> None:
                          description="Train on DATA/<class>/<videos> (any format FFmpeg reads).")
     tr.add_argument("data", nargs="?", help="folder with one sub-folder of clips per class")
     run_options(tr, "runs/video", "clips")
-    g = tr.add_argument_group("data, model and optimisation (fixed when a run starts)")
-    g.add_argument("--frames", type=int, help=f"frames sampled per clip (default {d.frames})")
-    g.add_argument("--size", type=int, help=f"frame width and height after resizing (default {d.size[0]})")
-    g.add_argument("--grayscale", action="store_true", default=None, help="one channel instead of RGB")
-    g.add_argument("--hidden", type=int, help=f"LSTM units (default {d.hidden})")
-    g.add_argument("--features", type=int, help=f"CNN features per frame (default {d.features})")
-    g.add_argument("--batch-size", type=int, help=f"clips per step (default {d.batch_size})")
-    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
-    g.add_argument("--val-fraction", type=float, help=f"held out per class (default {d.val_fraction})")
-    g.add_argument("--patience", type=int, help=f"early stopping after N epochs without improvement "
-                   f"(default {d.patience})")
-    g.add_argument("--seed", type=int, help=f"seed for the split, initialisation and shuffling (default {d.seed})")
+    shaping_options(tr, d, _SPEC, "data, model and optimisation (fixed when a run starts)")
     pr = cmds.add_parser("predict", help="top classes of video files", description="Classify video files.")
     add_run(pr)
     pr.add_argument("files", nargs="+", help="video files")
@@ -57,10 +55,6 @@ def add_parser(apps: Any) -> None:
     ev.add_argument("data", help="folder with one sub-folder of clips per class")
     ev.add_argument("--png", help="confusion-matrix image (default RUN/confusion.png)")
     ev.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-_VIDEO_SHAPING = ("frames", "size", "grayscale", "hidden", "features", "batch_size", "lr", "val_fraction",
-                  "patience", "seed")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,7 +86,8 @@ def _video_train(args: argparse.Namespace) -> int:
     def config(size: int | None = None, **given: Any) -> video.VideoConfig:
         return video.VideoConfig(**given, **({} if size is None else {"size": [size, size]}))
 
-    out, cfg = new_or_resumed(args, _VIDEO_SHAPING, config, "runs/video", "the data folder (DATA/<class>/<videos>)")
+    out, cfg = new_or_resumed(args, shaping_names(_SPEC), config, "runs/video",
+                              "the data folder (DATA/<class>/<videos>)")
     hist, cfg = video.train(cfg, out, args.epochs, args.steps, args.minutes, resume=bool(args.resume),
                             progress=not args.no_progress)
     acc = hist.history.get("val_accuracy") or [math.nan]
