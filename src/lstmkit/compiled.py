@@ -51,7 +51,6 @@ def _load() -> Any:
                                     _I]
     lib.lk_scan_backward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
                                      _P, _P, _P, _P, _I, _P, _I]
-    lib.lk_simd_name.restype = ctypes.c_char_p
     lib.lk_set_simd.argtypes = [_I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
     lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
@@ -231,10 +230,9 @@ def ctc_occupancy(A: np.ndarray, pre: np.ndarray, log_scale: np.ndarray, Tl: np.
     pre (T, 2B·W) and log-scales (T, 2B); zero past each input length and for infeasible samples."""
     B, T, C = occ.shape
     W = A.shape[2]
-    i64 = [np.ascontiguousarray(a, np.int64) for a in (Tl, Ll, ext)]
-    f64 = [np.ascontiguousarray(a, np.float64) for a in (logP,)]
-    ok = np.ascontiguousarray(feasible, np.uint8)
+    Tl, Ll, ext = (np.ascontiguousarray(a, np.int64) for a in (Tl, Ll, ext))
+    logP, ok = np.ascontiguousarray(logP, np.float64), np.ascontiguousarray(feasible, np.uint8)
     for a in (A, pre, log_scale, occ):
         assert a.flags.c_contiguous and a.dtype == np.float64
-    _lib.lk_ctc_occupancy(T, B, W, C, _ptr(A), _ptr(pre), _ptr(log_scale), _ptr(i64[0]), _ptr(i64[1]), _ptr(i64[2]),
-                          _ptr(f64[0]), _ptr(ok), _ptr(occ), threads())
+    _lib.lk_ctc_occupancy(T, B, W, C, _ptr(A), _ptr(pre), _ptr(log_scale), _ptr(Tl), _ptr(Ll), _ptr(ext), _ptr(logP),
+                          _ptr(ok), _ptr(occ), threads())

@@ -182,6 +182,11 @@ static FN(Part) FN(part)(int H, int tid, int n, int N_per_unit, int K, int B) {
 
 static void FN(unpart)(FN(Part) *p) { free(p->packed); free(p->out); free(p->s1); free(p->s2); }
 
+/* colofs[c] = stride · (the weight row of this thread's column c: gate c / Hs, unit u0 + c % Hs). */
+static void FN(gate_rows)(long *colofs, int N, int Hs, int H, int u0, long stride) {
+    for (int c = 0; c < N; c++) colofs[c] = ((long)(c / Hs) * H + u0 + c % Hs) * stride;
+}
+
 /* Forward: pack this thread's columns of W_hh^T (gate g, unit u: row g·H + u), then step. */
 static void FN(forward_job)(void *arg, int tid, int n) {
     LkScan *s = (LkScan *)arg;
@@ -198,10 +203,10 @@ static void FN(forward_job)(void *arg, int tid, int n) {
     lk_barrier(n);                                  /* all threads know whether memory was found */
     int ok = !s->failed;
     if (ok) {
-        for (int c = 0; c < p.N; c++) colofs[c] = ((long)(c / p.Hs) * H + p.u0 + c % p.Hs) * s->wn;
+        FN(gate_rows)(colofs, p.N, p.Hs, H, p.u0, s->wn);
         FN(pack)(H, p.N, (const REAL *)s->w, s->wk, colofs, p.packed);
         if (x) {                                    /* W_ih (G·H, I) row-major: element (k, row) at row·I + k */
-            for (int c = 0; c < p.N; c++) colofs[c] = ((long)(c / p.Hs) * H + p.u0 + c % p.Hs) * I;
+            FN(gate_rows)(colofs, p.N, p.Hs, H, p.u0, I);
             FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, colofs, packed_x);
         }
     }

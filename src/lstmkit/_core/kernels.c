@@ -60,8 +60,7 @@
 
 /* ---- run-time choice ------------------------------------------------------------------------------- */
 
-enum { SIMD_GENERIC = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 };
-static const char *simd_names[] = {"generic", "avx2", "avx512"};
+enum { SIMD_GENERIC = 0, SIMD_AVX2 = 1, SIMD_AVX512 = 2 };           /* compiled.SIMD names them */
 
 static int best_simd(void) {
 #if LK_X86
@@ -81,8 +80,6 @@ int lk_simd(void) {
     if (simd < 0) simd = best_simd();
     return simd;
 }
-
-const char *lk_simd_name(int level) { return simd_names[level < 0 || level > 2 ? 0 : level]; }
 
 /* Force a path no higher than the CPU's best (for tests); returns the one now in use. */
 int lk_set_simd(int level) {
