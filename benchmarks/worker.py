@@ -24,19 +24,14 @@ N_GEMM = 1024
 
 
 def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
-    from threadpoolctl import threadpool_info
     a = np.random.default_rng(0).standard_normal((N_GEMM, N_GEMM)).astype(np.float32)
     c = np.empty_like(a)
-    blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} threads)"
-            for i in threadpool_info() if i["user_api"] == "blas"]
     out = _suites(0, suites, repeat)                 # the GEMM last: its spinning threads disturb nothing after it
     info = lstmkit.compiled.info()
     kernels = (f"compiled core, {info['simd']}, {info['threads']} threads" if info["kernel"] == "compiled" else
-               f"NumPy only ({info['why']})") + ("; idle BLAS threads sleep (OPENBLAS_THREAD_TIMEOUT="
-                                                  f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT')})"
-                                                  if info["blas_idle_threads_sleep"] else "; idle BLAS threads spin")
+               f"NumPy only ({info['why']})")
     return out | {"gemm_gflops": gemm_gflops(lambda: np.matmul(a, a, out=c), N_GEMM),
-                  "library": f"NumPy {np.__version__}, " + "; ".join(blas), "kernels": kernels}
+                  "library": f"NumPy {np.__version__}, {lstmkit.compiled.blas_description()}", "kernels": kernels}
 
 
 def _torch(suites: list[str], repeat: int) -> dict[str, Any]:

@@ -107,9 +107,23 @@ def threads() -> int:
     return _threads
 
 
-def _blas_threads() -> int:
+def _blas_libraries() -> list[dict[str, Any]]:
     from threadpoolctl import threadpool_info
-    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"), default=1)
+    return [i for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def _blas_threads() -> int:
+    return max((i["num_threads"] for i in _blas_libraries()), default=1)
+
+
+def blas_description() -> str:
+    """NumPy's BLAS as the benchmarks and ``lstmkit info`` print it: library, version, kernel, threads, and
+    whether its idle threads sleep (see ``lstmkit._blas``)."""
+    libs = "; ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} "
+                     "threads)" for i in _blas_libraries()) or "none found"
+    idle = (f"idle threads sleep (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')})"
+            if _blas.IDLE_SLEEPS else "idle threads spin (NumPy was loaded before lstmkit)")
+    return f"{libs}; {idle}"
 
 
 SIMD = ("generic", "avx2", "avx512")

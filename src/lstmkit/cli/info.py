@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from .. import compiled
@@ -18,16 +17,11 @@ def add_parser(apps: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     info = compiled.info()
-    from threadpoolctl import threadpool_info
-    blas = [f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} threads)"
-            for i in threadpool_info() if i["user_api"] == "blas"]
     kernel = "compiled core" if info["kernel"] == "compiled" else f"NumPy ({info['why']})"
     print(f"lstmkit {__version__}")
     print(f"kernel:  {kernel}")
     print(f"cpu:     {info['cpu']}")
     print(f"simd:    {info['simd']}")
     print(f"threads: {info['threads']} per scan")
-    print(f"blas:    {'; '.join(blas) or 'none found'}; idle threads "
-          + ("sleep (OPENBLAS_THREAD_TIMEOUT=" + os.environ.get("OPENBLAS_THREAD_TIMEOUT", "") + ")"
-             if info["blas_idle_threads_sleep"] else "spin (NumPy was loaded before lstmkit)"))
+    print(f"blas:    {compiled.blas_description()}")
     return 0
