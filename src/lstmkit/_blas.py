@@ -6,4 +6,6 @@ is imported before NumPy; ``IDLE_SLEEPS`` says whether it did (``lstmkit info`` 
 import os
 import sys
 
-IDLE_SLEEPS = "numpy" not in sys.modules and int(os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4") or 28) <= 8
+_timeout = os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+# A short timeout counts (OpenBLAS reads 2^n cycles, n clamped to [4, 30]); anything else, or unparsable, does not.
+IDLE_SLEEPS = "numpy" not in sys.modules and _timeout.strip().isdigit() and int(_timeout) <= 8
