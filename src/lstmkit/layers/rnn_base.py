@@ -6,7 +6,10 @@ its backward (``recurrent.py`` holds them with the equations). Everything else i
 here, once:
 
 * The input projection of all time steps is one GEMM before the scan, and the
-  weight gradients dW_ih, dW_hh, the biases and dx are GEMMs after it.
+  weight gradients dW_ih, dW_hh, the biases and dx are GEMMs after it. When a
+  kernel runs on the compiled core (``native.py``), the scan itself adds the
+  biases, sums their gradients and forms dx (and, for LSTM and Elman, W_ih x_t)
+  step by step; dW_ih and dW_hh stay GEMMs here.
 * A kernel may ask for some gate rows to be scaled (``Kernel.row_scale``): the
   forward then uses scaled copies of the weights, e.g. ½ for the sigmoid gates so
   that σ(p) = ½ + ½·tanh(p/2) needs no separate scaling pass. Scaling by ½ is
@@ -18,7 +21,8 @@ here, once:
   sequence reversed *within its own length*. Gradients are those of PyTorch's
   ``pack_padded_sequence`` path.
 * A bidirectional layer's two directions are independent: with two cores and
-  enough work they run side by side (``lstmkit.parallel``), with identical results.
+  enough work they run side by side (``lstmkit.parallel``; a compiled scan then
+  on one core each), with identical results.
 """
 
 from __future__ import annotations
@@ -198,7 +202,8 @@ class _RNNBase(Layer):
     # ---- forward -------------------------------------------------------
 
     def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> ScanRecord:
-        """Input projection, then the kernel's scan, for layer k, direction d. inp_d (T, B, in_k)."""
+        """Input projection (unless the compiled scan forms it), then the kernel's scan, for layer k, direction d.
+        inp_d (T, B, in_k)."""
         T, B, _ = inp_d.shape
         ws = self._ws_for(k, d)
         G, kern = self.gates * self.hidden_size, self.kernel
