@@ -70,10 +70,9 @@ NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
 def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
     best = compiled.set_simd(None)
-    if compiled.SIMD.index(simd) > compiled.SIMD.index(best):
-        pytest.skip(f"this CPU runs at most {best}")
+    runs = compiled.SIMD[min(compiled.SIMD.index(simd), compiled.SIMD.index(best))]
     try:
-        assert compiled.set_simd(simd) == simd
+        assert compiled.set_simd(simd) == runs          # a path above this CPU's best is clamped to the best
         for bi, lengths in ((False, None), (True, [7, 3, 1, 6])):
             ours = run_layer(kind, dtype, bi, lengths, "")
             ref = run_layer(kind, dtype, bi, lengths, "numpy")
@@ -145,7 +144,6 @@ def test_ctc_on_the_core_equals_the_numpy_recursion(monkeypatch):
     np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-12)
 
 
-@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="needs pip's build tools")
 def test_install_without_a_compiler_runs_on_numpy(tmp_path):
     """CC=false makes every compile fail: the install still succeeds, says so in one line, and lstmkit runs."""
     env = {**os.environ, "CC": "false", "LDSHARED": "false"}
