@@ -58,6 +58,11 @@ def test_missing_and_corrupted_checkpoints(tmp_path):
     bad.write_bytes(b"PK\x03\x04 this is not a zip")
     with pytest.raises(checkpoint.CheckpointError, match=r"bad.npz: not a readable lstmkit checkpoint"):
         checkpoint.load(bad)
+    text = tmp_path / "text.npz"                                    # not a zip at all: NumPy's own error would
+    text.write_text("hello\n")                                      # suggest loading it as a pickle
+    with pytest.raises(checkpoint.CheckpointError, match=r"text.npz: not a readable lstmkit checkpoint") as e:
+        checkpoint.load(text)
+    assert "pickle" not in str(e.value)
     np.savez(tmp_path / "plain.npz", w=np.zeros(2))                # an npz without our header
     with pytest.raises(checkpoint.CheckpointError, match=r"plain.npz: not a readable lstmkit checkpoint"):
         checkpoint.load(tmp_path / "plain.npz")

@@ -68,6 +68,8 @@ def load(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file there")
+    if not zipfile.is_zipfile(path):               # (np.load would try it as a pickle and say so in its error)
+        raise CheckpointError(f"{path}: not a readable lstmkit checkpoint (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
