@@ -143,12 +143,40 @@ def build_model(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str,
             raise ModelFileError(f"{path}: model format version {version!r} is newer than this lstmkit reads "
                                  f"(up to {MODEL_VERSION}); upgrade lstmkit")
         architecture = head.get("architecture")
+    stored, declared = sum(a.size for a in arrays.values()), _declared_size(architecture)
+    if declared > max(stored, _SMALL):            # building it would allocate weights the file cannot fill
+        raise ModelFileError(f"{path}: damaged model file (its architecture declares weights of ~{declared} numbers "
+                             f"but the file holds {stored} in all)")
     try:
         model = layer_from_config(architecture, rng)
         model.load_state_dict(weights_from(arrays))
-    except (AttributeError, KeyError, TypeError, ValueError) as e:
+    except Exception as e:         # a description from an untrusted file: any failure means a damaged file
         raise ModelFileError(f"{path}: damaged model file ({type(e).__name__}: {e})") from None
     return model
+
+
+_SMALL = 1 << 20          # sizes below this allocate at most a few MB: not worth refusing a file for
+
+
+def _declared_size(spec: Any) -> int:
+    """The largest weight a layer description implies: per layer, the product of its two largest integer
+    settings (in x out features, vocabulary x width, hidden x hidden ...), over every nested layer."""
+    if isinstance(spec, list):
+        return max((_declared_size(x) for x in spec), default=0)
+    if not isinstance(spec, dict):
+        return 0
+    if set(spec) == {"class", "config"} and isinstance(spec["config"], dict):
+        nested = [v for v in spec["config"].values() if isinstance(v, (dict, list))]
+        ints = sorted(abs(i) for v in spec["config"].values() for i in _ints(v))
+        own = ints[-1] * (ints[-2] if len(ints) > 1 else 1) if ints else 0
+        return max([own, *(_declared_size(v) for v in nested)])
+    return max((_declared_size(v) for v in spec.values()), default=0)
+
+
+def _ints(v: Any) -> list[int]:
+    """The integers of a setting: itself, or those of a list of them (a kernel size)."""
+    items = v if isinstance(v, list) else [v]
+    return [i for i in items if isinstance(i, int) and not isinstance(i, bool)]
 
 
 def load_model(path: str | Path, rng: np.random.Generator | None = None) -> Layer:
@@ -185,6 +213,6 @@ def load_optimizer(path: str | Path, model: Layer) -> optim.Optimizer:
                   for g, names in zip(saved["param_groups"], saved["params"], strict=True)]
         opt = _OPTIMIZERS[saved["class"]](groups)
         restore_optimizer(opt, arrays, saved)
-    except (KeyError, TypeError, ValueError) as e:
+    except Exception as e:         # state from an untrusted file: any failure means a damaged file
         raise ModelFileError(f"{path}: damaged optimizer state or another model's ({type(e).__name__}: {e})") from None
     return opt

@@ -195,7 +195,8 @@ class History:
         for a in axes[0]:
             a.set_xlabel("step")
             a.grid(alpha=0.3)
-            a.legend()
+            if a.get_legend_handles_labels()[0]:
+                a.legend()
         save_figure(fig, path)
         return True
 
@@ -328,7 +329,7 @@ class Trainer:
             self.recent = list(position.get("recent", []))
             self.history = History(self.history.columns, meta["history"])
             self.load_state(arrays, position, meta)
-        except (KeyError, TypeError, ValueError) as e:
+        except Exception as e:          # state from an untrusted file: any failure means a damaged checkpoint
             raise checkpoint.CheckpointError(f"{path}: damaged checkpoint, no usable training state "
                                              f"({type(e).__name__}: {e})") from None
         if self.restore_best and self.out is not None and (self.out / "best.npz").is_file():
