@@ -49,7 +49,8 @@ def save(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
-    Readers see the old file or the new one, never a mix; on any error the old file is untouched.
+    Readers see the old file or the new one, never a mix; on any error the old file is untouched, and
+    an OSError (a full disk) names ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,8 +62,10 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:       # (a full disk says so without naming the file)
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
 
 

@@ -49,6 +49,16 @@ def launched() -> bool:
     return False
 
 
+def launch_rank() -> int:
+    """This process's rank as its MPI launcher set it in the environment (0 when not launched by one)."""
+    for var in ("OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"):
+        try:
+            return int(os.environ[var])
+        except (KeyError, ValueError):
+            continue
+    return 0
+
+
 class Comm:
     """One process alone: rank 0 of 1; every collective returns its input."""
 

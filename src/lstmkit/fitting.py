@@ -30,7 +30,7 @@ from .layers.base import Layer, takes_lengths
 from .losses import CrossEntropyLoss, MSELoss
 from .optim import Adam, Optimizer
 from .random import get_rng
-from .runs import RunError, check_run_dir
+from .runs import RunError, check_run_dir, release_run
 from .training import History, TrainConfig, Trainer
 
 Metric = Callable[[np.ndarray, np.ndarray, np.ndarray | None], tuple[float, float]]
@@ -397,7 +397,11 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
                            restore_best=restore_best_weights, comm=comm)
     trainer.meta, trainer.unit = dict(meta or {}), unit
     if run_dir is not None:
-        _open_run(trainer, Path(run_dir), resume, tcfg)
+        try:
+            _open_run(trainer, Path(run_dir), resume, tcfg)
+        except BaseException:
+            release_run(run_dir)
+            raise
     reason = trainer.fit(progress=progress)
     if reason == "nan" and comm.is_root:
         kept = trainer.out / "latest.npz" if trainer.out is not None else None

@@ -45,7 +45,7 @@ from . import checkpoint, modelfile
 from .distributed import Comm, GradSync
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
-from .runs import RunError
+from .runs import RunError, release_run
 
 SCHEDULES = ("constant", "cosine", "step")
 
@@ -259,6 +259,7 @@ class Trainer:
         self.elapsed = 0.0             # wall-clock seconds spent in this run, over all sessions
         self.history = History(metrics)
         self.best_weights: dict[str, np.ndarray] | None = None
+        self.saved_step: int | None = None   # the step of the latest.npz on disk
         self.stop_reason = ""
         self.recent: list[float] = []  # training losses since the last history row (checkpointed too)
         self.meta: dict[str, Any] = {}  # an application's own header entries, kept in latest.npz and best.npz
@@ -311,9 +312,25 @@ class Trainer:
                              "recent": self.recent, **position},
                 "rng": [g.bit_generator.state for g in self.rngs], "history": self.history.rows, **x_meta}
         path = self.out / "latest.npz"
-        checkpoint.save(path, arrays, meta)
-        self.history.write_csv(self.out / "history.csv")
+        with self._writing(path):
+            checkpoint.save(path, arrays, meta)
+            self.saved_step = self.step
+        with self._writing(self.out / "history.csv"):
+            self.history.write_csv(self.out / "history.csv")
         return path
+
+    @contextlib.contextmanager
+    def _writing(self, path: Path) -> Iterator[None]:
+        """A file of the run that cannot be written (a full disk) stops training, naming it and what was kept."""
+        try:
+            yield
+        except OSError as e:
+            kept = self.out / "latest.npz" if self.out is not None else None
+            kept_s = (f"the checkpoint kept is {kept} (step {self.saved_step})"
+                      if kept is not None and self.saved_step is not None and kept.is_file() else
+                      "no checkpoint was kept")
+            raise RunError(f"{path}: could not write it ({e.strerror or e}); training stopped at step {self.step} "
+                           f"and {kept_s}") from None
 
     def restore(self, path: Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
         """Continue from a ``latest.npz`` whose weights are already in the model."""
@@ -329,6 +346,7 @@ class Trainer:
             self.recent = list(position.get("recent", []))
             self.history = History(self.history.columns, meta["history"])
             self.load_state(arrays, position, meta)
+            self.saved_step = self.step
         except Exception as e:          # state from an untrusted file: any failure means a damaged checkpoint
             raise checkpoint.CheckpointError(f"{path}: damaged checkpoint, no usable training state "
                                              f"({type(e).__name__}: {e})") from None
@@ -343,7 +361,8 @@ class Trainer:
             if self.restore_best:
                 self.best_weights = self.model.state_dict()
             if self.out is not None and self.comm.is_root:
-                self.save_best(self.out / "best.npz", metrics)
+                with self._writing(self.out / "best.npz"):
+                    self.save_best(self.out / "best.npz", metrics)
         elif self.patience is not None and wait >= self.patience:
             self.stop_reason = "early_stop"
         self.save_latest()
@@ -393,8 +412,17 @@ class Trainer:
         Returns the reason: "budget", "early_stop", "interrupted" or "nan". Latest (and
         best) checkpoints are saved at every evaluation and at the end (after Ctrl-C
         without evaluating, so that a resumed run sees exactly what an uninterrupted
-        one would), except after a NaN, which keeps the last good checkpoint untouched.
+        one would), except after a NaN, which keeps the last good checkpoint untouched. A checkpoint
+        that cannot be written (a full disk) stops training with RunError naming the file and the
+        checkpoint kept. The run folder's lock is given up at the end.
         """
+        try:
+            return self._fit(progress, log_every, on_step)
+        finally:
+            if self.out is not None:
+                release_run(self.out)
+
+    def _fit(self, progress: bool, log_every: int, on_step: Callable[[Trainer], None] | None) -> str:
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
         self.stop_reason = ""

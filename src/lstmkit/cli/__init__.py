@@ -27,7 +27,7 @@ from ..data.trees import TreeError
 from ..data.video import VideoError
 from ..distributed import DistributedError, launched, world
 from ..inspect import InspectError
-from ..runs import RunError
+from ..runs import RunError, release_run
 from . import charlm, ctc, info, model, tree, video
 from .charlm import pretrained_path
 from .common import fail
@@ -67,6 +67,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return fail(str(e))
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return fail(f"{e.filename or ''}: {e.strerror or e}")
+    finally:
+        release_run()                      # the run folders this command trained in are free again
 
 
 __all__ = ["main", "parser", "pretrained_path"]
