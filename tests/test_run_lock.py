@@ -16,7 +16,8 @@ from lstmkit import checkpoint
 from lstmkit.cli import main
 from lstmkit.runs import LOCK, RunError, lock_run, release_run
 
-HOLD = "import sys, time; from lstmkit.runs import lock_run; lock_run(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = ("import sys, time; from lstmkit.runs import lock_run; lock_run(sys.argv[1]); print('held', flush=True); "
+        "time.sleep(60)")
 
 
 def _holder(run: Path) -> subprocess.Popen:
