@@ -299,6 +299,23 @@ def _generators(model: Layer) -> list[np.random.Generator]:
     return list(found.values())
 
 
+def _warn_unshared_classes(loss_fn: Any, y: np.ndarray, yv: np.ndarray, split: float) -> None:
+    """Warn when a class occurs on one side of a ``validation_split`` only: the data is likely sorted by class."""
+    if not (isinstance(loss_fn, CrossEntropyLoss) and np.issubdtype(y.dtype, np.integer)):
+        return
+    train, val = set(np.unique(y[y >= 0]).tolist()), set(np.unique(yv[yv >= 0]).tolist())
+    only_val, only_train = sorted(val - train), sorted(train - val)
+    if not (only_val or only_train):
+        return
+    said = " and ".join(part for part in (
+        f"the validation part holds class(es) {only_val[:8]} that training never sees" if only_val else "",
+        f"class(es) {only_train[:8]} are never validated" if only_train else "") if part)
+    warnings.warn(f"fit: validation_split={split} holds out the last {split:.0%} of the samples as they are, "
+                  f"unshuffled (as Keras does), and {said}; the data looks sorted by class: shuffle it first "
+                  "(p = rng.permutation(len(x)); x, y = x[p], y[p]) or pass validation_data", UserWarning,
+                  stacklevel=3)
+
+
 def _fingerprint(*arrays: np.ndarray | None) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -329,8 +346,10 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
         optimizer: any ``lk.optim`` optimizer over ``model.parameters()`` (default Adam, lr 1e-3).
         epochs, steps, minutes: the budget; training stops at the first one reached (default 1 epoch).
         batch_size: samples per step; the last batch of an epoch may be smaller.
-        validation_data: ``(xv, yv)`` or ``(xv, yv, lengths_v)``; or ``validation_split``: the last
-            fraction of ``(x, y)`` held out, before shuffling (as Keras does).
+        validation_data: ``(xv, yv)``, or ``(xv, yv, lengths_v)`` — required when ``lengths`` is given,
+            so validation never scores padding. Or ``validation_split``: the last fraction of ``(x, y)``
+            held out as it is, before any shuffling (Keras' rule); a warning says when a class falls on
+            one side only (class-sorted data: shuffle it first).
         metrics: names ("accuracy", "mae", "mse") or functions ``fn(pred, y) -> float``.
         lengths: (N,) lengths of padded sequences, handed to every layer that takes them.
         shuffle: a new order each epoch, drawn from the run's generator (``seed``).
@@ -365,6 +384,10 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
             raise ValueError("fit: give validation_data or validation_split, not both")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
             raise ValueError("fit: validation_data must be (x_val, y_val) or (x_val, y_val, lengths_val)")
+        if lengths is not None and len(validation_data) == 2:
+            raise ValueError("fit: the training data has lengths but validation_data has none, so validation would "
+                             "score the padding as data; pass validation_data=(x_val, y_val, lengths_val) (for "
+                             "unpadded sequences, lengths_val = np.full(len(x_val), x_val.shape[1]))")
         val = _check_data(model, validation_data[0], validation_data[1],
                           validation_data[2] if len(validation_data) == 3 else None, "fit (validation_data)")
     elif validation_split:
@@ -376,6 +399,7 @@ def fit(model: Layer, x: Any, y: Any, loss: Any = "cross_entropy", optimizer: Op
                              "no validation samples")
         val = (x[cut:], y[cut:], _take(lengths, slice(cut, None)))
         x, y, lengths = x[:cut], y[:cut], _take(lengths, slice(None, cut))
+        _warn_unshared_classes(loss_fn, y, val[1], validation_split)
     if epochs is None and steps is None and minutes is None:
         epochs = 1
     tcfg = TrainConfig(steps=steps, minutes=minutes, epochs=epochs, warmup=warmup, schedule=schedule,

@@ -10,6 +10,7 @@ models and ``CharLM`` are Models; a bare layer uses ``lk.fit(layer, ...)`` and
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,21 +29,35 @@ class Model(Layer):
 
     _fit_loss: Any = None
     _fit_metrics: dict[str, Any] | None = None
+    _fit_lengths = False                 # whether the last fit had padded sequences (lengths=)
 
     def fit(self, x: Any, y: Any, **kwargs: Any) -> History:
         """Train on in-memory arrays; see ``lstmkit.fitting.fit`` for the arguments. Returns the History."""
         hist = fitting.fit(self, x, y, **kwargs)
         self._fit_loss, self._fit_metrics = hist.loss_fn, hist.metric_fns
+        self._fit_lengths = kwargs.get("lengths") is not None
         return hist
 
-    def evaluate(self, x: Any, y: Any, loss: Any = None, metrics: Any = None, **kwargs: Any) -> dict[str, float]:
-        """Loss and metrics over ``(x, y)`` (by default those of the last ``fit``); see ``fitting.evaluate``."""
+    def evaluate(self, x: Any, y: Any, loss: Any = None, metrics: Any = None, lengths: Any = None,
+                 **kwargs: Any) -> dict[str, float]:
+        """Loss and metrics over ``(x, y)`` (by default those of the last ``fit``); padded sequences pass
+        ``lengths`` (N,) as in ``fit``. See ``fitting.evaluate``."""
+        self._check_lengths(lengths, "evaluate")
         return fitting.evaluate(self, x, y, loss=self._fit_loss if loss is None else loss,
-                                metrics=self._fit_metrics if metrics is None else metrics, **kwargs)
+                                metrics=self._fit_metrics if metrics is None else metrics, lengths=lengths,
+                                **kwargs)
 
     def predict(self, x: Any, batch_size: int = 256, lengths: Any = None) -> np.ndarray:
-        """Outputs for ``x`` (N, ...) in eval mode, computed ``batch_size`` samples at a time."""
+        """Outputs for ``x`` (N, ...) in eval mode, ``batch_size`` samples at a time; ``lengths`` (N,) for
+        padded sequences."""
+        self._check_lengths(lengths, "predict")
         return fitting.predict(self, x, batch_size=batch_size, lengths=lengths)
+
+    def _check_lengths(self, lengths: Any, what: str) -> None:
+        if self._fit_lengths and lengths is None:
+            warnings.warn(f"{what}: the model was fit on padded sequences (lengths=) but no lengths are given, so "
+                          "padding counts as data; pass lengths=... (np.full(len(x), x.shape[1]) for unpadded "
+                          "sequences)", UserWarning, stacklevel=3)
 
     def save(self, path: str | Path, optimizer: Optimizer | None = None) -> None:
         """Write config + weights (+ the optimizer's state if given) to one ``.npz``, atomically."""
