@@ -1,8 +1,13 @@
-"""Data helpers: padding, corpora, trees, synthetic sets."""
+"""Data helpers: padding, corpora, trees, video folders, synthetic sets.
+
+``VideoFolder`` needs PyAV only when it decodes (``pip install 'lstmkit[video]'``).
+"""
 
 from .padding import pad_sequences
 from .text import TextError, Vocab, Windows, bundled_shakespeare, load_text, split_train_val
 from .trees import Tree, TreeError, TreeVocab, binarize, encode, parse_tree, read_trees
+from .video import VideoError, VideoFolder
 
 __all__ = ["pad_sequences", "Vocab", "Windows", "TextError", "bundled_shakespeare", "load_text", "split_train_val",
-           "Tree", "TreeError", "TreeVocab", "binarize", "encode", "parse_tree", "read_trees"]
+           "Tree", "TreeError", "TreeVocab", "binarize", "encode", "parse_tree", "read_trees",
+           "VideoFolder", "VideoError"]
