@@ -57,8 +57,9 @@ class TrainConfig:
     The budget is the earliest of ``steps`` optimizer steps, ``epochs`` passes and
     ``minutes`` of wall-clock time (totals over resumes). The learning rate of each
     optimizer group is its ``initial_lr`` times a linear warm-up over ``warmup``
-    steps times the schedule's decay over the budget's progress ("cosine" to
-    ``min_lr_frac``, "step": ×0.3 at 50 % and 75 %, or "constant").
+    steps (at most a tenth of a step budget) times the schedule's decay over the
+    budget's progress ("cosine" to ``min_lr_frac``, "step": ×0.3 at 50 % and 75 %,
+    or "constant").
     """
 
     steps: int | None = None
@@ -102,9 +103,16 @@ class TrainConfig:
             p = max(p, elapsed_s / (60.0 * self.minutes))
         return min(p, 1.0)
 
+    def warmup_steps(self, steps_per_epoch: int | None = None) -> int:
+        """The warm-up, scaled to the budget: ``warmup`` steps, but at most a tenth of a step budget (a short
+        run would otherwise spend its whole budget warming up into an already decayed schedule)."""
+        total = self.total_steps(steps_per_epoch)
+        return self.warmup if total is None else min(self.warmup, max(1, total // 10))
+
     def lr_factor(self, step: int, elapsed_s: float, steps_per_epoch: int | None = None) -> float:
         """Warm-up times decay: what multiplies each group's initial learning rate at ``step``."""
-        warm = min(1.0, (step + 1) / self.warmup) if self.warmup else 1.0
+        warmup = self.warmup_steps(steps_per_epoch) if self.warmup else 0
+        warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
         p = self.progress(step, elapsed_s, steps_per_epoch)
         if self.schedule == "cosine":
             decay = self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p))

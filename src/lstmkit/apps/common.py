@@ -29,6 +29,12 @@ def holdout(n: int, fraction: float, seed: int, source: Any, items: str) -> tupl
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-def budget(epochs: int | None, steps: int | None, minutes: float | None) -> int | None:
-    """``epochs``, or the default number of passes when no budget at all is given."""
-    return DEFAULT_EPOCHS if epochs is None and steps is None and minutes is None else epochs
+MIN_DEFAULT_STEPS = 300
+
+
+def budget(epochs: int | None, steps: int | None, minutes: float | None, steps_per_epoch: int = 1) -> int | None:
+    """``epochs``, or when no budget at all is given the default: 10 passes, but at least ~300 steps, so
+    that a small data set (a few dozen samples: one step a pass) is still learned."""
+    if epochs is None and steps is None and minutes is None:
+        return max(DEFAULT_EPOCHS, -(-MIN_DEFAULT_STEPS // max(1, steps_per_epoch)))
+    return epochs

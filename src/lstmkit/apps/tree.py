@@ -10,7 +10,8 @@ Any file of SST-style trees (one per line, a label on every node) trains the sam
 way: a folder with ``trees.txt`` (a seeded fraction held out), or with ``train.txt``
 and ``dev.txt`` (the SST's own split), or one file. Training is ``model.fit`` on the
 shared loop with per-node cross-entropy (``--labels root``: the root's label only),
-validation root and all-node accuracy, ``best.npz`` by root accuracy, resume,
+validation root and all-node accuracy, ``best.npz`` by validation loss (an accuracy on
+a small held-out set ties at its first high value and would keep an early model), resume,
 Ctrl-C and NaN stop; the word and label vocabularies live in the run's header.
 """
 
@@ -97,8 +98,8 @@ def data_files(data: str | Path, split: str) -> tuple[Path, Path | None]:
     raise TreeError(f"{p}: holds no trees.txt{' or train.txt' if split == 'train' else ' or test.txt'}")
 
 
-def _prepare(trees: list[Tree], cfg: TreeConfig) -> list[Tree]:
-    return [binarize(t) for t in trees] if cfg.binarize else trees
+def _prepare(trees: list[Tree], cfg: TreeConfig, split_wide: bool = False) -> list[Tree]:
+    return [binarize(t) for t in trees] if cfg.binarize or split_wide else trees
 
 
 def _encode(trees: list[Tree], vocab: TreeVocab, cfg: TreeConfig, source: str,
@@ -126,17 +127,18 @@ def train(cfg: TreeConfig | None, out: str | Path, epochs: int | None = None, st
     else:
         tr, va = holdout(len(trees), cfg.val_fraction, cfg.seed, first, "trees")
         val, trees = [trees[i] for i in va], [trees[i] for i in tr]
-    if meta is None:
-        vocab = TreeVocab.from_trees(trees)
+    if meta is None:                   # words from the training trees; labels from all (a rare one may be held out)
+        vocab = TreeVocab(TreeVocab.from_trees(trees).words, {n.label for t in trees + val for n in t.nodes()})
     x, y = _encode(trees, vocab, cfg, str(first), root_only=cfg.labels == "root")
     xv, yv = _encode(val, vocab, cfg, str(dev or first))
     rng = np.random.default_rng(cfg.seed)
     model = TreeClassifier(len(vocab.words), len(vocab.labels), cfg.embed, cfg.hidden, cfg.cell, rng=rng)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+    per_epoch = -(-len(x) // cfg.batch_size)
+    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes, per_epoch),
                steps=steps, minutes=minutes, batch_size=cfg.batch_size,
                validation_data=(xv, yv), metrics=["accuracy", root_accuracy], clip=5.0,
-               schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_root_accuracy", mode="max",
+               schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_loss", mode="min",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "tree": asdict(cfg), "vocab": vocab.to_json()}, unit="trees",
                distributed=launched())
@@ -154,11 +156,12 @@ def load(run: str | Path) -> tuple[TreeClassifier, TreeVocab, TreeConfig]:
     return modelfile.load_model(path), TreeVocab.from_json(meta["vocab"]), TreeConfig(**meta["tree"])
 
 
-def evaluate(run: str | Path, data: str | Path) -> dict[str, Any]:
-    """Root and all-node accuracy on a tree file, overall and per tree depth (height)."""
+def evaluate(run: str | Path, data: str | Path, binarize: bool = False) -> dict[str, Any]:
+    """Root and all-node accuracy on a tree file, overall and per tree depth (height); ``binarize`` splits
+    wide nodes for a binary (S-LSTM) run that was trained without it."""
     model, vocab, cfg = load(run)
     path, _ = data_files(data, "test")
-    trees = _prepare(read_trees(path), cfg)
+    trees = _prepare(read_trees(path), cfg, binarize)
     x, y = _encode(trees, vocab, cfg, str(path))
     hit = (model.predict(x, batch_size=128).argmax(axis=-1) == y)
     real = y != IGNORE
@@ -169,23 +172,43 @@ def evaluate(run: str | Path, data: str | Path) -> dict[str, Any]:
             "node_accuracy": float(hit[real].mean()), "per_depth": table}
 
 
-def predict(run: str | Path, texts: list[str]) -> list[tuple[Tree, float]]:
-    """Each bracketed tree relabelled with the model's class at every node, and the root's probability.
+def predict(run: str | Path, texts: list[str], binarize: bool = False) -> list[tuple[Tree, float] | TreeError]:
+    """Each bracketed tree relabelled with the model's class at every node, and the root's probability;
+    a tree that cannot be read or does not fit the run's cell gets its TreeError instead (in its place).
 
-    The labels given in ``texts`` are only placeholders (any label will do).
+    The labels given in ``texts`` are only placeholders (any label will do). ``binarize`` splits nodes
+    with more than two children for a binary (S-LSTM) run that was trained without it.
     """
     model, vocab, cfg = load(run)
-    trees = _prepare([parse_tree(t, f"tree {i + 1}") for i, t in enumerate(texts)], cfg)
-    known = vocab.labels[0]
-    blank = [_relabel(t, lambda _n: known) for t in trees]
-    x, _ = _encode(blank, vocab, cfg, "<predict>")
-    probs = functional.softmax(model.predict(x).astype(np.float64))               # (B, N, C)
-    out = []
-    for b, t in enumerate(trees):
-        order = {id(n): j for j, n in enumerate(t.nodes())}
-        classes = probs[b].argmax(axis=-1)
-        out.append((_relabel(t, lambda n, c=classes, o=order: vocab.labels[c[o[id(n)]]]), float(probs[b, 0].max())))
+    widest = CELLS[cfg.cell].max_children
+    out: list[Any] = []                             # a TreeError, or None until the tree is labelled below
+    good: list[tuple[int, Tree]] = []
+    for i, text in enumerate(texts):
+        try:
+            t = _prepare([parse_tree(text, f"tree {i + 1}")], cfg, binarize)[0]
+            wide = next((n for n in t.nodes() if widest is not None and len(n.children) > widest), None)
+            if wide is not None:
+                raise TreeError(f"tree {i + 1} ({_short(text)}): a node has {len(wide.children)} children and the "
+                                f"run's {cfg.cell} cell takes at most {widest}; predict with --binarize")
+        except TreeError as e:
+            out.append(e)
+            continue
+        out.append(None)
+        good.append((i, t))
+    if good:
+        blank = [_relabel(t, lambda _n: vocab.labels[0]) for _, t in good]
+        x, _ = _encode(blank, vocab, cfg, "<predict>")
+        probs = functional.softmax(model.predict(x).astype(np.float64))            # (B, N, C)
+        for b, (i, t) in enumerate(good):
+            order = {id(n): j for j, n in enumerate(t.nodes())}
+            classes = probs[b].argmax(axis=-1)
+            out[i] = (_relabel(t, lambda n, c=classes, o=order: vocab.labels[c[o[id(n)]]]), float(probs[b, 0].max()))
     return out
+
+
+def _short(text: str, n: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n - 1] + "…"
 
 
 def _relabel(tree: Tree, label: Any) -> Tree:

@@ -7,8 +7,10 @@ import math
 import sys
 from typing import Any
 
+import numpy as np
+
 from ..apps import tree
-from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
+from .common import Shaping, add_run, end_of_training, fail, new_or_resumed, run_options, shaping_names, shaping_options
 
 _SPEC: list[Shaping] = [
     ("cell", sorted(tree.CELLS), "tree cell"), ("embed", int, "token embedding size"), ("hidden", int, "cell units"),
@@ -16,7 +18,7 @@ _SPEC: list[Shaping] = [
     ("labels", ["all", "root"], "train on every node's label or the root's"),
     ("binarize", "flag", "split nodes with more than two children (needed for n-ary trees with --cell slstm)"),
     ("val_fraction", float, "held out when there is no dev.txt"),
-    ("patience", int, "early stopping after N epochs without a better root accuracy"), ("seed", int, "seed")]
+    ("patience", int, "early stopping after N epochs without a better validation loss"), ("seed", int, "seed")]
 
 
 def add_parser(apps: Any) -> None:
@@ -41,11 +43,15 @@ def add_parser(apps: Any) -> None:
                          description="Score a run on a tree file or folder (trees.txt or test.txt).")
     add_run(ev)
     ev.add_argument("data", help="tree file or folder")
+    ev.add_argument("--binarize", action="store_true", help="split nodes with more than two children (for an "
+                    "S-LSTM run trained without --binarize)")
     pr = cmds.add_parser("predict", help="label every node of bracketed trees",
                          description="Print each tree with the model's label at every node (input labels are "
                          "placeholders).")
     add_run(pr)
     pr.add_argument("trees", nargs="+", help='bracketed trees, e.g. "(0 AND (1 T) (0 F))"')
+    pr.add_argument("--binarize", action="store_true", help="split nodes with more than two children (for an "
+                    "S-LSTM run trained without --binarize)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,20 +60,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {args.count} formulas of depth {args.min_depth}..{args.max_depth} to {path}", file=sys.stderr)
         return 0
     if args.cmd == "eval":
-        rep = tree.evaluate(args.run, args.data)
+        rep = tree.evaluate(args.run, args.data, args.binarize)
         print(f"root accuracy {rep['root_accuracy']:.4f} on {rep['trees']} trees; all-node accuracy "
               f"{rep['node_accuracy']:.4f} on {rep['nodes']} nodes")
         print(f"{'depth':>5}  {'trees':>6}  {'root acc':>8}  {'node acc':>8}")
         for r in rep["per_depth"]:
             print(f"{r['depth']:>5}  {r['trees']:>6}  {r['root']:>8.4f}  {r['nodes']:>8.4f}")
         return 0
-    if args.cmd == "predict":
-        for t, p in tree.predict(args.run, args.trees):
-            print(f"{t}\t(root {t.label}, p={p:.3f})")
-        return 0
+    if args.cmd == "predict":                # the trees that can be labelled are; one error line for each other
+        status = 0
+        for got in tree.predict(args.run, args.trees, args.binarize):
+            if isinstance(got, tree.TreeError):
+                status = fail(str(got))
+            else:
+                print(f"{got[0]}\t(root {got[0].label}, p={got[1]:.3f})", flush=True)
+        return status
     out, cfg = new_or_resumed(args, shaping_names(_SPEC), tree.TreeConfig, "runs/tree",
                               "a tree file or folder (lstmkit tree make-boolean)")
     hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)
-    acc = hist.history.get("val_root_accuracy") or [math.nan]
-    return end_of_training("tree", hist.stop_reason, out, f"best validation root accuracy {max(acc):.4f}; saved "
-                           f"{out / 'best.npz'}")
+    losses, acc = hist.history.get("val_loss") or [math.nan], hist.history.get("val_root_accuracy") or [math.nan]
+    best = int(np.nanargmin(losses)) if not np.isnan(losses).all() else 0
+    return end_of_training("tree", hist.stop_reason, out, f"best validation loss {losses[best]:.4f} (root accuracy "
+                           f"{acc[best]:.4f}); saved {out / 'best.npz'}")
