@@ -29,12 +29,10 @@ def holdout(n: int, fraction: float, seed: int, source: Any, items: str) -> tupl
     return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
-MIN_DEFAULT_STEPS = 300
-
-
-def budget(epochs: int | None, steps: int | None, minutes: float | None, steps_per_epoch: int = 1) -> int | None:
-    """``epochs``, or when no budget at all is given the default: 10 passes, but at least ~300 steps, so
-    that a small data set (a few dozen samples: one step a pass) is still learned."""
+def budget(epochs: int | None, steps: int | None, minutes: float | None, steps_per_epoch: int = 1,
+           min_steps: int = 0) -> int | None:
+    """``epochs``, or when no budget at all is given the default of 10 passes — or more passes if those
+    are fewer than ``min_steps`` steps (an app whose sets may be a few dozen samples, one step a pass)."""
     if epochs is None and steps is None and minutes is None:
-        return max(DEFAULT_EPOCHS, -(-MIN_DEFAULT_STEPS // max(1, steps_per_epoch)))
+        return max(DEFAULT_EPOCHS, -(-min_steps // max(1, steps_per_epoch)))
     return epochs

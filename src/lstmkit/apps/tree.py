@@ -134,8 +134,8 @@ def train(cfg: TreeConfig | None, out: str | Path, epochs: int | None = None, st
     rng = np.random.default_rng(cfg.seed)
     model = TreeClassifier(len(vocab.words), len(vocab.labels), cfg.embed, cfg.hidden, cfg.cell, rng=rng)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    per_epoch = -(-len(x) // cfg.batch_size)
-    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes, per_epoch),
+    epochs = budget(epochs, steps, minutes, -(-len(x) // cfg.batch_size), min_steps=300)
+    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=epochs,
                steps=steps, minutes=minutes, batch_size=cfg.batch_size,
                validation_data=(xv, yv), metrics=["accuracy", root_accuracy], clip=5.0,
                schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_loss", mode="min",
