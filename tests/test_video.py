@@ -156,3 +156,19 @@ def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
     notvideo.write_text("not a video")
     bad(["predict", str(out), str(notvideo)], capsys, str(notvideo), "cannot be decoded")
     bad(["predict", str(out), str(tmp_path / "missing.mp4")], capsys, "missing.mp4", "no such file")
+    good = [str(data / "left" / "clip_0000.mp4"), str(data / "right" / "clip_0001.mp4")]
+    png = tmp_path / "still.png"
+    from PIL import Image                                           # a still image is not a one-frame video
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png)
+    assert run(["predict", str(out), good[0], str(notvideo), str(png), good[1]]) == 2
+    got = capsys.readouterr()
+    lines, errors = got.out.strip().splitlines(), got.err.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == good, lines
+    assert len(errors) == 2 and "notes.mp4: cannot be decoded" in errors[0] and "a still image (png)" in errors[1]
+    # skipped clips: one plain line each on stderr, no Python source line
+    (data / "left" / "broken.mp4").write_bytes(os.urandom(500))
+    r = subprocess.run([sys.executable, "-m", "lstmkit", "video", "eval", str(out), str(data), "--no-progress"],
+                       capture_output=True, text=True)
+    warned = [ln for ln in r.stderr.splitlines() if "broken.mp4" in ln]
+    assert r.returncode == 0 and len(warned) == 1 and warned[0].startswith("lstmkit: warning: skipping"), r.stderr
+    assert "warnings.warn" not in r.stderr and "UserWarning" not in r.stderr, r.stderr

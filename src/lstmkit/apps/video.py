@@ -119,15 +119,23 @@ def probabilities(model: Any, clips: np.ndarray, batch_size: int = 64) -> np.nda
     return functional.softmax(model.predict(clips, batch_size=batch_size), axis=-1)
 
 
-def predict(run: str | Path, files: list[str], top: int = 3) -> list[tuple[str, list[tuple[str, float]]]]:
-    """The ``top`` classes with their probabilities for each video file."""
+def predict(run: str | Path, files: list[str], top: int = 3) -> list[tuple[str, list[tuple[str, float]] | VideoError]]:
+    """The ``top`` classes with their probabilities for each video file; a file that cannot be read as a
+    video (missing, damaged, a still image) gets its VideoError instead, in its place."""
     model, cfg = load(run)
-    clips = np.stack([decode(f, cfg.frames, tuple(cfg.size), cfg.grayscale) for f in files]).astype(np.float32)
-    probs = probabilities(model, clips / 255.0)
-    out = []
-    for f, p in zip(files, probs):
-        order = np.argsort(-p, kind="stable")[:top]
-        out.append((f, [(cfg.classes[i], float(p[i])) for i in order]))
+    clips: dict[int, np.ndarray] = {}
+    out: list[tuple[str, list[tuple[str, float]] | VideoError]] = []
+    for i, f in enumerate(files):
+        try:
+            clips[i] = decode(f, cfg.frames, tuple(cfg.size), cfg.grayscale)
+            out.append((f, []))
+        except VideoError as e:
+            out.append((f, e))
+    if clips:
+        probs = probabilities(model, np.stack(list(clips.values())).astype(np.float32) / 255.0)
+        for i, p in zip(clips, probs):
+            order = np.argsort(-p, kind="stable")[:top]
+            out[i] = (files[i], [(cfg.classes[k], float(p[k])) for k in order])
     return out
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import warnings
 
 from ..checkpoint import CheckpointError
 from ..data.strips import StripError
@@ -60,7 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     return _dispatch(args)
 
 
+def _plain_warning(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    return f"lstmkit: warning: {message}\n"
+
+
 def _dispatch(args: argparse.Namespace) -> int:
+    shown, warnings.formatwarning = warnings.formatwarning, _plain_warning   # one plain line, no source line
     try:
         return APPS[args.app].run(args)
     except BAD_INPUT as e:
@@ -69,6 +75,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return fail(f"{e.filename or ''}: {e.strerror or e}")
     finally:
         release_run()                      # the run folders this command trained in are free again
+        warnings.formatwarning = shown
 
 
 __all__ = ["main", "parser", "pretrained_path"]

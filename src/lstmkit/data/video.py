@@ -61,6 +61,9 @@ def decode(path: str | Path, frames: int, size: tuple[int, int], grayscale: bool
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise VideoError(f"{path}: no video stream in this file")
+            if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+                raise VideoError(f"{path}: a still image ({container.streams.video[0].codec_context.name}), not a "
+                                 "video; give video files (mp4, avi, webm, ...)")
             imgs = [f.reformat(width=W, height=H, format=fmt).to_ndarray()
                     for f in container.decode(video=0)]
     except VideoError:
