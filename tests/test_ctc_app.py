@@ -25,15 +25,19 @@ def test_strips_are_seeded_and_the_halves_share_no_digit_image():
 
 
 def test_png_round_trip_and_bad_images(tmp_path):
-    img = np.random.default_rng(0).random((st.HEIGHT, 37)).astype(np.float32)
+    img = (0.6 * np.random.default_rng(0).random((st.HEIGHT, 37))).astype(np.float32)    # light ink, dark ground
     st.write_png(tmp_path / "s.png", img)
     back = st.read_image(tmp_path / "s.png")
     assert back.shape == img.shape and np.abs(back - img).max() <= 0.5 / 255 + 1e-6
     np.save(tmp_path / "s.npy", img)
     np.testing.assert_array_equal(st.read_image(tmp_path / "s.npy"), img)
     (tmp_path / "t.png").write_text("hello")
-    with pytest.raises(st.StripError, match="t.png: not a PNG or .npy image"):
+    with pytest.raises(st.StripError, match="t.png: not a readable image or .npy array"):
         st.read_image(tmp_path / "t.png")
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(st.StripError, match="o.npy: not a readable .npy array of numbers") as e:
+        st.read_image(tmp_path / "o.npy")
+    assert "pickle" not in str(e.value)
     with pytest.raises(st.StripError, match="nope.png: no such file"):
         st.read_image(tmp_path / "nope.png")
 
@@ -94,9 +98,9 @@ def test_the_command_line_end_to_end_and_bad_input(tmp_path, capsys):
     assert run(["predict", str(out), str(pngs[0])]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(pngs[0])) and set(line.split(": ")[1]) <= set("0123456789")
-    tall = tmp_path / "tall.npy"
-    np.save(tall, np.zeros((32, 40), np.float32))
-    for args, needle in ((["predict", str(out), str(tall)], "32 pixels high"),
+    cube = tmp_path / "cube.npy"
+    np.save(cube, np.zeros((2, 20, 40), np.float32))
+    for args, needle in ((["predict", str(out), str(cube)], "expected a 2-D image array"),
                          (["predict", str(out), str(tmp_path / "none.png")], "no such file"),
                          (["predict", str(tmp_path / "norun"), str(pngs[0])], "norun"),
                          (["decode", str(out), str(tmp_path / "nostrips")], "nostrips"),
@@ -106,3 +110,26 @@ def test_the_command_line_end_to_end_and_bad_input(tmp_path, capsys):
         assert run(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("lstmkit: error:") and "\n" not in err and needle in err, (args, err)
+    assert run(["predict", str(out), str(pngs[0]), str(cube), str(pngs[1])]) == 2    # the good ones are read
+    got = capsys.readouterr()
+    assert [ln.split(":")[0] for ln in got.out.splitlines()] == [str(pngs[0]), str(pngs[1])]
+    assert got.err.count("lstmkit: error:") == 1 and "cube.npy" in got.err
+
+
+def test_a_users_scans_in_any_format_pillow_reads(tmp_path):
+    from PIL import Image
+    strip = (0.8 * (np.random.default_rng(1).random((st.HEIGHT, 30)) > 0.7)).astype(np.float32)
+    u8 = np.round(strip * 255).astype(np.uint8)
+    Image.fromarray(u8.astype(np.uint16) * 257).save(tmp_path / "sixteen.png")             # 16-bit grayscale
+    Image.fromarray(u8).convert("P").save(tmp_path / "palette.png")
+    Image.fromarray(u8).save(tmp_path / "interlaced.png", interlace=1)
+    Image.fromarray(np.stack([u8] * 3, -1)).save(tmp_path / "colour.png")
+    Image.fromarray(255 - u8).save(tmp_path / "paper.png")                                  # dark ink on paper
+    for name in ("sixteen.png", "palette.png", "interlaced.png", "colour.png", "paper.png"):
+        got = st.read_image(tmp_path / name)
+        assert got.shape == strip.shape and np.abs(got - strip).max() < 2 / 255, name
+    Image.fromarray(u8).save(tmp_path / "scan.jpg", quality=95)
+    assert np.abs(st.read_image(tmp_path / "scan.jpg") - strip).mean() < 0.05
+    blocky = np.kron(strip[::2, ::2], np.ones((2, 2), np.float32))
+    tall = st.to_height(np.kron(blocky, np.ones((2, 2), np.float32)))                          # a 40-px scan
+    assert tall.shape == strip.shape and np.abs(tall - blocky).mean() < 0.03

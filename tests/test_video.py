@@ -158,7 +158,7 @@ def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
     bad(["predict", str(out), str(tmp_path / "missing.mp4")], capsys, "missing.mp4", "no such file")
     good = [str(data / "left" / "clip_0000.mp4"), str(data / "right" / "clip_0001.mp4")]
     png = tmp_path / "still.png"
-    from PIL import Image                                           # a still image is not a one-frame video
+    from PIL import Image  # a still image is not a one-frame video
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(png)
     assert run(["predict", str(out), good[0], str(notvideo), str(png), good[1]]) == 2
     got = capsys.readouterr()

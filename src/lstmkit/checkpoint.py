@@ -121,11 +121,13 @@ def read_arrays(path: Path) -> dict[str, np.ndarray]:
             if not info.file_size == info.compress_size <= size:
                 raise ValueError(f"member {name!r} declares {info.file_size} bytes in a {size}-byte file")
             with zf.open(info) as f:
-                out[name[:-4]] = _read_npy(f, name, info.file_size)
+                out[name[:-4]] = read_npy(f, name, info.file_size)
     return out
 
 
-def _read_npy(f: BinaryIO, name: str, stored: int) -> np.ndarray:
+def read_npy(f: BinaryIO, name: str, stored: int) -> np.ndarray:
+    """One ``.npy`` of ``stored`` bytes from ``f``: a numeric dtype, its shape checked against ``stored``
+    before allocating; ValueError otherwise."""
     fmt = np.lib.format
     version = fmt.read_magic(f)
     if version == (1, 0):

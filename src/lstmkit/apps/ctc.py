@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import functional, modelfile
 from ..ctc import CTCLoss, pack_targets
-from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, write_png
+from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, to_height, write_png
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
 from ..distributed import launched
 from ..fitting import fit
@@ -58,8 +58,11 @@ def make(out: str | Path, count: int, half: str = "train", seed: int = 0, exampl
         raise StripError(f"{out}: already holds strips.npz; choose a new folder")
     strips, digits = make_strips(count, half, seed)
     save_strips(out / "strips.npz", strips, digits, half)
-    for i in range(min(examples, count)):
-        write_png(out / f"example_{i}_{''.join(map(str, digits[i]))}.png", strips[i])
+    try:
+        for i in range(min(examples, count)):
+            write_png(out / f"example_{i}_{''.join(map(str, digits[i]))}.png", strips[i])
+    except StripError:                # no Pillow: the strips file is written, the example images are not
+        pass
     return out / "strips.npz"
 
 
@@ -132,14 +135,17 @@ def decode(run: str | Path, data: str | Path, beam: int = 1) -> dict[str, Any]:
             "examples": [(images[i, :, :widths[i]], digits[i], read[i]) for i in range(min(3, len(images)))]}
 
 
-def predict(run: str | Path, files: list[str], beam: int = 1) -> list[tuple[str, str]]:
-    """The digits read from each image file (PNG or .npy, HEIGHT pixels high)."""
+def predict(run: str | Path, files: list[str], beam: int = 1) -> list[tuple[str, str | StripError]]:
+    """The digits read from each image file (any image Pillow reads, or .npy), scaled to HEIGHT rows; a file
+    that cannot be read gets its StripError instead, in its place."""
     model = load(run)
-    out = []
+    out: list[tuple[str, str | StripError]] = []
     for f in files:
-        img = read_image(f)
-        if img.shape[0] != HEIGHT:
-            raise StripError(f"{f}: the strip is {img.shape[0]} pixels high; the recogniser reads {HEIGHT}")
+        try:
+            img = to_height(read_image(f))              # (a scan of another height is scaled to HEIGHT rows)
+        except StripError as e:
+            out.append((f, e))
+            continue
         out.append((f, "".join(map(str, recognise(model, img[None], np.array([img.shape[1]]), beam)[0]))))
     return out
 

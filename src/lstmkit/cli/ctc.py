@@ -14,8 +14,9 @@ import sys
 from typing import Any
 
 from ..apps import ctc as ctc_app
+from ..data.strips import StripError
 from ..runs import RunError
-from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
+from .common import Shaping, add_run, end_of_training, fail, new_or_resumed, run_options, shaping_names, shaping_options
 
 _SPEC: list[Shaping] = [("hidden", int, "LSTM units per direction"), ("layers", int, "bidirectional LSTM layers"),
                         ("batch_size", int, "strips per step"), ("lr", float, "peak AdamW learning rate"),
@@ -44,9 +45,10 @@ def add_parser(apps: Any) -> None:
     add_run(de)
     de.add_argument("data", help="strips folder or file")
     de.add_argument("--beam", type=int, default=1, help="prefix beam width (1: best path; default 1)")
-    pr = cmds.add_parser("predict", help="read digits from image files", description="Read strips: PNG or .npy.")
+    pr = cmds.add_parser("predict", help="read digits from image files", description="Read strips: any image file "
+                        "Pillow reads (PNG, JPEG, TIFF, ...) or .npy; scaled to 20 pixels high.")
     add_run(pr)
-    pr.add_argument("files", nargs="+", help="strip images, 20 pixels high")
+    pr.add_argument("files", nargs="+", help="strip images (light or dark ink; any height)")
     pr.add_argument("--beam", type=int, default=1, help="prefix beam width (default 1)")
 
 
@@ -60,9 +62,13 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "beam", 1) < 1:
         raise RunError(f"--beam must be >= 1, got {args.beam}")
     if args.cmd == "predict":
+        status = 0                            # the readable files are read; one error line for each other
         for f, digits in ctc_app.predict(args.run, args.files, args.beam):
-            print(f"{f}: {digits}")
-        return 0
+            if isinstance(digits, StripError):
+                status = fail(str(digits))
+            else:
+                print(f"{f}: {digits}", flush=True)
+        return status
     if args.cmd == "decode":
         rep = ctc_app.decode(args.run, args.data, args.beam)
         print(f"character error rate {rep['cer']:.4f}; {rep['exact']:.1%} of {rep['strips']} strips read exactly")

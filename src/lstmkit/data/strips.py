@@ -11,9 +11,9 @@ canvas with light noise. A strip is read as a sequence of columns (W, 20).
 
 from __future__ import annotations
 
-import zlib
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -98,74 +98,64 @@ def load_strips(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[list[int
         raise StripError(f"{path}: not a readable strips file ({e})") from None
 
 
-# ---- PNG, enough for grayscale strips (no imaging dependency) ---------------------------------
+# ---- image files, through Pillow (the 'ctc' extra) -------------------------------------------
+
+
+def _pillow() -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise StripError("reading and writing images needs Pillow: pip install 'lstmkit[ctc]' (or give a .npy "
+                         "array)") from None
+    return Image
 
 
 def write_png(path: str | Path, image: np.ndarray) -> None:
-    """Write a 2-D float image in [0, 1] as an 8-bit grayscale PNG."""
+    """Write a 2-D float image in [0, 1] as an 8-bit grayscale PNG, atomically."""
     a = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-    raw = b"".join(b"\x00" + row.tobytes() for row in a)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
-
-    head = a.shape[1].to_bytes(4, "big") + a.shape[0].to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
-    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", head) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    checkpoint.atomic_write(path, lambda f: f.write(png))
+    Image = _pillow()
+    checkpoint.atomic_write(path, lambda f: Image.fromarray(a, mode="L").save(f, format="PNG"))
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """A strip image as float (H, W) in [0, 1] from a .npy array or an 8-bit, non-interlaced PNG
-    (grayscale, grayscale+alpha, RGB or RGBA; colour is averaged)."""
+    """A strip image as float (H, W) in [0, 1], light digits on a dark ground, from a .npy array or any
+    image file Pillow reads (PNG of any bit depth, palette or interlacing, JPEG, TIFF, BMP, ...; colour
+    becomes luminance, the first frame of a multi-frame file is read). A scan with dark ink on a light
+    ground is inverted."""
     path = Path(path)
     if not path.is_file():
         raise StripError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
         try:
-            a = np.load(path, allow_pickle=False)
+            with open(path, "rb") as f:
+                a = checkpoint.read_npy(f, path.name, path.stat().st_size)
         except (ValueError, OSError) as e:
-            raise StripError(f"{path}: not a readable .npy array ({e})") from None
+            raise StripError(f"{path}: not a readable .npy array of numbers ({e})") from None
         if a.ndim != 2:
             raise StripError(f"{path}: expected a 2-D image array (H, W), got shape {a.shape}")
         a = a.astype(np.float32)
         return a / 255.0 if a.max(initial=0) > 1 else a
-    data = path.read_bytes()
-    if data[:8] != b"\x89PNG\r\n\x1a\n":
-        raise StripError(f"{path}: not a PNG or .npy image")
-    pos, idat, head = 8, b"", None
-    while pos + 8 <= len(data):
-        n, kind = int.from_bytes(data[pos:pos + 4], "big"), data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            head = body
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    channels = {0: 1, 4: 2, 2: 3, 6: 4}.get(head[9] if head else -1)
-    if head is None or head[8] != 8 or channels is None or head[12] != 0:
-        raise StripError(f"{path}: only 8-bit, non-interlaced PNGs are read here")
-    W, H = int.from_bytes(head[0:4], "big"), int.from_bytes(head[4:8], "big")
+    Image = _pillow()
     try:
-        raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(H, 1 + W * channels)
-    except (zlib.error, ValueError) as e:
-        raise StripError(f"{path}: damaged PNG data ({e})") from None
-    out = np.zeros((H, W * channels), np.int32)
-    for y in range(H):                                     # undo the per-row filters (PNG spec, section 9)
-        f, row, prev = raw[y, 0], raw[y, 1:].astype(np.int32), out[y - 1] if y else np.zeros(W * channels, np.int32)
-        if f == 0 or f == 2:
-            out[y] = (row + (prev if f == 2 else 0)) % 256
-        else:
-            for x in range(W * channels):
-                a = out[y, x - channels] if x >= channels else 0
-                c = prev[x - channels] if x >= channels else 0
-                if f == 1:
-                    pred = a
-                elif f == 3:
-                    pred = (a + prev[x]) // 2
-                else:
-                    p = a + prev[x] - c
-                    pred = min((abs(p - a), 0, a), (abs(p - prev[x]), 1, prev[x]), (abs(p - c), 2, c))[2]
-                out[y, x] = (row[x] + pred) % 256
-    pixels = out.reshape(H, W, channels).astype(np.float32) / 255.0
-    colour = pixels[..., : 3 if channels >= 3 else 1]
-    return colour.mean(axis=-1)
+        with Image.open(path) as im:
+            if im.mode.startswith("I"):                # 16- or 32-bit grayscale
+                raw = np.asarray(im, np.float64)
+                a = raw / (65535.0 if im.mode.startswith("I;16") or raw.max(initial=0) > 255 else 255.0)
+            else:
+                a = np.asarray(im.convert("L"), np.float64) / 255.0
+    except (OSError, ValueError, Image.DecompressionBombError) as e:       # (UnidentifiedImageError is an OSError)
+        raise StripError(f"{path}: not a readable image or .npy array ({e})") from None
+    if a.ndim != 2 or not a.size:
+        raise StripError(f"{path}: expected a 2-D image, got shape {a.shape}")
+    a = a.astype(np.float32)
+    return 1.0 - a if np.median(a) > 0.5 else a
+
+
+def to_height(image: np.ndarray, height: int = HEIGHT) -> np.ndarray:
+    """``image`` (H, W) scaled to ``height`` rows, its width in proportion (Pillow's Lanczos filter)."""
+    if image.shape[0] == height:
+        return image
+    Image = _pillow()
+    width = max(1, round(image.shape[1] * height / image.shape[0]))
+    scaled = Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(scaled, np.float32), 0, 1)
