@@ -280,3 +280,21 @@ def test_console_entry_point_reports_one_line_and_exit_2(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.strip().count("\n") == 0 and str(tmp_path / "none") in r.stderr
+
+
+def test_eval_and_inspect_agree_on_the_same_text(tmp_path, capsys):
+    text = tmp_path / "held.txt"
+    text.write_text(ct.bundled_shakespeare()[-5000:])
+    assert run_cli(["eval", "--text", str(text)]) == 0
+    out = capsys.readouterr().out
+    assert "state carried from the text's start" in out
+    evaluated = float(out.split(": ")[1].split()[0])
+    assert run_cli(["inspect", "--text", str(text), "--out", str(tmp_path / "r.html"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    inspected = float(err.split(" characters at ")[1].split()[0])
+    assert abs(evaluated - inspected) < 0.002, (evaluated, inspected)     # (were 2.108 vs 2.088 with cold streams)
+    model, vocab, _, _ = ct.load_model(pretrained_path())
+    ids = vocab.encode(text.read_text())
+    one_pass = ct.evaluate(model, ids, batch_size=1, seq_len=100)
+    assert abs(ct.evaluate(model, ids, batch_size=32, seq_len=50) - one_pass) < 1e-3 < abs(
+        ct.evaluate(model, ids, batch_size=32, seq_len=50, warm=0) - one_pass)

@@ -86,34 +86,47 @@ def sha256(text: str) -> str:
 # ---- evaluation ----------------------------------------------------------------
 
 
-def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int = 100, comm: Comm | None = None
-             ) -> float:
-    """Mean next-character loss in nats over ``ids`` (N,), carrying state across windows.
+IGNORE = -100                     # CrossEntropyLoss's default ignore_index: the padding of the last stream
 
-    The text is cut into up to ``batch_size`` streams (fewer for short texts), so
-    every character but the last ``< batch_size`` is scored. No dropout. With ``comm``
-    (a distributed run) each rank scores its share of the streams and the totals are added.
+
+def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int = 100, comm: Comm | None = None,
+             warm: int = 200) -> float:
+    """Mean next-character loss in nats over every character of ``ids`` (N,) after the first, as if read in
+    one pass from the start with the state carried (what ``charlm inspect`` reports), but in parallel.
+
+    The text is cut into up to ``batch_size`` contiguous streams (the last one padded, its padding not
+    scored). Every stream but the first is first run, unscored, over the ``warm`` characters before it,
+    so no scored character sees a cold state that one pass would not (the first starts cold, as one pass
+    does). No dropout. With ``comm`` (a distributed run) each rank scores its share of the streams.
     """
     n = len(ids) - 1
     if n < 1:
         raise TextError("evaluation text needs at least 2 characters")
     B = max(1, min(batch_size, n // seq_len))
-    L = n // B
+    L = -(-n // B)                                         # each stream's length; the last is padded
+    W = min(warm, L) if B > 1 else 0
     comm = comm if comm is not None else Comm()
-    mine = shard(B, comm)
-    x = ids[:B * L].reshape(B, L)[mine]                    # (B, L) inputs (this rank's streams)
-    y = ids[1:B * L + 1].reshape(B, L)[mine]               # (B, L) next characters
+    mine = np.arange(B)[shard(B, comm)]                    # this rank's streams
+    xs = np.zeros(B * L + W, ids.dtype)
+    ys = np.full(B * L, IGNORE, np.int64)
+    xs[W:W + n], ys[:n] = ids[:n], ids[1:n + 1]
+    x = np.stack([xs[W + L * i - W:W + L * i + L] for i in mine]) if len(mine) else np.zeros((0, W + L), ids.dtype)
+    y = ys.reshape(B, L)[mine]                             # (B, L) next characters (padding: IGNORE)
     loss_fn = CrossEntropyLoss(reduction="sum")
     was_training = model.training
     model.eval()
     total, state = 0.0, None
     try:
-        for s in range(0, L, seq_len):
-            logits, state = model.forward(x[:, s:s + seq_len], state)
+        if W and len(mine):
+            _, state = model.forward(x[:, :W])
+            for part in state:                             # the text's first stream starts cold
+                part[:, mine == 0] = 0
+        for s in range(0, L if len(mine) else 0, seq_len):
+            logits, state = model.forward(x[:, W + s:W + s + seq_len], state)
             total += float(loss_fn(logits, y[:, s:s + seq_len]))
     finally:
         model.train(was_training)
-    return float(comm.allreduce_(np.array([total]))[0]) / (B * L)
+    return float(comm.allreduce_(np.array([total]))[0]) / n
 
 
 # ---- run directories -----------------------------------------------------------

@@ -188,7 +188,8 @@ def _eval(args: argparse.Namespace) -> int:
         ids = split_train_val(vocab.encode(text, what=ct._name(source)), train.get("val_fraction", 0.1))[1]
         what = f"validation part of {ct._name(source)}"
     nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100))
-    print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters")
+    print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters, each "
+          "scored with the state carried from the text's start (one pass, as charlm inspect reads it)")
     return 0
 
 
@@ -226,7 +227,8 @@ def _inspect(args: argparse.Namespace) -> int:
     rep = charlm_report(model, vocab, text, args.out, args.cells, f"{name} on {what}", progress=not args.no_progress,
                         memory_budget=int(budget) if budget else None)
     print(f"wrote {rep['path']} ({rep['bytes'] / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s: "
-          f"{len(text):,} characters at {rep['bpc']:.3f} bits/char", file=sys.stderr)
+          f"{len(text):,} characters at {rep['bpc']:.4f} bits/char (one pass from the first, the state carried; "
+          "charlm eval on the same text gives the same figure)", file=sys.stderr)
     for feature, cell, r in rep["detections"]:
         print(f"  {feature:>16}: " + (f"{cell} (r = {r:+.2f})" if r == r else "does not occur in this text"),
               file=sys.stderr)
