@@ -92,3 +92,23 @@ def test_a_full_disk_stops_training_naming_the_file_and_the_checkpoint_kept(tmp_
     assert msg.split(":")[0].endswith(".npz") or msg.split(":")[0].endswith(".csv"), msg
     assert checkpoint.load(run / "latest.npz")[1]["position"]["step"] == 1
     assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []   # no temp file left
+
+
+def test_a_full_disk_at_the_command_line_is_one_line_naming_the_file(tmp_path, monkeypatch, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 60)
+    real, calls = os.fsync, []
+
+    def fsync(fd: int) -> None:
+        calls.append(fd)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    out = tmp_path / "run"
+    assert main(["charlm", "train", "--text", str(text), "--out", str(out), "--steps", "6", "--eval-every", "2",
+                 "--hidden", "8", "--embed", "4", "--batch-size", "2", "--seq-len", "8", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"lstmkit: error: {out}") and "No space left on device" in err, err
+    assert f"the checkpoint kept is {out / 'latest.npz'} (step 2)" in err, err
