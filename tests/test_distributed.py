@@ -63,6 +63,18 @@ def test_fit_on_two_processes_equals_one_and_resumes_on_one(tmp_path):
     assert np.abs(np.load(resumed)["w"] - a["w"]).max() <= 1e-12
 
 
+def test_fit_on_a_dataset_equals_arrays_and_each_rank_reads_only_its_share(tmp_path):
+    arrays, one, two = tmp_path / "arrays.npz", tmp_path / "one.npz", tmp_path / "two.npz"
+    for n, out, mode in ((1, arrays, []), (1, one, ["dataset"]), (2, two, ["dataset"])):
+        r = launch(n, sys.executable, str(SCRIPT), str(out), "-", "7", *mode)
+        assert r.returncode == 0, r.stderr
+    a, b, c = np.load(arrays), np.load(one), np.load(two)
+    assert np.array_equal(a["w"], b["w"]) and np.abs(b["w"] - c["w"]).max() <= 1e-12
+    np.testing.assert_allclose(b["val_loss"], c["val_loss"], rtol=0, atol=1e-12)
+    alone, shares = int(b["read"][0]), c["read"]
+    assert len(shares) == 2 and shares.sum() == alone and abs(int(shares[0]) - int(shares[1])) <= 8, (alone, shares)
+
+
 def test_ranks_that_disagree_stop_together_with_one_error(tmp_path):
     r = launch(2, sys.executable, str(SCRIPT), str(tmp_path / "x.npz"), "-", "3", "skew", timeout=60)
     assert r.returncode != 0

@@ -3,11 +3,13 @@
 ``VideoFolder`` needs PyAV only when it decodes (``pip install 'lstmkit[video]'``).
 """
 
+from .dataset import ArrayDataset, Dataset, Prefetcher, Subset
 from .padding import pad_sequences
 from .text import TextError, Vocab, Windows, bundled_shakespeare, load_text, split_train_val
 from .trees import Tree, TreeError, TreeVocab, binarize, encode, parse_tree, read_trees
 from .video import VideoError, VideoFolder
 
-__all__ = ["pad_sequences", "Vocab", "Windows", "TextError", "bundled_shakespeare", "load_text", "split_train_val",
+__all__ = ["Dataset", "ArrayDataset", "Subset", "Prefetcher",
+           "pad_sequences", "Vocab", "Windows", "TextError", "bundled_shakespeare", "load_text", "split_train_val",
            "Tree", "TreeError", "TreeVocab", "binarize", "encode", "parse_tree", "read_trees",
            "VideoFolder", "VideoError"]

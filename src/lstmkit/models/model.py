@@ -31,14 +31,14 @@ class Model(Layer):
     _fit_metrics: dict[str, Any] | None = None
     _fit_lengths = False                 # whether the last fit had padded sequences (lengths=)
 
-    def fit(self, x: Any, y: Any, **kwargs: Any) -> History:
-        """Train on in-memory arrays; see ``lstmkit.fitting.fit`` for the arguments. Returns the History."""
+    def fit(self, x: Any, y: Any = None, **kwargs: Any) -> History:
+        """Train on arrays ``(x, y)`` or a dataset ``x``; see ``lstmkit.fitting.fit``. Returns the History."""
         hist = fitting.fit(self, x, y, **kwargs)
         self._fit_loss, self._fit_metrics = hist.loss_fn, hist.metric_fns
-        self._fit_lengths = kwargs.get("lengths") is not None
+        self._fit_lengths = kwargs.get("lengths") is not None      # (a dataset carries its own lengths)
         return hist
 
-    def evaluate(self, x: Any, y: Any, loss: Any = None, metrics: Any = None, lengths: Any = None,
+    def evaluate(self, x: Any, y: Any = None, loss: Any = None, metrics: Any = None, lengths: Any = None,
                  **kwargs: Any) -> dict[str, float]:
         """Loss and metrics over ``(x, y)`` (by default those of the last ``fit``); padded sequences pass
         ``lengths`` (N,) as in ``fit``. See ``fitting.evaluate``."""
