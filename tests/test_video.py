@@ -70,7 +70,9 @@ def test_the_cache_is_used_and_invalidated_when_a_file_changes(tmp_path, monkeyp
     write_mp4(root / "x" / "c.mp4", render_clip("left", np.random.default_rng(1), 4, 16))
     write_mp4(root / "y" / "d.mp4", render_clip("up", np.random.default_rng(2), 4, 16))
     first = V.VideoFolder(root, frames=4, size=16, workers=1, progress=False)
-    assert len(list((root / ".lstmkit-cache").glob("*.npz"))) == 2
+    cached = sorted((root / ".lstmkit-cache").iterdir(), key=lambda p: p.suffix)
+    assert [p.suffix for p in cached] == [".json", ".u8"]                                    # index and data
+    assert cached[1].stat().st_size == 2 * 4 * 16 * 16 * 3                                  # two uint8 clips
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although cached")
@@ -80,9 +82,17 @@ def test_the_cache_is_used_and_invalidated_when_a_file_changes(tmp_path, monkeyp
     np.testing.assert_array_equal(again.arrays()[0], first.arrays()[0])
     monkeypatch.undo()
     write_mp4(root / "x" / "c.mp4", render_clip("zoom", np.random.default_rng(3), 4, 16))   # the file changes
+    decoded = []
+    monkeypatch.setattr(V, "_decode_or_error", lambda job: decoded.append(job[0]) or V.decode(*job))
     changed = V.VideoFolder(root, frames=4, size=16, workers=1, progress=False)
+    assert decoded == [str(root / "x" / "c.mp4")]                   # only the changed file is decoded again
     assert not np.array_equal(changed.arrays()[0][0], first.arrays()[0][0])
     np.testing.assert_array_equal(changed.arrays()[0][1], first.arrays()[0][1])
+    assert len(list((root / ".lstmkit-cache").iterdir())) == 2       # the old data file went
+    write_mp4(root / "y" / "e.mp4", render_clip("down", np.random.default_rng(4), 4, 16))    # a new file
+    grown = V.VideoFolder(root, frames=4, size=16, workers=1, progress=False)
+    assert len(grown) == 3 and decoded[1:] == [str(root / "y" / "e.mp4")]
+    np.testing.assert_array_equal(grown.arrays([0, 1])[0], changed.arrays()[0])
 
 
 def run(args: list[str]) -> int:

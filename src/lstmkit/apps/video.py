@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from .. import functional, modelfile
+from ..data.dataset import Subset
 from ..data.video import VideoError, VideoFolder, decode
-from ..distributed import launched
+from ..distributed import Comm, launched, world
 from ..fitting import fit
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
@@ -62,6 +63,14 @@ def _folder(cfg: VideoConfig, root: str | None = None, progress: bool = True) ->
     return VideoFolder(root or cfg.data, cfg.frames, tuple(cfg.size), cfg.grayscale, progress=progress)
 
 
+def _folder_once(cfg: VideoConfig, progress: bool) -> VideoFolder:
+    """The data folder; under mpirun rank 0 decodes and caches it while the others wait, then they open it."""
+    comm = world() if launched() else Comm()
+    ds = _folder(cfg, progress=progress) if comm.rank == 0 else None
+    comm.barrier()
+    return ds if ds is not None else _folder(cfg, progress=False)
+
+
 def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, steps: int | None = None,
           minutes: float | None = None, resume: bool = False, progress: bool = True) -> tuple[History, VideoConfig]:
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
@@ -69,7 +78,7 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
     meta = open_run(out, resume, _run_meta)
     if meta is not None:
         cfg = VideoConfig(**meta["video"])
-    ds = _folder(cfg, progress=progress)
+    ds = _folder_once(cfg, progress)
     if meta is not None and ds.classes != cfg.classes:
         raise VideoError(f"{cfg.data}: its classes {ds.classes} differ from the run's {cfg.classes}")
     cfg.classes = ds.classes
@@ -88,12 +97,11 @@ def train(cfg: VideoConfig | None, out: str | Path, epochs: int | None = None, s
         except ValueError as e:
             raise RunError(f"bad model option: {e}") from None
     opt = AdamW(decay_groups(model.parameters(), cfg.weight_decay), lr=cfg.lr)
-    x, y = ds.arrays(train_idx)
-    xv, yv = ds.arrays(val_idx)
-    hist = fit(model, x, y, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+    train_set, val_set = Subset(ds, train_idx), Subset(ds, val_idx)       # read a batch at a time from the cache
+    hist = fit(model, train_set, loss=CrossEntropyLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
                steps=steps, minutes=minutes, batch_size=cfg.batch_size,
-               validation_data=(xv, yv), metrics=["accuracy"], clip=cfg.clip,
-               schedule="cosine", warmup=min(50, 2 * math.ceil(len(x) / cfg.batch_size)), min_lr_frac=0.05,
+               validation_data=val_set, metrics=["accuracy"], clip=cfg.clip,
+               schedule="cosine", warmup=min(50, 2 * math.ceil(len(train_set) / cfg.batch_size)), min_lr_frac=0.05,
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "video": asdict(cfg)}, unit="clips", distributed=launched())
     return hist, cfg
@@ -146,9 +154,8 @@ def evaluate(run: str | Path, data: str, png: str | Path | None = None, progress
     unknown = sorted(set(ds.classes) - set(cfg.classes))
     if unknown:
         raise VideoError(f"{data}: class folders {unknown} are not among the model's classes {cfg.classes}")
-    x, y_local = ds.arrays()
-    y = np.array([cfg.classes.index(ds.classes[c]) for c in y_local])
-    pred = probabilities(model, x).argmax(axis=1)
+    y = np.array([cfg.classes.index(ds.classes[c]) for c in ds.labels])
+    pred = model.predict(ds, batch_size=64).argmax(axis=1)          # read a batch at a time from the cache
     K = len(cfg.classes)
     cm = np.zeros((K, K), np.int64)
     np.add.at(cm, (y, pred), 1)

@@ -15,6 +15,7 @@ step computes (``Prefetcher``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol, runtime_checkable
@@ -64,6 +65,12 @@ class Subset:
 
     def __getitem__(self, index: np.ndarray) -> Batch:
         return self.dataset[self.indices[np.asarray(index)]]
+
+    def fingerprint(self) -> str:
+        """The inner dataset's fingerprint (or type and length) with these indices."""
+        own = getattr(self.dataset, "fingerprint", None)
+        inner = str(own()) if callable(own) else f"{type(self.dataset).__name__}:{len(self.dataset)}"
+        return hashlib.sha256(inner.encode() + self.indices.tobytes()).hexdigest()
 
     def labels(self) -> np.ndarray | None:
         """The class labels of the samples, when the dataset knows them without reading samples."""

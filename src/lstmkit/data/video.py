@@ -7,28 +7,32 @@
 Decoding uses PyAV (FFmpeg; ``pip install 'lstmkit[video]'``), so any container and
 codec FFmpeg reads works. Each clip's ``frames`` frames are sampled evenly from
 start to end (a shorter clip repeats its last frame), resized by FFmpeg's scaler
-and scaled to [0, 1]. Decoded clips are cached as ``.npz`` files (in
-``<root>/.lstmkit-cache`` unless a ``cache_dir`` is given), keyed by the file's
-path, size and modification time, so a changed file is decoded again. The first
-pass decodes in parallel worker processes, with a progress bar. A file that
+and scaled to [0, 1]. Decoded clips are cached as uint8 on disk, one file per
+folder and setting (in ``<root>/.lstmkit-cache`` unless a ``cache_dir`` is given;
+``lstmkit.data.clipstore``), with each file's size and modification time, so a
+changed file is decoded again; a batch is read from it and made float32 only when
+asked for, so a folder larger than memory trains (``model.fit(folder)``). The
+first pass decodes in parallel worker processes, with a progress bar. A file that
 cannot be decoded is skipped with a warning naming it.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import json
 import warnings
-from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import checkpoint, parallel
-
-CACHE_VERSION = 1
+from .. import parallel
+from .clipstore import ClipStore
 
 
 class VideoError(ValueError):
@@ -83,16 +87,29 @@ def _decode_or_error(args: tuple[str, int, tuple[int, int], bool]) -> np.ndarray
         return str(e)
 
 
+class _InMemory:
+    """The clips held in memory (no cache folder): the same ``read(slots)`` as a ``ClipStore``."""
+
+    def __init__(self, clips: np.ndarray) -> None:
+        self.clips = clips
+
+    def read(self, slots: np.ndarray) -> np.ndarray:
+        return self.clips[np.asarray(slots, np.int64)]
+
+
 class VideoFolder:
-    """Clips under ``root/<class>/``, labelled by their folder; classes in sorted order.
+    """Clips under ``root/<class>/``, labelled by their folder; classes in sorted order. A dataset: a batch
+    is read from the decoded cache on disk and made float32 only when asked for.
 
     Args:
         root: the folder of class folders.
         frames: frames per clip (T).
         size: (H, W) of every frame after resizing.
         grayscale: one channel instead of three.
-        cache_dir: where decoded clips are kept (default ``<root>/.lstmkit-cache``); None-like "" disables.
-        workers: decoding processes on the first pass (default: the usable cores).
+        cache_dir: where decoded clips are kept (default ``<root>/.lstmkit-cache``), one uint8 file per
+            folder and setting (``lstmkit.data.clipstore``); "" keeps them in memory instead.
+        workers: decoding processes on the first pass (default: the usable cores); at most twice as
+            many clips as workers are in flight.
         progress: show a progress bar while decoding.
     """
 
@@ -112,28 +129,43 @@ class VideoFolder:
         files = [(p, c) for c, name in enumerate(self.classes)
                  for p in sorted((self.root / name).iterdir()) if p.is_file() and not p.name.startswith(".")]
         self.cache_dir = None if cache_dir == "" else Path(cache_dir) if cache_dir else self.root / ".lstmkit-cache"
-        clips = self._load([p for p, _ in files], workers, progress)
-        kept = [(p, c, x) for (p, c), x in zip(files, clips) if x is not None]
+        self.shape = (self.frames, *self.size, 1 if self.grayscale else 3)
+        slots, errors = self._open([p for p, _ in files], workers, progress)
+        for i in sorted(errors):
+            warnings.warn(f"skipping {errors[i]}", stacklevel=2)
+        kept = [i for i in range(len(files)) if slots[i] >= 0]
         if not kept:
             raise VideoError(f"{self.root}: no readable video clips in its class folders")
-        self.paths = [p for p, _, _ in kept]
-        self.labels = np.array([c for _, c, _ in kept], np.int64)
-        self._clips = np.stack([x for _, _, x in kept])              # (N, T, H, W, C) uint8
+        self.paths = [files[i][0] for i in kept]
+        self.labels = np.array([files[i][1] for i in kept], np.int64)
+        self._slots = slots[kept]
+        self._stamps = [self._stamp(p) for p in self.paths]
 
     # ---- dataset protocol ------------------------------------------------------
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
-        return self._clips[i].astype(np.float32) / 255.0, int(self.labels[i])
+    def __getitem__(self, index: Any) -> tuple[np.ndarray, Any]:
+        """Clip ``index`` as (x (T, H, W, C) float32 in [0, 1], label); or for an index array the batch
+        (x (n, T, H, W, C), labels (n,))."""
+        if np.ndim(index) == 0:
+            x, y = self.arrays([int(index)])
+            return x[0], int(y[0])
+        return self.arrays(index)
 
     def arrays(self, index: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(x (N, T, H, W, C) float32 in [0, 1], labels (N,)) for ``index`` (default: every clip)."""
-        idx = np.arange(len(self)) if index is None else np.asarray(index)
-        x = self._clips[idx].astype(np.float32)
+        """(x (N, T, H, W, C) float32 in [0, 1], labels (N,)) for ``index`` (default: every clip — all in
+        memory at once; train and score through the dataset protocol instead for a large folder)."""
+        idx = np.arange(len(self)) if index is None else np.asarray(index, np.int64)
+        x = self._store.read(self._slots[idx]).astype(np.float32)
         x *= 1.0 / 255.0
         return x, self.labels[idx]
+
+    def fingerprint(self) -> str:
+        """What identifies these clips: the folder, the setting, every file's name, size and time."""
+        key = json.dumps([str(self.root.resolve()), self.shape, [str(p) for p in self.paths], self._stamps])
+        return hashlib.sha256(key.encode()).hexdigest()
 
     def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Train and validation indices: a seeded shuffle within each class, ``val_fraction`` of each held out."""
@@ -150,63 +182,58 @@ class VideoFolder:
 
     # ---- decoding and the cache ------------------------------------------------------
 
-    def _cache_path(self, path: Path) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        key = f"{path.resolve()}|{self.frames}|{self.size}|{self.grayscale}"
-        return self.cache_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.npz"
-
     @staticmethod
     def _stamp(path: Path) -> list[int]:
         st = path.stat()
         return [st.st_size, st.st_mtime_ns]
 
-    def _cached(self, path: Path) -> np.ndarray | None:
-        cp = self._cache_path(path)
-        if cp is None or not cp.is_file():
-            return None
-        try:
-            arrays, meta = checkpoint.load(cp)
-        except checkpoint.CheckpointError:
-            return None
-        if meta.get("version") != CACHE_VERSION or meta.get("stamp") != self._stamp(path):
-            return None                                       # the video changed since it was cached
-        return arrays.get("clip")
-
-    def _store(self, path: Path, clip: np.ndarray) -> None:
-        cp = self._cache_path(path)
-        if cp is not None:
+    def _open(self, paths: list[Path], workers: int | None, progress: bool) -> tuple[np.ndarray, dict[int, str]]:
+        """Every file's slot (or -1) and the errors of those that could not be decoded."""
+        decode_many = functools.partial(self._decode_many, workers=workers or parallel.cores(), progress=progress)
+        if self.cache_dir is not None:
+            key = hashlib.sha256(f"{self.root.resolve()}|{self.shape}".encode()).hexdigest()[:16]
             try:
-                checkpoint.save(cp, {"clip": clip}, {"version": CACHE_VERSION, "stamp": self._stamp(path),
-                                                     "file": str(path)})
-            except OSError as e:                              # a read-only data folder: decode again next time
-                warnings.warn(f"{cp}: cannot cache the decoded clip ({e.strerror or e})", stacklevel=3)
-                self.cache_dir = None
+                self._store = ClipStore.open(self.cache_dir, key, self.shape, paths, [self._stamp(p) for p in paths],
+                                             decode_many)
+                return self._store.slots, self._store.errors
+            except OSError as e:                       # a read-only data folder: keep the clips in memory
+                warnings.warn(f"{self.cache_dir}: cannot cache the decoded clips ({e.strerror or e}); holding them "
+                              "in memory", stacklevel=3)
+        clips = np.zeros((len(paths), *self.shape), np.uint8)
+        slots, errors = np.full(len(paths), -1, np.int64), {}
+        for k, got in decode_many(paths):
+            if isinstance(got, str):
+                errors[k] = got
+            else:
+                clips[k], slots[k] = got, k
+        self._store = _InMemory(clips)
+        return slots, errors
 
-    def _load(self, paths: list[Path], workers: int | None, progress: bool) -> list[np.ndarray | None]:
-        clips: list[np.ndarray | None] = [self._cached(p) for p in paths]
-        todo = [i for i, c in enumerate(clips) if c is None]
-        if not todo:
-            return clips
-        jobs = [(str(paths[i]), self.frames, self.size, self.grayscale) for i in todo]
-        workers = workers or parallel.cores()
+    def _decode_many(self, paths: list[Path], workers: int, progress: bool
+                     ) -> Iterator[tuple[int, np.ndarray | str]]:
+        """(position, clip or error) for each path as it is decoded: in ``workers`` processes, at most
+        ``2 * workers`` clips in flight, so memory holds a few clips however large the folder."""
+        jobs = [(str(p), self.frames, self.size, self.grayscale) for p in paths]
+        if not jobs:
+            return
         bar = tqdm(total=len(jobs), unit="clip", desc=f"decoding {self.root}", disable=not progress)
-        if workers > 1 and len(jobs) > 1:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-                results = []
-                for r in pool.map(_decode_or_error, jobs, chunksize=max(1, len(jobs) // (8 * workers))):
-                    results.append(r)
+        try:
+            if workers > 1 and len(jobs) > 1:
+                with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+                    waiting = iter(enumerate(jobs))
+                    flying: dict[Future[Any], int] = {}
+                    while True:
+                        for k, job in itertools.islice(waiting, 2 * workers - len(flying)):
+                            flying[pool.submit(_decode_or_error, job)] = k
+                        if not flying:
+                            break
+                        done, _ = wait(flying, return_when=FIRST_COMPLETED)
+                        for f in done:
+                            bar.update(1)
+                            yield flying.pop(f), f.result()
+            else:
+                for k, job in enumerate(jobs):
                     bar.update(1)
-        else:
-            results = []
-            for job in jobs:
-                results.append(_decode_or_error(job))
-                bar.update(1)
-        bar.close()
-        for i, r in zip(todo, results):
-            if isinstance(r, str):
-                warnings.warn(f"skipping {r}", stacklevel=3)
-                continue
-            clips[i] = r
-            self._store(paths[i], r)
-        return clips
+                    yield k, _decode_or_error(job)
+        finally:
+            bar.close()
