@@ -19,7 +19,6 @@ ends bit-for-bit where the uninterrupted run would (for ``--steps`` budgets; a
 
 from __future__ import annotations
 
-import hashlib
 import math
 import sys
 from dataclasses import asdict, dataclass
@@ -27,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .. import checkpoint, modelfile, training
 from ..checkpoint import CheckpointError
+from ..data.corpus import Corpus, from_text, open_corpus
 from ..data.text import TextError, Vocab, Windows, bundled_shakespeare, load_text, split_train_val
 from ..distributed import Comm, DistributedError, shard
 from ..losses import CrossEntropyLoss
@@ -60,10 +61,12 @@ class TrainConfig(training.TrainConfig):
     clip: float | None = 1.0      # global gradient-norm clip
     eval_every: int | None = 250  # validate (and save latest) every N steps
     val_fraction: float = 0.1
+    val_chars: int = 65536        # validate on a fixed sample of this many held-out characters (0: all of them)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.batch_size >= 1, "batch size must be >= 1"), (self.seq_len >= 1, "seq-len must be >= 1"),
                 (self.lr > 0, "lr must be > 0"), (0 < self.val_fraction < 1, "val fraction must be in (0, 1)"),
+                (self.val_chars >= 0, "val-chars must be >= 0"),
                 *super().checks()]
 
     def lr_at(self, step: int, elapsed_s: float) -> float:
@@ -79,8 +82,9 @@ def read_source(source: str) -> str:
     return bundled_shakespeare() if source == BUNDLED else load_text(source)
 
 
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def load_corpus(source: str, cache_dir: Path | None = None) -> Corpus:
+    """The ids of ``source``: the bundled text in memory, a file through its cache of ids (``data.corpus``)."""
+    return from_text(bundled_shakespeare()) if source == BUNDLED else open_corpus(source, cache_dir)
 
 
 # ---- evaluation ----------------------------------------------------------------
@@ -90,43 +94,55 @@ IGNORE = -100                     # CrossEntropyLoss's default ignore_index: the
 
 
 def evaluate(model: CharLM, ids: np.ndarray, batch_size: int = 64, seq_len: int = 100, comm: Comm | None = None,
-             warm: int = 200) -> float:
-    """Mean next-character loss in nats over every character of ``ids`` (N,) after the first, as if read in
+             warm: int = 200, limit: int | None = None, progress: bool = False) -> float:
+    """Mean next-character loss in nats over the characters of ``ids`` (N,) after the first, as if read in
     one pass from the start with the state carried (what ``charlm inspect`` reports), but in parallel.
 
     The text is cut into up to ``batch_size`` contiguous streams (the last one padded, its padding not
     scored). Every stream but the first is first run, unscored, over the ``warm`` characters before it,
     so no scored character sees a cold state that one pass would not (the first starts cold, as one pass
-    does). No dropout. With ``comm`` (a distributed run) each rank scores its share of the streams.
+    does). ``limit`` scores a fixed sample of about that many characters instead: the streams, shorter,
+    spread evenly over the text (each warmed the same way). No dropout. With ``comm`` (a distributed
+    run) each rank scores its share of the streams.
     """
     n = len(ids) - 1
     if n < 1:
         raise TextError("evaluation text needs at least 2 characters")
-    B = max(1, min(batch_size, n // seq_len))
-    L = -(-n // B)                                         # each stream's length; the last is padded
-    W = min(warm, L) if B > 1 else 0
+    sample = limit is not None and 0 < limit < n
+    B = max(1, min(batch_size, (limit if sample else n) // seq_len))
+    L = limit // B if sample else -(-n // B)               # each stream's length (the last may run past the end)
+    starts = np.round(np.linspace(0, n - L, B)).astype(np.int64) if sample else L * np.arange(B)
+    W = min(warm, int(starts[1])) if B > 1 else 0
     comm = comm if comm is not None else Comm()
     mine = np.arange(B)[shard(B, comm)]                    # this rank's streams
-    xs = np.zeros(B * L + W, ids.dtype)
-    ys = np.full(B * L, IGNORE, np.int64)
-    xs[W:W + n], ys[:n] = ids[:n], ids[1:n + 1]
-    x = np.stack([xs[W + L * i - W:W + L * i + L] for i in mine]) if len(mine) else np.zeros((0, W + L), ids.dtype)
-    y = ys.reshape(B, L)[mine]                             # (B, L) next characters (padding: IGNORE)
+
+    def window(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inputs and targets at offsets [a, b) of every stream (negative: the warm-up before it); read
+        window by window, so a full pass over a memory-mapped text holds one window."""
+        pos = starts[mine, None] + np.arange(a, b)[None, :]
+        x = np.asarray(ids[np.clip(pos, 0, n - 1)], np.int64)
+        return x, np.where(pos < n, np.asarray(ids[np.clip(pos + 1, 0, n)], np.int64), IGNORE)
+
     loss_fn = CrossEntropyLoss(reduction="sum")
     was_training = model.training
     model.eval()
-    total, state = 0.0, None
+    total, count, state = 0.0, 0, None
     try:
-        if W and len(mine):
-            _, state = model.forward(x[:, :W])
+        if W and len(mine):                                # (in windows of seq_len: one shape, one workspace)
+            for s in range(-W, 0, seq_len):
+                _, state = model.forward(window(s, min(s + seq_len, 0))[0], state)
             for part in state:                             # the text's first stream starts cold
                 part[:, mine == 0] = 0
-        for s in range(0, L if len(mine) else 0, seq_len):
-            logits, state = model.forward(x[:, W + s:W + s + seq_len], state)
-            total += float(loss_fn(logits, y[:, s:s + seq_len]))
+        for s in tqdm(range(0, L if len(mine) else 0, seq_len), unit="window", disable=not progress,
+                      desc="scoring"):
+            x, y = window(s, min(s + seq_len, L))
+            logits, state = model.forward(x, state)
+            total += float(loss_fn(logits, y))
+            count += int(np.count_nonzero(y != IGNORE))
     finally:
         model.train(was_training)
-    return float(comm.allreduce_(np.array([total]))[0]) / n
+    scored = comm.allreduce_(np.array([total, float(count)]))
+    return float(scored[0] / scored[1])
 
 
 # ---- run directories -----------------------------------------------------------
@@ -182,16 +198,16 @@ class Trainer(training.Trainer):
     unit = "chars"
     plot_label = ("bits per character", 1 / LN2)
 
-    def __init__(self, out: Path, model: CharLM, vocab: Vocab, tcfg: TrainConfig, source: str, text: str,
+    def __init__(self, out: Path, model: CharLM, tcfg: TrainConfig, source: str, corpus: Corpus,
                  rng: np.random.Generator, comm: Comm | None = None) -> None:
         comm = comm if comm is not None else Comm()
         if tcfg.batch_size < comm.size:
             raise DistributedError(f"--batch-size {tcfg.batch_size} is smaller than the {comm.size} ranks; each "
                                    "rank needs at least one stream")
-        comm.agree([asdict(tcfg), model.cfg.to_dict(), sha256(text)], "the settings and the text")
-        self.vocab, self.source = vocab, source
-        self.text_sha = sha256(text)
-        train_ids, self.val_ids = split_train_val(vocab.encode(text, what=_name(source)), tcfg.val_fraction)
+        comm.agree([asdict(tcfg), model.cfg.to_dict(), corpus.sha256], "the settings and the text")
+        self.vocab, self.source = corpus.vocab, source
+        self.text_sha = corpus.sha256
+        train_ids, self.val_ids = split_train_val(corpus.ids, tcfg.val_fraction)      # views of the ids
         what = f"{_name(source)} (training part, {len(train_ids)} characters)"
         self.windows = Windows.make(train_ids, tcfg.batch_size, tcfg.seq_len, what=what)
         if len(self.val_ids) < 2:
@@ -223,14 +239,14 @@ class Trainer(training.Trainer):
         out = Path(out)
         check_run_dir(out, resume=False)
         tcfg.validate()
-        text = read_source(source)
-        vocab = Vocab.from_text(text)
+        corpus = load_corpus(source, out)
+        vocab = corpus.vocab
         rng = np.random.default_rng(tcfg.seed)
         try:
             model = CharLM(CharLMConfig(vocab_size=len(vocab), **mcfg), rng=rng)
         except (TypeError, ValueError) as e:           # e.g. --hidden 0 or --dropout 1.5, as the layer words it
             raise RunError(f"bad model option: {e}") from None
-        return cls(out, model, vocab, tcfg, source, text, rng, comm)
+        return cls(out, model, tcfg, source, corpus, rng, comm)
 
     @classmethod
     def resume(cls, out: str | Path, source: str | None = None, steps: int | None = None,
@@ -251,13 +267,13 @@ class Trainer(training.Trainer):
             tcfg.eval_every = eval_every
         tcfg.validate()
         source = source or meta.get("source", BUNDLED)
-        text = read_source(source)
-        new = Vocab.from_text(text)
+        corpus = load_corpus(source, out)
+        new = corpus.vocab
         if new != vocab:
             raise TextError(f"{_name(source)}: vocabulary mismatch with the run in {out} "
                             f"(run has {len(vocab)} characters, this text {len(new)}; "
                             f"differing: {''.join(sorted(set(vocab.chars) ^ set(new.chars)))!r})")
-        self = cls(out, model, vocab, tcfg, source, text, rng, comm)
+        self = cls(out, model, tcfg, source, corpus, rng, comm)
         if self.text_sha != meta.get("text_sha256") and self.comm.is_root:
             print(f"note: {_name(source)} differs from the text this run started on; continuing on it",
                   file=sys.stderr)
@@ -284,7 +300,8 @@ class Trainer(training.Trainer):
             self.epoch += 1
 
     def validate(self) -> dict[str, float]:
-        val = evaluate(self.model, self.val_ids, self.tcfg.batch_size, self.tcfg.seq_len, self.comm)
+        val = evaluate(self.model, self.val_ids, self.tcfg.batch_size, self.tcfg.seq_len, self.comm,
+                       limit=self.tcfg.val_chars or None)
         return {"val_loss": val, "val_bpc": val / LN2}
 
     def describe(self, metrics: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..apps import charlm_train as ct
 from ..checkpoint import CheckpointError
+from ..data.corpus import id_dtype
 from ..data.text import Vocab, load_text, split_train_val
 from ..distributed import world
 from ..inspect import InspectError, charlm_report, recurrent_layers
@@ -34,7 +35,7 @@ PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
 # Options that shape a run; they are fixed when it starts, so --resume refuses them.
 _RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "batch_size", "seq_len", "lr", "warmup", "schedule",
-                "weight_decay", "clip", "seed", "dtype")
+                "weight_decay", "clip", "seed", "dtype", "val_chars")
 
 
 def pretrained_path() -> Path:
@@ -56,6 +57,8 @@ def add_parser(apps: Any) -> None:
     tr.add_argument("--steps", type=int, help="budget: total optimizer steps")
     tr.add_argument("--minutes", type=float, help="budget: total wall-clock minutes (default 10 if no budget given)")
     tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {d.eval_every})")
+    tr.add_argument("--val-chars", type=int, help=f"validate on a fixed sample of N held-out characters, 0 for all "
+                    f"(default {d.val_chars}; the full pass is charlm eval's)")
     g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
     g.add_argument("--hidden", type=int, help=f"LSTM units per layer (default {ct.DEFAULT_MODEL['hidden']})")
     g.add_argument("--layers", type=int, help=f"LSTM layers (default {ct.DEFAULT_MODEL['layers']})")
@@ -87,6 +90,7 @@ def add_parser(apps: Any) -> None:
                          description="Score a model on a text (default: the run's validation part).")
     ev.add_argument("run", nargs="?", help="run directory or .npz checkpoint (default: the bundled pretrained model)")
     ev.add_argument("--text", help="UTF-8 text file to score (default: the validation part of the run's text)")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     ins = cmds.add_parser("inspect", help="an HTML report of what the model's cells track",
                           description="Trace a text through a character model and write a self-contained HTML report: "
@@ -125,7 +129,7 @@ def _train(args: argparse.Namespace) -> int:
                                   ("dropout", args.dropout), ("dtype", args.dtype)] if v is not None}
         mcfg = {**ct.DEFAULT_MODEL, **mcfg}
         tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",
-                                              "clip", "seed", "steps", "minutes", "eval_every")
+                                              "clip", "seed", "steps", "minutes", "eval_every", "val_chars")
                if getattr(args, k) is not None}
         if args.steps is None and args.minutes is None:
             tkw["minutes"] = 10.0
@@ -180,14 +184,18 @@ def _sample(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     model, vocab, meta = _load(args.run)
     train = meta.get("train", {})        # the run's split, streams and window, as its validation used
-    if args.text:
-        ids, what = vocab.encode(load_text(args.text), what=args.text), args.text
+    if args.text:                        # (a file is read through its cache of ids: a large text streams)
+        corpus, what = ct.load_corpus(str(Path(args.text).resolve())), args.text
+        ids = corpus.ids                 # in the text's own vocabulary: map it onto the model's (or name what's not)
+        if corpus.vocab != vocab:
+            table = vocab.encode("".join(corpus.vocab.chars), what=args.text).astype(id_dtype(len(vocab)))
+            ids = table[ids]
     else:
         source = meta.get("source", ct.BUNDLED)
-        text = ct.read_source(source)
-        ids = split_train_val(vocab.encode(text, what=ct._name(source)), train.get("val_fraction", 0.1))[1]
+        ids = split_train_val(ct.load_corpus(source).ids, train.get("val_fraction", 0.1))[1]
         what = f"validation part of {ct._name(source)}"
-    nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100))
+    nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100),
+                       progress=not args.no_progress)
     print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters, each "
           "scored with the state carried from the text's start (one pass, as charlm inspect reads it)")
     return 0

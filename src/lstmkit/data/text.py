@@ -104,12 +104,14 @@ class Windows:
         if L < seq_len + 1:
             raise TextError(f"{what} is too short: {len(ids)} characters give {batch_size} streams of {L}, "
                             f"but a window needs {seq_len + 1} (lower --batch or --seq-len, or use more text)")
-        return cls(np.ascontiguousarray(ids[:batch_size * L].reshape(batch_size, L)), seq_len)
+        return cls(ids[:batch_size * L].reshape(batch_size, L), seq_len)        # (a view: nothing is copied)
 
     def __len__(self) -> int:
         return (self.streams.shape[1] - 1) // self.seq_len
 
     def window(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Window ``k``: inputs and targets (B, T) int64 (copied out of the streams, which may be a memory
+        map of a cached text in a small dtype)."""
         T = self.seq_len
-        s = self.streams[:, k * T:(k + 1) * T + 1]
+        s = np.asarray(self.streams[:, k * T:(k + 1) * T + 1], np.int64)
         return s[:, :-1], s[:, 1:]
