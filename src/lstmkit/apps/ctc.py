@@ -20,8 +20,19 @@ from typing import Any
 import numpy as np
 
 from .. import functional, modelfile
-from ..ctc import CTCLoss, pack_targets
-from ..data.strips import HEIGHT, StripError, load_strips, make_strips, read_image, save_strips, to_height, write_png
+from ..ctc import CTCLoss
+from ..data.dataset import Subset
+from ..data.strips import (
+    HEIGHT,
+    StripError,
+    StripSet,
+    load_strips,
+    make_strips,
+    read_image,
+    save_strips,
+    to_height,
+    write_png,
+)
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
 from ..distributed import launched
 from ..fitting import fit
@@ -71,14 +82,6 @@ def columns(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 2, 1))
 
 
-def _packed(widths: np.ndarray, digits: list[list[int]]) -> np.ndarray:
-    S = max(len(d) for d in digits)
-    targets = np.zeros((len(digits), S), np.int64)
-    for i, d in enumerate(digits):
-        targets[i, :len(d)] = np.asarray(d) + 1                  # class d + 1; 0 is the blank
-    return pack_targets(widths, targets, np.array([len(d) for d in digits]))
-
-
 def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, steps: int | None = None,
           minutes: float | None = None, resume: bool = False, progress: bool = True) -> tuple[History, CTCConfig]:
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
@@ -86,19 +89,18 @@ def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, ste
     meta = open_run(out, resume, _run_meta)
     if meta is not None:
         cfg = CTCConfig(**meta["ctc"])
-    images, widths, digits = load_strips(cfg.data)
-    tr, va = holdout(len(images), cfg.val_fraction, cfg.seed, cfg.data, "strips")
-    x, y = columns(images), _packed(widths, digits)
+    strips = StripSet.load(cfg.data)                   # uint8; a batch is made float32 when drawn
+    tr, va = holdout(len(strips), cfg.val_fraction, cfg.seed, cfg.data, "strips")
     rng = np.random.default_rng(cfg.seed)
     if meta is not None:
         model = modelfile.layer_from_config(meta[modelfile.HEADER]["architecture"], rng)
     else:
         model = CTCRecognizer(HEIGHT, CLASSES, cfg.hidden, cfg.layers, rng=rng)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    hist = fit(model, x[tr], y[tr], loss=CTCLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+    hist = fit(model, Subset(strips, tr), loss=CTCLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
                steps=steps, minutes=minutes, batch_size=cfg.batch_size,
-               validation_data=(x[va], y[va], widths[va]), metrics=["cer"],
-               lengths=widths[tr], clip=1.0, schedule="cosine", warmup=50, min_lr_frac=0.05, monitor="val_cer",
+               validation_data=Subset(strips, va), metrics=["cer"], clip=1.0, schedule="cosine", warmup=50,
+               min_lr_frac=0.05, monitor="val_cer",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
                meta={"app": FORMAT, "ctc": asdict(cfg)}, unit="strips", distributed=launched())
     return hist, cfg

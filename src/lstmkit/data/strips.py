@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from .. import checkpoint
+from ..ctc import pack_targets
 
 HEIGHT = 20
 
@@ -82,8 +83,39 @@ def save_strips(path: str | Path, strips: list[np.ndarray], digits_: list[list[i
                            "counts": np.array([len(ds) for ds in digits_])}, {"format": "lstmkit-strips", "half": half})
 
 
+class StripSet:
+    """Strips as a dataset: the uint8 images are kept, and a batch ``(columns (n, W, HEIGHT) float32 in [0, 1],
+    packed CTC targets (see ``lstmkit.ctc.pack_targets``), widths (n,))`` is made when it is drawn."""
+
+    def __init__(self, images: np.ndarray, widths: np.ndarray, digits: list[list[int]]) -> None:
+        self.images, self.widths, self.digits = images, np.asarray(widths), digits
+        S = max(len(d) for d in digits)
+        targets = np.zeros((len(digits), S), np.int64)
+        for i, d in enumerate(digits):
+            targets[i, :len(d)] = np.asarray(d) + 1              # class d + 1; 0 is the blank
+        self.packed = pack_targets(self.widths, targets, np.array([len(d) for d in digits]))
+
+    @classmethod
+    def load(cls, path: str | Path) -> StripSet:
+        return cls(*_read_strips(path))
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = self.images[index].transpose(0, 2, 1).astype(np.float32)
+        x *= 1.0 / 255.0
+        return x, self.packed[index], self.widths[index]
+
+
 def load_strips(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """(images (N, HEIGHT, W) float32 in [0, 1], widths (N,), digits per strip) from a strips file or folder."""
+    images, widths, digits = _read_strips(path)
+    return images.astype(np.float32) / 255.0, widths, digits
+
+
+def _read_strips(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+    """(images (N, HEIGHT, W) uint8, widths (N,), digits per strip) from a strips file or folder."""
     path = Path(path)
     if path.is_dir():
         path = path / "strips.npz"
@@ -93,7 +125,7 @@ def load_strips(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[list[int
             raise StripError(f"{path}: not a strips file (make one with: lstmkit ctc make-strips)")
         ends = np.cumsum(arrays["counts"])
         digits_ = [arrays["digits"][e - c:e].tolist() for e, c in zip(ends, arrays["counts"])]
-        return arrays["images"].astype(np.float32) / 255.0, arrays["widths"], digits_
+        return arrays["images"], arrays["widths"], digits_
     except (checkpoint.CheckpointError, KeyError) as e:
         raise StripError(f"{path}: not a readable strips file ({e})") from None
 
