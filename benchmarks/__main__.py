@@ -1,5 +1,5 @@
-"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [--minutes M] [--json PATH]``: lstmkit vs
-PyTorch.
+"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [data] [--minutes M] [--json PATH]``:
+lstmkit vs PyTorch, and lstmkit's data path on data bigger than memory (``data``, lstmkit alone).
 
 With no suite named, runs ``recurrent``, ``conv``, ``ctc``, ``tree``, the CNN+LSTM training step (``video``) and
 the char-LM training-step speed. lstmkit's rows time its default kernels (the compiled core where it was
@@ -21,14 +21,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, conv, ctc, recurrent, tree, video
+from . import charlm, conv, ctc, data, recurrent, tree, video
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 # glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
-SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm")
+SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm", "data")
+PEERLESS = ("data",)                     # lstmkit alone, run from this process
 TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float32"),
           "conv": (conv, "Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)"),
           "ctc": (ctc, "CTC loss, forward + backward from logits, float32"),
@@ -84,8 +85,8 @@ def main(argv: list[str]) -> int:
     unknown = set(args.suites) - set(SUITES)
     if unknown:
         p.error(f"unknown suite(s) {sorted(unknown)}; choose from {', '.join(SUITES)}")
-    speed_suites = [s for s in SUITES if s in (args.suites or SUITES)]
-    suites = speed_suites
+    speed_suites = [s for s in SUITES if s in (args.suites or SUITES) and s not in PEERLESS]
+    suites = [s for s in SUITES if s in (args.suites or SUITES)]
     runs: dict[str, list[dict[str, Any]]] = {"lstmkit": [], "torch": []}
     for _ in range(args.rounds):             # alternate the libraries, so a noisy minute does not hit only one
         runs["lstmkit"].append(run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat),
@@ -118,6 +119,12 @@ def main(argv: list[str]) -> int:
         tables["charlm_quality"] = charlm.quality(args.minutes)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
                     tables["charlm_quality"])
+    if "data" in suites:
+        found = data.run()
+        tables["data_streaming"], tables["data_memory"] = found["streaming"], found["memory"]
+        print_table("Streaming from a dataset vs arrays in memory (lstmkit alone)", found["streaming"])
+        print_table("Data bigger than memory: time to the first step and peak resident memory (lstmkit alone)",
+                    found["memory"])
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": machine, "tables": tables}, indent=1))
     return 0
