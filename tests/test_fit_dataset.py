@@ -43,6 +43,14 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return x, y, lengths
 
 
+def on_disk(folder: Path, n: int, n_val: int, seed: int) -> tuple[OnDisk, OnDisk, tuple, tuple]:
+    """Training and validation sets on disk, and the same arrays: (ds, vs, (x, y, lens), (xv, yv, lv))."""
+    train, val = data(n, seed), data(n_val, seed + 1)
+    for d in ("t", "v"):
+        (folder / d).mkdir()
+    return OnDisk(folder / "t", *train), OnDisk(folder / "v", *val), train, val
+
+
 def model(seed: int = 0) -> lk.Sequential:
     g = np.random.default_rng(seed)
     return lk.Sequential(lk.LSTM(3, 8, return_sequences=False, rng=g), lk.Dropout(0.2, rng=g), lk.Dense(8, 2, rng=g))
@@ -54,11 +62,7 @@ def fit(m: lk.Layer, train: tuple, val: object, run: Path | None = None, resume:
 
 
 def test_a_dataset_trains_exactly_as_the_same_arrays(tmp_path):
-    x, y, lens = data(72, 0)
-    xv, yv, lv = data(20, 1)
-    (tmp_path / "t").mkdir()
-    (tmp_path / "v").mkdir()
-    ds, vs = OnDisk(tmp_path / "t", x, y, lens), OnDisk(tmp_path / "v", xv, yv, lv)
+    ds, vs, (x, y, lens), (xv, yv, lv) = on_disk(tmp_path, 72, 20, 0)
     a, b = model(), model()
     ha = a.fit(x, y, lengths=lens, optimizer=lk.optim.AdamW(a.parameters(), lr=1e-2), epochs=3, batch_size=16,
                validation_data=(xv, yv, lv), metrics=["accuracy"], progress=False, seed=4)
@@ -74,11 +78,7 @@ def test_a_dataset_trains_exactly_as_the_same_arrays(tmp_path):
 
 
 def test_resume_on_a_dataset_continues_bit_for_bit(tmp_path, monkeypatch):
-    x, y, lens = data(72, 2)
-    xv, yv, lv = data(20, 3)
-    for d in ("t", "v"):
-        (tmp_path / d).mkdir()
-    ds, vs = OnDisk(tmp_path / "t", x, y, lens), OnDisk(tmp_path / "v", xv, yv, lv)
+    ds, vs, _, _ = on_disk(tmp_path, 72, 20, 2)
     whole = model()
     fit(whole, (ds,), vs, tmp_path / "whole")
     original = ArrayTrainer.advance
@@ -102,11 +102,7 @@ def test_resume_on_a_dataset_continues_bit_for_bit(tmp_path, monkeypatch):
 
 
 def test_validation_steps_bound_what_validation_reads(tmp_path):
-    x, y, lens = data(40, 4)
-    xv, yv, lv = data(100, 5)
-    for d in ("t", "v"):
-        (tmp_path / d).mkdir()
-    ds, vs = OnDisk(tmp_path / "t", x, y, lens), OnDisk(tmp_path / "v", xv, yv, lv)
+    ds, vs, _, (xv, yv, lv) = on_disk(tmp_path, 40, 100, 4)
     m = model()
     hist = m.fit(ds, epochs=2, batch_size=10, validation_data=vs, validation_steps=3, progress=False)
     assert vs.read == 2 * 30 and len(hist.history["val_loss"]) == 2      # 3 batches of 10, at each of 2 epochs
