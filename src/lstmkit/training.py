@@ -4,7 +4,7 @@
 minutes), the learning-rate schedule over that budget, gradient clipping,
 the progress bar with throughput, validation every N steps or every epoch,
 early stopping and best weights, the run directory, Ctrl-C and NaN handling,
-and the history with its CSV and plot. An application subclasses it and says
+and the history with its CSV and plot (``lstmkit.history``). An application subclasses it and says
 only what is special to it:
 
     batch_loss()   forward, loss and backward on the current batch -> loss
@@ -26,8 +26,6 @@ bit-for-bit where the uninterrupted run would.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import signal
 import sys
@@ -43,6 +41,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint, modelfile
 from .distributed import Comm, GradSync
+from .history import History
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
 from .runs import RunError, release_run
@@ -121,111 +120,6 @@ class TrainConfig:
         else:
             decay = 1.0
         return warm * decay
-
-
-class History:
-    """Logged rows: every ``log_every`` steps the mean training loss; at each evaluation the metrics.
-
-    Every row has every column (None where it has no value). ``history`` gives the
-    evaluations Keras-style, ``{"val_loss": [...], ...}``.
-    """
-
-    BASE = ("step", "elapsed_s", "lr", "train_loss")
-
-    def __init__(self, metrics: list[str], rows: list[dict[str, Any]] | None = None) -> None:
-        self.columns = [*self.BASE, *(m for m in metrics if m not in self.BASE)]
-        self.rows: list[dict[str, Any]] = rows if rows is not None else []
-        self.stop_reason = ""          # set by fit(): "budget", "early_stop", "interrupted" or "nan"
-        self.loss_fn: Any = None       # set by fit(): the loss and metric functions it trained with
-        self.metric_fns: dict[str, Any] = {}
-
-    def add(self, step: int, elapsed: float, lr: float, train_loss: float | None = None,
-            metrics: dict[str, float] | None = None) -> None:
-        row: dict[str, Any] = dict.fromkeys(self.columns)
-        row.update({"step": step, "elapsed_s": round(elapsed, 3), "lr": lr, "train_loss": train_loss})
-        for k, v in (metrics or {}).items():
-            if k not in row:
-                self.columns.append(k)
-            row[k] = v
-        self.rows.append(row)
-
-    @property
-    def evals(self) -> list[dict[str, Any]]:
-        return [r for r in self.rows if r["train_loss"] is None]
-
-    @property
-    def history(self) -> dict[str, list[float]]:
-        return {k: [r[k] for r in self.evals] for k in self.columns if k not in self.BASE}
-
-    def wait(self, key: str, mode: str = "min", min_delta: float = 0.0) -> tuple[float, int]:
-        """(best value of ``key``, evaluations since it improved by more than ``min_delta``)."""
-        sign = 1.0 if mode == "min" else -1.0
-        best, wait = math.inf, 0
-        for r in self.evals:
-            v = r.get(key)
-            if v is None:
-                continue
-            if sign * v < best - min_delta:
-                best, wait = sign * v, 0
-            else:
-                wait += 1
-        return sign * best, wait
-
-    def best(self, key: str = "val_loss", mode: str = "min") -> float:
-        return self.wait(key, mode)[0]
-
-    def write_csv(self, path: Path) -> None:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, self.columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(self.rows)
-        checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
-
-    def plot(self, path: Path, ylabel: str = "loss", scale: float = 1.0) -> bool:
-        """Loss curves (and, beside them, any other metrics) to ``path``; False without matplotlib."""
-        plt = pyplot()
-        if plt is None:
-            return False
-        others = [k for k in self.history if "loss" not in k and "bpc" not in k]
-        fig, axes = plt.subplots(1, 2 if others else 1, figsize=(12 if others else 7, 4), dpi=100, squeeze=False)
-        ax = axes[0, 0]
-        tr = [(r["step"], r["train_loss"] * scale) for r in self.rows if r["train_loss"] is not None]
-        va = [(r["step"], r["val_loss"] * scale) for r in self.evals if r.get("val_loss") is not None]
-        if tr:
-            ax.plot(*zip(*tr), lw=1, label="train")
-        if va:
-            ax.plot(*zip(*va), "o-", lw=1.5, label="validation")
-        ax.set_ylabel(ylabel)
-        for k in others:
-            pts = [(r["step"], r[k]) for r in self.evals if r.get(k) is not None]
-            if pts:
-                axes[0, 1].plot(*zip(*pts), "o-", lw=1.5, label=k)
-        for a in axes[0]:
-            a.set_xlabel("step")
-            a.grid(alpha=0.3)
-            if a.get_legend_handles_labels()[0]:
-                a.legend()
-        save_figure(fig, path)
-        return True
-
-
-def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the file-only Agg backend, or None without matplotlib (the ``plot`` extra)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def save_figure(fig: Any, path: Path) -> None:
-    """Write a matplotlib figure to ``path`` as PNG, atomically, and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    pyplot().close(fig)
-    checkpoint.atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 class Trainer:

@@ -27,11 +27,11 @@ from ..data.dataset import Subset
 from ..data.video import VideoError, VideoFolder, decode
 from ..distributed import Comm, launched, world
 from ..fitting import fit
+from ..history import History, pyplot, save_figure
 from ..losses import CrossEntropyLoss
 from ..models import CNNLSTM
 from ..optim import AdamW, decay_groups
 from ..runs import RunError, run_file
-from ..training import History, pyplot, save_figure
 from .common import budget, open_run
 
 FORMAT = "lstmkit-video"
