@@ -298,3 +298,14 @@ def test_eval_and_inspect_agree_on_the_same_text(tmp_path, capsys):
     one_pass = ct.evaluate(model, ids, batch_size=1, seq_len=100)
     assert abs(ct.evaluate(model, ids, batch_size=32, seq_len=50) - one_pass) < 1e-3 < abs(
         ct.evaluate(model, ids, batch_size=32, seq_len=50, warm=0) - one_pass)
+
+
+def test_a_reader_that_leaves_early_gets_no_error_message():
+    import subprocess
+    import sys
+    p = subprocess.Popen([sys.executable, "-m", "lstmkit", "charlm", "sample", "--length", "20000", "--seed", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.read(20)                                   # `lstmkit charlm sample | head -c 20`
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "error" not in err and "Traceback" not in err, err

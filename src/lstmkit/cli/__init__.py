@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import warnings
 
 from ..checkpoint import CheckpointError
@@ -71,6 +72,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return APPS[args.app].run(args)
     except BAD_INPUT as e:
         return fail(str(e))
+    except BrokenPipeError:                # `lstmkit ... | head`: the reader left; stop quietly, as cat would
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as e:                   # e.g. an unwritable --out: name the path, no traceback
         return fail(f"{e.filename or ''}: {e.strerror or e}")
     finally:
