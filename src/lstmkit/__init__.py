@@ -21,6 +21,7 @@ from . import (
 from ._version import __version__
 from .ctc import CTCLoss
 from .fitting import evaluate, fit, predict
+from .gradcheck import GradcheckError, GradcheckReport, gradcheck
 from .layers import (
                      GRU,
                      LSTM,
@@ -60,4 +61,5 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "SLSTM", "ChildSumTreeLSTM",
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
            "init",
-           "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError"]
+           "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
+           "gradcheck", "GradcheckReport", "GradcheckError"]
