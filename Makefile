@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench lint clean
+.PHONY: run test bench docs lint clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,9 +33,21 @@ test: $(STAMP)
 	$(PY) -m pytest
 	LSTMKIT_KERNEL=numpy $(PY) -m pytest
 
+# The documentation site (Sphinx + MyST-NB, Furo theme) into docs/_build/html: every tutorial executed,
+# warnings are errors; then the built index and a tutorial are opened in headless Chromium.
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[dev,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	rm -rf docs/_build
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	$(PY) scripts/check_docs.py docs/_build/html
+
 # Each library in its own process; ARGS=--native-blas, ARGS="--json bench.json", ... pass through.
 bench: $(STAMP)
 	$(PY) -m benchmarks $(ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run build src/lstmkit/_core/*.so
+	rm -rf $(VENV) .pytest_cache .ruff_cache src/*.egg-info runs/make-run build src/lstmkit/_core/*.so docs/_build

@@ -1,34 +1,36 @@
-"""The README's speed figures cannot contradict each other: speed tables live in its Speed section only, each
-under a bold label naming the machine and the date, and the MPI table says which kernels and when."""
+"""Speed figures cannot contradict each other: speed tables live on the Speed page only (and the MPI page,
+for its own configuration), each under a bold label naming the machine and the date."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-SPEED_WORDS = re.compile(r"chars/s|nodes/s|× PyTorch|\| ratio|lstmkit chars|PyTorch chars")
+ROOT = Path(__file__).resolve().parents[1]
+SPEED_WORDS = re.compile(r"chars/s|nodes/s|× PyTorch|\| ratio|lstmkit chars|PyTorch chars|ms/step")
+PAGES = [ROOT / "README.md", *sorted(p for p in (ROOT / "docs").rglob("*.md") if "_build" not in p.parts)]
+HOMES = {ROOT / "docs" / "speed.md", ROOT / "docs" / "apps" / "mpi.md"}
 
 
-def sections(text: str) -> dict[str, str]:
-    parts = re.split(r"^## ", text, flags=re.M)
-    return {p.split("\n", 1)[0]: p for p in parts[1:]}
+def tables(text: str) -> list[tuple[int, list[str]]]:
+    """(first line number, rows) of every Markdown table."""
+    lines, out, start = text.splitlines(), [], None
+    for i, ln in enumerate([*text.splitlines(), ""]):
+        if ln.startswith("|") and start is None:
+            start = i
+        elif not ln.startswith("|") and start is not None:
+            out.append((start, lines[start:i]))
+            start = None
+    return out
 
 
-def test_speed_tables_are_only_in_the_speed_section_and_each_is_labelled_and_dated():
-    secs = sections(README)
-    speed = [k for k in secs if k.startswith("Speed")]
-    assert len(speed) == 1, list(secs)
-    for name, body in secs.items():
-        tables = [ln for ln in body.splitlines() if ln.startswith("|") and SPEED_WORDS.search(ln)]
-        if name.startswith("Speed") or name.startswith("More than one machine"):
-            continue
-        assert not tables, f"a speed table outside the Speed section, in '{name}': {tables}"
-    # every table of the Speed section (and the MPI one) comes after a bold machine label with a date
-    for name in (speed[0], *[k for k in secs if k.startswith("More than one machine")]):
-        lines = secs[name].splitlines()
-        starts = [i for i, ln in enumerate(lines)
-                  if ln.startswith("| ") and (i == 0 or not lines[i - 1].startswith("|"))]
-        for i in starts:
-            before = "\n".join(lines[max(0, i - 8):i])
-            assert re.search(r"\*\*[^*]*(AMD|Intel|Xeon|EPYC)[^*]*20\d\d-\d\d", before), (name, lines[i])
+def test_speed_tables_only_on_their_pages_each_labelled_and_dated():
+    for page in PAGES:
+        text = page.read_text()
+        for start, rows in tables(text):
+            if not any(SPEED_WORDS.search(r) for r in rows):
+                continue
+            assert page in HOMES, f"a speed table outside the Speed page: {page.relative_to(ROOT)}:{start + 1}"
+            before = "\n".join(text.splitlines()[max(0, start - 8):start])
+            assert re.search(r"\*\*[^*]*(AMD|Intel|Xeon|EPYC)[^*]*20\d\d-\d\d", before), (page, start)
+    assert tables((ROOT / "docs" / "speed.md").read_text())
