@@ -63,3 +63,23 @@ def test_charlm_learns_a_periodic_text_and_samples_deterministically():
     assert "".join(streamed) == greedy == "sat on the mat. "
     with pytest.raises(TextError, match="prompt has characters not in the model's vocabulary: 'Zbr'"):
         model.generate(vocab, "Zebra", 5, np.random.default_rng(0))
+
+
+def test_output_dropout_masks_the_head_input_in_training_only_and_backward_uses_the_same_mask():
+    model = CharLM(CharLMConfig(vocab_size=7, embed=3, hidden=6, layers=1, output_dropout=0.5, dtype="float64"),
+                   rng=np.random.default_rng(0))
+    ids = np.array([[1, 2, 3, 4, 5, 6, 0, 1]])
+    model.eval()
+    a, _ = model.forward(ids)
+    assert np.array_equal(a, model.forward(ids)[0])                  # no dropout when evaluating
+    model.train()
+    b, _ = model.forward(ids)
+    mask = model._mask
+    assert mask is not None and set(np.unique(mask)) == {0.0, 2.0} and not np.array_equal(a, b)
+    seen = {}
+    backward = model.rnn.backward
+    model.rnn.backward = lambda dh, **kw: seen.setdefault("dh", dh) is None or backward(dh, **kw)
+    model.backward(np.ones_like(b))
+    assert np.all(seen["dh"][mask == 0] == 0) and np.all(seen["dh"][mask > 0] != 0)   # the same mask, backwards
+    with pytest.raises(ValueError, match="output_dropout must be in"):
+        CharLM(CharLMConfig(vocab_size=7, output_dropout=1.0))

@@ -34,8 +34,8 @@ from .common import end_of_training
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
 # Options that shape a run; they are fixed when it starts, so --resume refuses them.
-_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "batch_size", "seq_len", "lr", "warmup", "schedule",
-                "weight_decay", "clip", "seed", "dtype", "val_chars")
+_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "output_dropout", "batch_size", "seq_len", "lr", "warmup",
+                "schedule", "weight_decay", "clip", "seed", "dtype", "val_chars")
 
 
 def pretrained_path() -> Path:
@@ -64,6 +64,8 @@ def add_parser(apps: Any) -> None:
     g.add_argument("--layers", type=int, help=f"LSTM layers (default {ct.DEFAULT_MODEL['layers']})")
     g.add_argument("--embed", type=int, help=f"embedding size (default {ct.DEFAULT_MODEL['embed']})")
     g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
+    g.add_argument("--output-dropout", type=float, help="dropout on the top LSTM layer's output, before the head "
+                   f"(default {ct.DEFAULT_MODEL.get('output_dropout', 0.0)})")
     g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
     g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
     g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
@@ -126,7 +128,8 @@ def _train(args: argparse.Namespace) -> int:
         print(f"resuming {args.resume} at step {trainer.step}", file=sys.stderr)
     else:
         mcfg = {k: v for k, v in [("hidden", args.hidden), ("layers", args.layers), ("embed", args.embed),
-                                  ("dropout", args.dropout), ("dtype", args.dtype)] if v is not None}
+                                  ("dropout", args.dropout), ("output_dropout", args.output_dropout),
+                                  ("dtype", args.dtype)] if v is not None}
         mcfg = {**ct.DEFAULT_MODEL, **mcfg}
         tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",
                                               "clip", "seed", "steps", "minutes", "eval_every", "val_chars")

@@ -14,7 +14,9 @@ import numpy as np
 
 from ..data.text import Vocab
 from ..decoding import sample_logits
+from ..functional import dropout_mask
 from ..layers import LSTM, Dense, Embedding
+from ..random import get_rng
 from .model import Model
 
 
@@ -24,7 +26,9 @@ class CharLMConfig:
     embed: int = 64
     hidden: int = 256
     layers: int = 2
-    dropout: float = 0.0
+    dropout: float = 0.0          # between LSTM layers
+    output_dropout: float = 0.0   # on the top layer's output, before the head (Zaremba et al.: on every
+                                  # non-recurrent link)
     dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
@@ -39,6 +43,9 @@ class CharLM(Model):
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
         self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng)
         self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
+        if not 0 <= cfg.output_dropout < 1:
+            raise ValueError(f"CharLM: output_dropout must be in [0, 1), got {cfg.output_dropout}")
+        self._mask: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -52,11 +59,16 @@ class CharLM(Model):
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         x = self.embed.forward(ids)                 # (B, T, E)
         h, state = self.rnn.forward(x, state)       # (B, T, H); state (h_n, c_n), each (layers, B, H)
+        p, self._mask = self.cfg.output_dropout, None
+        if self.training and p > 0:                 # (drawn from the LSTM's generator: one stream per rank)
+            self._mask = dropout_mask(get_rng(self.rnn.rng), h.shape, p, h.dtype)
+            h = h * self._mask
         return self.head.forward(h), state          # (B, T, V)
 
     def backward(self, dlogits: np.ndarray) -> None:
         """Truncated BPTT: no gradient flows into the carried-in state."""
-        self.embed.backward(self.rnn.backward(self.head.backward(dlogits)))
+        dh = self.head.backward(dlogits)
+        self.embed.backward(self.rnn.backward(dh if self._mask is None else dh * self._mask))
 
     def generate(self, vocab: Vocab, prompt: str, length: int, rng: np.random.Generator,
                  temperature: float = 1.0, top_k: int | None = None,
