@@ -44,8 +44,10 @@ BUNDLED = "bundled:shakespeare"
 LN2 = math.log(2.0)
 
 
-# The default model: the size that reached the lowest validation loss in a 10-30 minute budget on 2 cores.
-DEFAULT_MODEL: dict[str, Any] = {"hidden": 384, "layers": 2, "embed": 64, "dropout": 0.2}
+# The default model: the size that reached the lowest validation loss in a 10-30 minute budget on 2 cores;
+# dropout 0.3 between the layers and on the output (30 minutes: 1.428 nats/char, against 1.461 with 0.2 between
+# the layers only, and 1.436 with 0.35 there).
+DEFAULT_MODEL: dict[str, Any] = {"hidden": 384, "layers": 2, "embed": 64, "dropout": 0.3, "output_dropout": 0.3}
 
 
 @dataclass

@@ -65,7 +65,7 @@ def add_parser(apps: Any) -> None:
     g.add_argument("--embed", type=int, help=f"embedding size (default {ct.DEFAULT_MODEL['embed']})")
     g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
     g.add_argument("--output-dropout", type=float, help="dropout on the top LSTM layer's output, before the head "
-                   f"(default {ct.DEFAULT_MODEL.get('output_dropout', 0.0)})")
+                   f"(default {ct.DEFAULT_MODEL['output_dropout']})")
     g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
     g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
     g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
