@@ -145,8 +145,7 @@ def read_npy(f: BinaryIO, name: str, stored: int) -> np.ndarray:
         raise ValueError(f"member {name!r} declares {dtype} of shape {shape} ({nbytes} bytes) but stores "
                          f"{stored - f.tell()}")
     a = np.empty(shape, dtype, order="F" if fortran else "C")
-    view = memoryview(a.reshape(-1, order="A").view(np.uint8)) if nbytes else memoryview(b"")
-    got = f.readinto(view) if nbytes else 0
+    got = f.readinto(memoryview(a.reshape(-1, order="A").view(np.uint8))) if nbytes else 0
     if got != nbytes or f.read(1):                 # (reading to the end also checks the CRC-32)
         raise ValueError(f"member {name!r} is truncated")
     return a

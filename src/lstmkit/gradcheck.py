@@ -94,7 +94,7 @@ def gradcheck(layer: Any, inputs: Any, *, eps: float = 1e-6, atol: float = 1e-6,
     back = backward if backward is not None else getattr(layer, "backward", None)
     if back is None:
         raise ValueError("gradcheck: a plain function needs backward= (dout -> the inputs' gradients)")
-    params = [(name, p) for name, p in _named_parameters(layer)]
+    params = _named_parameters(layer)
     for i, a in enumerate(inputs):
         if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float64:
             raise ValueError(f"gradcheck: input {i} is {a.dtype}; finite differences need float64 "

@@ -137,16 +137,16 @@ def decode(run: str | Path, data: str | Path, beam: int = 1) -> dict[str, Any]:
             "examples": [(images[i, :, :widths[i]], digits[i], read[i]) for i in range(min(3, len(images)))]}
 
 
-def predict(run: str | Path, files: list[str], beam: int = 1) -> list[tuple[str, str | StripError]]:
-    """The digits read from each image file (any image Pillow reads, or .npy), scaled to HEIGHT rows; a file
-    that cannot be read gets its StripError instead, in its place."""
+def predict(run: str | Path, files: list[str], beam: int = 1) -> list[tuple[str, str] | StripError]:
+    """(file, the digits read) for each image file (any image Pillow reads, or .npy), scaled to HEIGHT rows;
+    a file that cannot be read gets its StripError (which names it) instead, in its place."""
     model = load(run)
-    out: list[tuple[str, str | StripError]] = []
+    out: list[tuple[str, str] | StripError] = []
     for f in files:
         try:
             img = to_height(read_image(f))              # (a scan of another height is scaled to HEIGHT rows)
         except StripError as e:
-            out.append((f, e))
+            out.append(e)
             continue
         out.append((f, "".join(map(str, recognise(model, img[None], np.array([img.shape[1]]), beam)[0]))))
     return out

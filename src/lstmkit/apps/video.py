@@ -127,18 +127,18 @@ def probabilities(model: Any, clips: np.ndarray, batch_size: int = 64) -> np.nda
     return functional.softmax(model.predict(clips, batch_size=batch_size), axis=-1)
 
 
-def predict(run: str | Path, files: list[str], top: int = 3) -> list[tuple[str, list[tuple[str, float]] | VideoError]]:
-    """The ``top`` classes with their probabilities for each video file; a file that cannot be read as a
-    video (missing, damaged, a still image) gets its VideoError instead, in its place."""
+def predict(run: str | Path, files: list[str], top: int = 3) -> list[tuple[str, list[tuple[str, float]]] | VideoError]:
+    """(file, the ``top`` classes with their probabilities) for each video file; a file that cannot be read
+    as a video (missing, damaged, a still image) gets its VideoError (which names it) instead, in its place."""
     model, cfg = load(run)
     clips: dict[int, np.ndarray] = {}
-    out: list[tuple[str, list[tuple[str, float]] | VideoError]] = []
+    out: list[Any] = []
     for i, f in enumerate(files):
         try:
             clips[i] = decode(f, cfg.frames, tuple(cfg.size), cfg.grayscale)
-            out.append((f, []))
+            out.append(None)                            # (filled below, once all clips are scored together)
         except VideoError as e:
-            out.append((f, e))
+            out.append(e)
     if clips:
         probs = probabilities(model, np.stack(list(clips.values())).astype(np.float32) / 255.0)
         for i, p in zip(clips, probs):

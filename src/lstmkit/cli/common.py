@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,15 @@ def end_of_training(app: str, reason: str, out: Path, summary: str, at: str = ""
 def fail(msg: str, code: int = EXIT_BAD_INPUT) -> int:
     print(f"lstmkit: error: {msg}", file=sys.stderr)
     return code
+
+
+def print_each(results: Iterable[Any], line: Callable[[Any], str]) -> int:
+    """``line(result)`` on stdout for each result, one error line for each that is an exception (naming its
+    input); exit status 2 if any was, so the good inputs of a command are answered all the same."""
+    status = 0
+    for r in results:
+        if isinstance(r, Exception):
+            status = fail(str(r))
+        else:
+            print(line(r), flush=True)
+    return status

@@ -14,9 +14,17 @@ import sys
 from typing import Any
 
 from ..apps import ctc as ctc_app
-from ..data.strips import StripError
 from ..runs import RunError
-from .common import Shaping, add_run, end_of_training, fail, new_or_resumed, run_options, shaping_names, shaping_options
+from .common import (
+    Shaping,
+    add_run,
+    end_of_training,
+    new_or_resumed,
+    print_each,
+    run_options,
+    shaping_names,
+    shaping_options,
+)
 
 _SPEC: list[Shaping] = [("hidden", int, "LSTM units per direction"), ("layers", int, "bidirectional LSTM layers"),
                         ("batch_size", int, "strips per step"), ("lr", float, "peak AdamW learning rate"),
@@ -62,13 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "beam", 1) < 1:
         raise RunError(f"--beam must be >= 1, got {args.beam}")
     if args.cmd == "predict":
-        status = 0                            # the readable files are read; one error line for each other
-        for f, digits in ctc_app.predict(args.run, args.files, args.beam):
-            if isinstance(digits, StripError):
-                status = fail(str(digits))
-            else:
-                print(f"{f}: {digits}", flush=True)
-        return status
+        return print_each(ctc_app.predict(args.run, args.files, args.beam), lambda r: f"{r[0]}: {r[1]}")
     if args.cmd == "decode":
         rep = ctc_app.decode(args.run, args.data, args.beam)
         print(f"character error rate {rep['cer']:.4f}; {rep['exact']:.1%} of {rep['strips']} strips read exactly")

@@ -10,7 +10,16 @@ from typing import Any
 import numpy as np
 
 from ..apps import tree
-from .common import Shaping, add_run, end_of_training, fail, new_or_resumed, run_options, shaping_names, shaping_options
+from .common import (
+    Shaping,
+    add_run,
+    end_of_training,
+    new_or_resumed,
+    print_each,
+    run_options,
+    shaping_names,
+    shaping_options,
+)
 
 _SPEC: list[Shaping] = [
     ("cell", sorted(tree.CELLS), "tree cell"), ("embed", int, "token embedding size"), ("hidden", int, "cell units"),
@@ -68,13 +77,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['depth']:>5}  {r['trees']:>6}  {r['root']:>8.4f}  {r['nodes']:>8.4f}")
         return 0
     if args.cmd == "predict":                # the trees that can be labelled are; one error line for each other
-        status = 0
-        for got in tree.predict(args.run, args.trees, args.binarize):
-            if isinstance(got, tree.TreeError):
-                status = fail(str(got))
-            else:
-                print(f"{got[0]}\t(root {got[0].label}, p={got[1]:.3f})", flush=True)
-        return status
+        return print_each(tree.predict(args.run, args.trees, args.binarize),
+                          lambda r: f"{r[0]}\t(root {r[0].label}, p={r[1]:.3f})")
     out, cfg = new_or_resumed(args, shaping_names(_SPEC), tree.TreeConfig, "runs/tree",
                               "a tree file or folder (lstmkit tree make-boolean)")
     hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)

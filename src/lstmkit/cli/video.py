@@ -16,9 +16,17 @@ from typing import Any
 
 from ..apps import video
 from ..data.synthetic_video import make_moving_set
-from ..data.video import VideoError
 from ..runs import RunError
-from .common import Shaping, add_run, end_of_training, fail, new_or_resumed, run_options, shaping_names, shaping_options
+from .common import (
+    Shaping,
+    add_run,
+    end_of_training,
+    new_or_resumed,
+    print_each,
+    run_options,
+    shaping_names,
+    shaping_options,
+)
 
 _SPEC: list[Shaping] = [
     ("frames", int, "frames sampled per clip"),
@@ -66,13 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "predict":
         if args.top < 1:
             raise RunError(f"--top must be >= 1, got {args.top}")
-        status = 0                            # the good files are printed; one error line for each other
-        for f, best in video.predict(args.run, args.files, args.top):
-            if isinstance(best, VideoError):
-                status = fail(str(best))
-            else:
-                print(f"{f}: " + ", ".join(f"{name} {p:.3f}" for name, p in best), flush=True)
-        return status
+        return print_each(video.predict(args.run, args.files, args.top),
+                          lambda r: f"{r[0]}: " + ", ".join(f"{name} {p:.3f}" for name, p in r[1]))
     if args.cmd == "eval":
         run = Path(args.run)
         png = args.png or (run if run.is_dir() else run.parent) / "confusion.png"

@@ -11,7 +11,6 @@ canvas with light noise. A strip is read as a sequence of columns (W, 20).
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from .. import checkpoint
 from ..ctc import pack_targets
+from ._bundled import bundled_arrays
 
 HEIGHT = 20
 
@@ -29,9 +29,8 @@ class StripError(ValueError):
 
 def digits(half: str) -> tuple[np.ndarray, np.ndarray]:
     """(images (n, 8, 8) float in [0, 1], labels (n,)) of the "train" or "test" half."""
-    with resources.files("lstmkit.data").joinpath("bundled/digits8x8.npz").open("rb") as f:
-        z = np.load(f, allow_pickle=False)
-        images, labels = z["images"].astype(np.float32) / 16.0, z["labels"].astype(np.int64)
+    z = bundled_arrays("digits8x8.npz")
+    images, labels = z["images"].astype(np.float32) / 16.0, z["labels"].astype(np.int64)
     order = np.random.default_rng(0).permutation(len(images))
     part = order[: len(order) // 2] if half == "train" else order[len(order) // 2:]
     return images[part], labels[part]

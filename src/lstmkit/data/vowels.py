@@ -8,14 +8,12 @@ wheel; nothing is downloaded at run time.
 
 from __future__ import annotations
 
-from importlib import resources
-
 import numpy as np
+
+from ._bundled import bundled_arrays
 
 
 def japanese_vowels() -> dict[str, np.ndarray]:
     """The UEA split: ``x_train`` (270, 29, 12) float32 padded with zeros, ``len_train`` (270,) frames,
     ``y_train`` (270,) speakers 0-8; ``x_test`` (370, 29, 12), ``len_test``, ``y_test`` likewise."""
-    with resources.files("lstmkit.data").joinpath("bundled/japanese_vowels.npz").open("rb") as f:
-        with np.load(f, allow_pickle=False) as z:             # (a file of our own, shipped with the package)
-            return {k: z[k] for k in z.files}
+    return bundled_arrays("japanese_vowels.npz")
