@@ -15,16 +15,8 @@ from typing import Any
 
 from ..apps import ctc as ctc_app
 from ..runs import RunError
-from .common import (
-    Shaping,
-    add_run,
-    end_of_training,
-    new_or_resumed,
-    print_each,
-    run_options,
-    shaping_names,
-    shaping_options,
-)
+from . import common
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
 
 _SPEC: list[Shaping] = [("hidden", int, "LSTM units per direction"), ("layers", int, "bidirectional LSTM layers"),
                         ("batch_size", int, "strips per step"), ("lr", float, "peak AdamW learning rate"),
@@ -70,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "beam", 1) < 1:
         raise RunError(f"--beam must be >= 1, got {args.beam}")
     if args.cmd == "predict":
-        return print_each(ctc_app.predict(args.run, args.files, args.beam), lambda r: f"{r[0]}: {r[1]}")
+        return common.print_each(ctc_app.predict(args.run, args.files, args.beam), lambda r: f"{r[0]}: {r[1]}")
     if args.cmd == "decode":
         rep = ctc_app.decode(args.run, args.data, args.beam)
         print(f"character error rate {rep['cer']:.4f}; {rep['exact']:.1%} of {rep['strips']} strips read exactly")

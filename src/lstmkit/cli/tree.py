@@ -10,16 +10,8 @@ from typing import Any
 import numpy as np
 
 from ..apps import tree
-from .common import (
-    Shaping,
-    add_run,
-    end_of_training,
-    new_or_resumed,
-    print_each,
-    run_options,
-    shaping_names,
-    shaping_options,
-)
+from . import common
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
 
 _SPEC: list[Shaping] = [
     ("cell", sorted(tree.CELLS), "tree cell"), ("embed", int, "token embedding size"), ("hidden", int, "cell units"),
@@ -77,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{r['depth']:>5}  {r['trees']:>6}  {r['root']:>8.4f}  {r['nodes']:>8.4f}")
         return 0
     if args.cmd == "predict":                # the trees that can be labelled are; one error line for each other
-        return print_each(tree.predict(args.run, args.trees, args.binarize),
-                          lambda r: f"{r[0]}\t(root {r[0].label}, p={r[1]:.3f})")
+        return common.print_each(tree.predict(args.run, args.trees, args.binarize),
+                                 lambda r: f"{r[0]}\t(root {r[0].label}, p={r[1]:.3f})")
     out, cfg = new_or_resumed(args, shaping_names(_SPEC), tree.TreeConfig, "runs/tree",
                               "a tree file or folder (lstmkit tree make-boolean)")
     hist, cfg = tree.train(cfg, out, args.epochs, args.steps, args.minutes, bool(args.resume), not args.no_progress)

@@ -17,16 +17,8 @@ from typing import Any
 from ..apps import video
 from ..data.synthetic_video import make_moving_set
 from ..runs import RunError
-from .common import (
-    Shaping,
-    add_run,
-    end_of_training,
-    new_or_resumed,
-    print_each,
-    run_options,
-    shaping_names,
-    shaping_options,
-)
+from . import common
+from .common import Shaping, add_run, end_of_training, new_or_resumed, run_options, shaping_names, shaping_options
 
 _SPEC: list[Shaping] = [
     ("frames", int, "frames sampled per clip"),
@@ -74,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if args.cmd == "predict":
         if args.top < 1:
             raise RunError(f"--top must be >= 1, got {args.top}")
-        return print_each(video.predict(args.run, args.files, args.top),
-                          lambda r: f"{r[0]}: " + ", ".join(f"{name} {p:.3f}" for name, p in r[1]))
+        return common.print_each(video.predict(args.run, args.files, args.top),
+                                 lambda r: f"{r[0]}: " + ", ".join(f"{name} {p:.3f}" for name, p in r[1]))
     if args.cmd == "eval":
         run = Path(args.run)
         png = args.png or (run if run.is_dir() else run.parent) / "confusion.png"
