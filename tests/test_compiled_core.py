@@ -33,18 +33,21 @@ def test_ci_builds_the_core():
     assert compiled.info()["kernel"] in ("compiled", "numpy")
 
 
-def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel: str, seed: int = 0):
+def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel: str, seed: int = 0,
+              B: int = 4, I: int = 5, H: int = 11):
     """Output, dx, state gradients and parameter gradients of one forward + backward on the given kernel."""
     k = KINDS[kind]
     rng = np.random.default_rng(seed)
-    layer = k.ours(5, 11, num_layers=2, bidirectional=bi, dtype=dtype, **k.kwargs)
-    # weights of scale 0.3: large enough for nonlinear gates, small enough that float32 gradients do not explode
-    layer.load_torch_state_dict({n: rng.standard_normal(v.shape) * 0.3 for n, v in layer.torch_state_dict().items()})
-    B, T = 4, 7
-    x = rng.standard_normal((B, T, 5)).astype(dtype)
+    layer = k.ours(I, H, num_layers=2, bidirectional=bi, dtype=dtype, **k.kwargs)
+    # weights of scale 0.3 (over √(H/11) for wide layers): large enough for nonlinear gates, small enough that
+    # float32 gradients do not explode
+    scale = 0.3 / max(1.0, (H / 11) ** 0.5)
+    layer.load_torch_state_dict({n: rng.standard_normal(v.shape) * scale for n, v in layer.torch_state_dict().items()})
+    T = 7
+    x = rng.standard_normal((B, T, I)).astype(dtype)
     D = 2 if bi else 1
-    h0 = rng.standard_normal((2 * D, B, 11)).astype(dtype)
-    state = (h0, rng.standard_normal((2 * D, B, 11)).astype(dtype)) if layer.kernel.has_cell else h0
+    h0 = rng.standard_normal((2 * D, B, H)).astype(dtype)
+    state = (h0, rng.standard_normal((2 * D, B, H)).astype(dtype)) if layer.kernel.has_cell else h0
     before = os.environ.get("LSTMKIT_KERNEL")
     os.environ["LSTMKIT_KERNEL"] = kernel
     try:
@@ -78,6 +81,27 @@ def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
             ref = run_layer(kind, dtype, bi, lengths, "numpy")
             for j, (a, b) in enumerate(zip(ours, ref)):
                 assert_close(a, b, tol, what=f"output {j}")
+    finally:
+        compiled.set_simd(None)
+
+
+@needs_core
+@pytest.mark.parametrize("simd", compiled.SIMD)
+@pytest.mark.parametrize("kind", NATIVE)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_small_batches_step_on_the_unpacked_weights_as_the_numpy_kernel(simd, kind, dtype, tol):
+    """Batches of 1-3 with wide layers run matrix-vector steps (compiled.direct): each thread its own rows of
+    W_hh and W_ih, the shares summed across threads (three here, an uneven split). H = 259 and I = 21 leave tails
+    after every vector width."""
+    compiled.set_simd(simd)
+    try:
+        for B, bi, lengths in ((1, False, None), (2, True, [7, 4]), (3, False, [2, 7, 5])):
+            assert compiled.direct(B, 259)
+            with compiled.threads_held(3):
+                ours = run_layer(kind, dtype, bi, lengths, "", B=B, I=21, H=259)
+            ref = run_layer(kind, dtype, bi, lengths, "numpy", B=B, I=21, H=259)
+            for j, (a, b) in enumerate(zip(ours, ref)):
+                assert_close(a, b, tol, what=f"B {B}: output {j}")
     finally:
         compiled.set_simd(None)
 

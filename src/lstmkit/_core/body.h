@@ -154,6 +154,74 @@ static void FN(gemm)(int M, int Npad, int K, const REAL *A, long lda, const REAL
     }
 }
 
+/* ---- matrix-vector steps (small batches): the weights read as they lie, never packed --------------------- */
+
+static inline REAL FN(hsum)(V v) {
+    REAL buf[VL] __attribute__((aligned(VBYTES)));
+    *(V *)buf = v;
+    REAL s = 0;
+    for (int l = 0; l < VL; l++) s += buf[l];
+    return s;
+}
+
+/* C[b, c] = Σ_k A[b, k] · W[rows[c] + k] for b < M, c < N: each output the dot product of two contiguous runs
+ * (the forward's W_hh x h with W_hh row-major: the row of gate block and unit c). */
+static void FN(gemv_rows)(int M, int N, int K, const REAL *A, long lda, const REAL *W, const long *rows, REAL *C,
+                          long ldc) {
+    const int Kv = K / VL * VL;
+    int c = 0;
+    for (; c + 4 <= N; c += 4) {
+        const REAL *w0 = W + rows[c], *w1 = W + rows[c + 1], *w2 = W + rows[c + 2], *w3 = W + rows[c + 3];
+        for (int b = 0; b < M; b++) {
+            const REAL *a = A + (long)b * lda;
+            V s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+            for (int k = 0; k < Kv; k += VL) {
+                V av = FN(load)(a + k);
+                s0 += av * FN(load)(w0 + k); s1 += av * FN(load)(w1 + k);
+                s2 += av * FN(load)(w2 + k); s3 += av * FN(load)(w3 + k);
+            }
+            REAL r0 = FN(hsum)(s0), r1 = FN(hsum)(s1), r2 = FN(hsum)(s2), r3 = FN(hsum)(s3);
+            for (int k = Kv; k < K; k++) { r0 += a[k] * w0[k]; r1 += a[k] * w1[k]; r2 += a[k] * w2[k]; r3 += a[k] * w3[k]; }
+            REAL *o = C + (long)b * ldc + c;
+            o[0] = r0; o[1] = r1; o[2] = r2; o[3] = r3;
+        }
+    }
+    for (; c < N; c++)
+        for (int b = 0; b < M; b++) {
+            const REAL *a = A + (long)b * lda, *w = W + rows[c];
+            V s0 = {0};
+            for (int k = 0; k < Kv; k += VL) s0 += FN(load)(a + k) * FN(load)(w + k);
+            REAL r = FN(hsum)(s0);
+            for (int k = Kv; k < K; k++) r += a[k] * w[k];
+            C[(long)b * ldc + c] = r;
+        }
+}
+
+/* C[b, j] (+)= Σ_k A[b, k] · W[k·ldw + j] for b < M, j < N: rows of W scaled and summed into C, four rows at a
+ * time, so W streams through once in address order (the backward's dpre x W_hh over this thread's own rows of a
+ * row-major W_hh); with ``acc`` C += instead. */
+static void FN(gemv_cols)(int M, int N, int K, const REAL *A, long lda, const REAL *W, long ldw, REAL *C, long ldc,
+                          int acc) {
+    const int Nv = N / VL * VL;
+    for (int b = 0; b < M && !acc; b++) memset(C + (long)b * ldc, 0, sizeof(REAL) * (size_t)N);
+    int k = 0;
+    for (; k < K; k += 4) {
+        const int rows = K - k < 4 ? K - k : 4;
+        const REAL *w0 = W + (long)k * ldw, *w1 = rows > 1 ? w0 + ldw : w0, *w2 = rows > 2 ? w0 + 2 * ldw : w0,
+                   *w3 = rows > 3 ? w0 + 3 * ldw : w0;
+        for (int b = 0; b < M; b++) {
+            const REAL *a = A + (long)b * lda + k;
+            const REAL a0 = a[0], a1 = rows > 1 ? a[1] : 0, a2 = rows > 2 ? a[2] : 0, a3 = rows > 3 ? a[3] : 0;
+            REAL *o = C + (long)b * ldc;
+            int j = 0;
+            for (; j < Nv; j += VL)
+                FN(store)(o + j, FN(load)(o + j) + (FN(load)(w0 + j) * a0 + FN(load)(w1 + j) * a1) +
+                                     (FN(load)(w2 + j) * a2 + FN(load)(w3 + j) * a3));
+            for (; j < N; j++) o[j] += (w0[j] * a0 + w1[j] * a1) + (w2[j] * a2 + w3[j] * a3);
+        }
+    }
+}
+
 /* ---- the scans -------------------------------------------------------------------------------------- */
 
 static REAL *FN(alloc)(long n) {
@@ -193,28 +261,31 @@ static void FN(forward_job)(void *arg, int tid, int n) {
     const int T = s->T, B = s->B, H = s->H, G = s->G, GH = s->G * s->H;
     REAL *acts = s->acts, *hs = s->hs, *cs = s->cs, *tcs = s->tcs, *aux = s->aux;
     const REAL *b_loop = s->b_loop;
-    FN(Part) p = FN(part)(H, tid, n, G, H, B);
+    const int direct = s->direct && s->wk == 1;           /* W_hh row-major: matrix-vector steps, no packing */
+    FN(Part) p = FN(part)(H, tid, n, G, direct ? 0 : H, B);
     const int I = s->I;                             /* with x given: W_ih x_t is formed here too, step by step */
     const REAL *x = s->x;
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
     if (!p.ok || (x && !packed_x)) s->failed = 1;
-    long *colofs = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));
-    if (!colofs) s->failed = 1;
+    long *colofs = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));   /* W_hh's row of each column */
+    long *colofs_x = malloc(sizeof(long) * (size_t)(p.N > 0 ? p.N : 1));
+    if (!colofs || !colofs_x) s->failed = 1;
     lk_barrier(n);                                  /* all threads know whether memory was found */
     int ok = !s->failed;
     if (ok) {
         FN(gate_rows)(colofs, p.N, p.Hs, H, p.u0, s->wn);
-        FN(pack)(H, p.N, (const REAL *)s->w, s->wk, colofs, p.packed);
+        if (!direct) FN(pack)(H, p.N, (const REAL *)s->w, s->wk, colofs, p.packed);
         if (x) {                                    /* W_ih (G·H, I) row-major: element (k, row) at row·I + k */
-            FN(gate_rows)(colofs, p.N, p.Hs, H, p.u0, I);
-            FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, colofs, packed_x);
+            FN(gate_rows)(colofs_x, p.N, p.Hs, H, p.u0, I);
+            FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, colofs_x, packed_x);
         }
     }
     const int half = s->prescaled, in = x == NULL;     /* in: acts holds W_ih x_t on entry */
     const REAL *bias = (const REAL *)s->bias + p.u0;      /* (G·H,): b_ih (+ b_hh) per gate, this thread's units */
     for (int t = 0; t < T && ok; t++) {
         const REAL *hprev = hs + (long)t * B * H;
-        if (p.Hs) FN(gemm)(B, p.Npad, H, hprev, H, p.packed, p.out, p.Npad, 0);
+        if (p.Hs && direct) FN(gemv_rows)(B, p.N, H, hprev, H, (const REAL *)s->w, colofs, p.out, p.Npad);
+        else if (p.Hs) FN(gemm)(B, p.Npad, H, hprev, H, p.packed, p.out, p.Npad, 0);
         if (p.Hs && x) FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, p.out, p.Npad, 1);
         for (int b = 0; b < B && p.Hs; b++) {
             REAL *a = acts + ((long)t * B + b) * GH + p.u0;
@@ -258,8 +329,40 @@ static void FN(forward_job)(void *arg, int tid, int n) {
         lk_barrier(n);
     }
     free(colofs);
+    free(colofs_x);
     free(packed_x);
     FN(unpart)(&p);
+}
+
+/* One backward step of the small-batch scan, after this thread wrote its units' d(pre-activations) of step t:
+ * its rows' shares of dh_{t-1} (all units) and of dx_t (all columns) into ``mine`` (B, H + I), the barrier, then
+ * dh_next (B, Hs) of its units and its columns of dx_t, summed over every thread's shares. */
+static void FN(direct_back)(LkScan *s, int tid, int n, int t, int u0, int Hs, REAL *mine, REAL *dh_next,
+                            const REAL *dz) {
+    const int B = s->B, H = s->H, G = s->G, GH = G * H, I = s->I, HI = H + I;
+    const REAL *dq = (const REAL *)s->dhp + (long)t * B * GH, *dp = (const REAL *)s->dxp + (long)t * B * GH;
+    const REAL *w_hh = s->w_hh, *w_ih = s->w_ih;
+    for (int g = 0; g < G; g++) {
+        long row = (long)g * H + u0;
+        FN(gemv_cols)(B, H, Hs, dq + row, GH, w_hh + row * H, H, mine, HI, g > 0);
+        if (s->dx) FN(gemv_cols)(B, I, Hs, dp + row, GH, w_ih + row * I, I, mine + H, HI, g > 0);
+    }
+    lk_barrier(n);                                  /* every thread's shares of step t are written */
+    const long par = (long)(t & 1) * B * HI;        /* this step's half of every thread's buffer */
+    const int x0 = (int)((long)I * tid / n), x1 = (int)((long)I * (tid + 1) / n);
+    for (int b = 0; b < B; b++) {
+        for (int j = 0; j < Hs; j++) {
+            REAL v = G == 3 ? dz[(long)b * Hs + j] : 0;
+            for (int y = 0; y < n; y++) v += ((const REAL *)s->shares[y])[par + (long)b * HI + u0 + j];
+            dh_next[(long)b * Hs + j] = v;
+        }
+        if (s->dx)
+            for (int c = x0; c < x1; c++) {
+                REAL v = 0;
+                for (int y = 0; y < n; y++) v += ((const REAL *)s->shares[y])[par + (long)b * HI + H + c];
+                ((REAL *)s->dx)[((long)t * B + b) * I + c] = v;
+            }
+    }
 }
 
 /* Backward: pack this thread's columns of W_hh (column u of the (G·H, H) matrix), then step back. */
@@ -269,24 +372,31 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     const REAL *acts = s->acts, *hs = s->hs, *cs = s->cs, *tcs = s->tcs, *aux = s->aux;
     const REAL *w_hh = s->w_hh, *dhs = s->dhs, *dh_n = s->dh_n, *dc_n = s->dc_n;
     REAL *dxp = s->dxp, *dhp = s->dhp, *dh0 = s->dh0, *dc0 = s->dc0;
-    FN(Part) p = FN(part)(H, tid, n, 1, GH, B);
+    /* Small batches: matrix-vector steps over this thread's own rows of W_hh (and W_ih), as they lie: each thread
+     * sums its rows' share of dh_{t-1} (and dx_t) for every unit into a buffer of its own, two steps' worth, and
+     * after the step's barrier each adds up its units' (and columns') shares from every thread's buffer. */
+    const int direct = s->direct;
+    FN(Part) p = FN(part)(H, tid, n, 1, direct ? 0 : GH, B);
     const int I = s->I;                          /* with dx given: dx_t = d(x-side pre-activations)_t · W_ih too, */
     REAL *dxo = s->dx;                           /* this thread's columns [x0, x1) of it */
     const int x0 = (int)((long)I * tid / n), x1 = (int)((long)I * (tid + 1) / n), Nx = FN(round_nr)(x1 - x0);
-    REAL *packed_x = dxo ? FN(alloc)((long)Nx * GH) : NULL, *outx = dxo ? FN(alloc)((long)B * Nx) : NULL;
+    const int packs_x = dxo && !direct, HI = H + I;
+    REAL *packed_x = packs_x ? FN(alloc)((long)Nx * GH) : NULL, *outx = packs_x ? FN(alloc)((long)B * Nx) : NULL;
+    REAL *shares = direct ? FN(alloc)(2L * B * HI) : NULL;           /* (2, B, H + I): dh_{t-1}, then dx_t */
+    s->shares[tid] = shares;
     long *colofs = malloc(sizeof(long) * (size_t)((p.N > I ? p.N : I) + 1));
     REAL *dbx = calloc((size_t)GH, sizeof(REAL)), *dbh = calloc((size_t)GH, sizeof(REAL));   /* Σ over t, b */
-    if (!p.ok || !colofs || !dbx || !dbh || (dxo && (!packed_x || !outx))) s->failed = 1;
+    if (!p.ok || !colofs || !dbx || !dbh || (packs_x && (!packed_x || !outx)) || (direct && !shares)) s->failed = 1;
     lk_barrier(n);
     int ok = !s->failed;
     REAL *dh_next = p.s1, *dc_next = p.s2;       /* (B, Hs) this thread's units; GRU: s2 holds dh ⊙ z */
     if (ok) {
-        if (dxo) {                               /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
+        if (packs_x) {                           /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
             for (int c = 0; c < x1 - x0; c++) colofs[c] = x0 + c;
             FN(pack)(GH, x1 - x0, (const REAL *)s->w_ih, I, colofs, packed_x);
         }
         for (int c = 0; c < p.N; c++) colofs[c] = p.u0 + c;
-        FN(pack)(GH, p.N, w_hh, H, colofs, p.packed);
+        if (!direct) FN(pack)(GH, p.N, w_hh, H, colofs, p.packed);
         memset(dh_next, 0, sizeof(REAL) * (size_t)B * p.Hs);
         memset(dc_next, 0, sizeof(REAL) * (size_t)B * p.Hs);
     }
@@ -345,6 +455,10 @@ static void FN(backward_job)(void *arg, int tid, int n) {
                 }
             }
         }
+        if (direct) {
+            FN(direct_back)(s, tid, n, t, p.u0, p.Hs, shares + (long)(t & 1) * B * HI, dh_next, dc_next);
+            continue;                               /* (it met the others at the step's barrier) */
+        }
         lk_barrier(n);                              /* every unit's d(pre-activation) of step t is written */
         if (dxo && x1 > x0) {
             FN(gemm)(B, Nx, GH, dxp + (long)t * B * GH, GH, packed_x, outx, Nx, 0);
@@ -375,6 +489,8 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     }
     free(dbx);
     free(dbh);
+    if (direct) lk_barrier(n);                      /* the others have read this thread's shares */
+    free(shares);
     free(packed_x);
     free(outx);
     free(colofs);

@@ -14,6 +14,7 @@ void lk_barrier(int n);
 /* What a scan job reads and writes (pointers to float or double, as the job's precision). */
 typedef struct {
     int T, B, H, G, prescaled, act;   /* G gate blocks (4 LSTM, 3 GRU, 1 Elman); act: Elman 0 tanh, 1 relu */
+    int direct;                       /* matrix-vector steps on the unpacked weights (small batches, body.h) */
     void *acts;                       /* (T, B, G·H): the input projections in, the gate activations out */
     const void *w;                    /* forward: W_hh^T, element (k, row) at w[k·wk + row·wn] */
     const void *x, *w_ih;             /* forward, optional: x (T, B, I) and W_ih (G·H, I), to form W_ih x_t here */
@@ -30,6 +31,7 @@ typedef struct {
     void *dh0, *dc0;                  /* (B, H) */
     void *db_x, *db_h;                /* (G·H,): Σ over steps and batch of dxp and of dhp (the bias gradients) */
     void *dx;                         /* backward, optional: (T, B, I) receives dxp_t · W_ih (with w_ih and I) */
+    void *shares[LK_MAX_THREADS];     /* backward of small batches: each thread's partial sums (body.h) */
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;
 

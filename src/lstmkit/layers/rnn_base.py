@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import compiled, parallel
 from .. import functional as F
-from .. import parallel
 from .._checks import check_dtype_name, check_finite, check_float_input
 from ..init import uniform
 from ..parameter import Parameter
@@ -212,7 +212,8 @@ class _RNNBase(Layer):
         # With at least as many steps as weight rows, the forward takes a copy of the recurrent weights,
         # transposed to (H, G) (the faster layout for h @ W_hh^T on AVX-512 kernels) and scaled by the kernel's
         # row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's pre-activations.
-        copied = T * B >= self.hidden_size
+        core = native.runs(kern, B, self.hidden_size)
+        copied = T * B >= self.hidden_size and not (core and compiled.direct(B, self.hidden_size))
         prescaled = self._row_scale is not None and copied
         w_t = w_hh.T
         if copied:
@@ -226,8 +227,7 @@ class _RNNBase(Layer):
             if b_ih is not None:
                 b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
         xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
-        core = native.runs(kern, B, self.hidden_size)
-        fused = core and native.fuses_input(kern)                 # the compiled scan forms W_ih x_t itself
+        fused = core and native.fuses_input(kern, B, self.hidden_size)   # the compiled scan forms W_ih x_t
         if not fused:
             np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
         b_loop = bias = None
