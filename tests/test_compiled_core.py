@@ -107,6 +107,33 @@ def test_small_batches_step_on_the_unpacked_weights_as_the_numpy_kernel(simd, ki
 
 
 @needs_core
+@pytest.mark.parametrize("simd", compiled.SIMD)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-13), ("float32", 1e-5)])
+def test_weight_gradients_add_a_transposed_product_in_place(simd, dtype, tol):
+    """compiled.weight_grads: c += aᵀ·b for one or two products, shared or separate a, rows further apart than
+    their length, sizes off every block (K over two step blocks, M and N off the register tiles), 1-3 threads."""
+    rng = np.random.default_rng(3)
+    compiled.set_simd(simd)
+    try:
+        for K, M, n0, n1, shared, threads in ((7, 44, 5, 11, True, 2), (1100, 37, 3, 129, False, 3),
+                                              (28, 300, 65, 33, True, 1)):
+            a0 = rng.standard_normal((K, M + 3)).astype(dtype)[:, :M]           # rows M + 3 apart
+            a1 = a0 if shared else rng.standard_normal((K, M)).astype(dtype)
+            b0, b1 = (rng.standard_normal((K, n)).astype(dtype) for n in (n0, n1))
+            c0 = rng.standard_normal((M, n0 + 5)).astype(dtype)[:, :n0]
+            c1 = rng.standard_normal((M, n1)).astype(dtype)
+            want0, want1 = c0 + a0.T @ b0, c1 + a1.T @ b1
+            with compiled.threads_held(threads):
+                compiled.weight_grads([(a0, b0, c0), (a1, b1, c1)])
+            assert_close(c0, want0, tol, what=f"K {K}: first product")
+            assert_close(c1, want1, tol, what=f"K {K}: second product")
+            compiled.weight_grads([(a1, b1, c1)])
+            assert_close(c1, want1 + a1.T @ b1, tol, what=f"K {K}: one product")
+    finally:
+        compiled.set_simd(None)
+
+
+@needs_core
 def test_the_core_really_runs_and_the_switch_turns_it_off(monkeypatch):
     from lstmkit.layers import native
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)

@@ -51,6 +51,7 @@ def _load() -> Any:
                                     _I, _I]
     lib.lk_scan_backward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
                                      _P, _P, _P, _P, _I, _P, _I, _I]
+    lib.lk_weight_grads.argtypes = [_I, _I, _I, _I, _P, _L, _P, _L, _I, _P, _L, _P, _L, _P, _L, _I, _P, _L, _I]
     lib.lk_set_simd.argtypes = [_I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
     lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
@@ -237,6 +238,26 @@ def scan_backward(gates: int, act: int, acts: np.ndarray, hs: np.ndarray, cs: np
     if used < 0:
         raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
     return dh0, dc0, db_x, db_h
+
+
+def weight_grads(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """For each (a, b, c) of one or two products: c (M, N) += aᵀ · b, with a (K, M) and b (K, N) over all K steps
+    (the weight gradients dW_ih += dxpᵀ x, dW_hh += dhpᵀ h). Every array 2-d, rows contiguous, one dtype (float32
+    or float64); all a share M and K."""
+    (a0, b0, c0), *rest = products
+    a1, b1, c1 = rest[0] if rest else (a0, b0, c0)
+    K, M = a0.shape
+    dt = a0.dtype
+    for a, b, c in products:
+        assert a.shape == (K, M) and b.shape[0] == K and c.shape == (M, b.shape[1])
+        assert all(v.dtype == dt and v.strides[1] == dt.itemsize for v in (a, b, c))
+    item = dt.itemsize
+    used = _lib.lk_weight_grads(int(item == 8), M, K, len(products),
+                                *(v for a, b, c in ((a0, b0, c0), (a1, b1, c1))
+                                  for v in (_ptr(a), a.strides[0] // item, _ptr(b), b.strides[0] // item, b.shape[1],
+                                            _ptr(c), c.strides[0] // item)), threads())
+    if used < 0:
+        raise MemoryError("lstmkit's compiled core could not allocate its buffers for the weight gradients")
 
 
 def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarray, scale: np.ndarray) -> None:

@@ -35,4 +35,15 @@ typedef struct {
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;
 
+/* What a weight-gradient job reads and writes (wgrad.h): C[q] += A[q]ᵀ · B[q] for q < nprod. */
+typedef struct {
+    int M, K, nprod;                  /* rows of every C (G·H); steps × batch */
+    const void *a[2];                 /* (K, M), rows lda apart: the pre-activation gradients */
+    const void *b[2];                 /* (K, N[q]), rows ldb apart: the inputs, the states */
+    void *c[2];                       /* (M, N[q]), rows ldc apart: the gradients, added to */
+    long lda[2], ldb[2], ldc[2];
+    int N[2];
+    volatile int failed;
+} LkGrad;
+
 #endif

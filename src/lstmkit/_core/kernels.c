@@ -90,20 +90,21 @@ int lk_set_simd(int level) {
 
 typedef void (*job)(void *, int, int);
 
-static job pick(int backward, int f64) {
-    int level = lk_simd();
+enum { JOB_FORWARD = 0, JOB_BACKWARD = 1, JOB_WGRAD = 2 };
+
+#define JOBS(isa) {{forward_job_##isa##_f32, forward_job_##isa##_f64},                                          \
+                   {backward_job_##isa##_f32, backward_job_##isa##_f64},                                        \
+                   {wgrad_job_##isa##_f32, wgrad_job_##isa##_f64}}
+
+static job pick(int which, int f64) {
+    static const job generic[3][2] = JOBS(generic);
 #if LK_X86
-    if (level == SIMD_AVX512)
-        return backward ? (f64 ? backward_job_avx512_f64 : backward_job_avx512_f32)
-                        : (f64 ? forward_job_avx512_f64 : forward_job_avx512_f32);
-    if (level == SIMD_AVX2)
-        return backward ? (f64 ? backward_job_avx2_f64 : backward_job_avx2_f32)
-                        : (f64 ? forward_job_avx2_f64 : forward_job_avx2_f32);
-#else
-    (void)level;
+    static const job avx2[3][2] = JOBS(avx2), avx512[3][2] = JOBS(avx512);
+    int level = lk_simd();
+    if (level == SIMD_AVX512) return avx512[which][f64];
+    if (level == SIMD_AVX2) return avx2[which][f64];
 #endif
-    return backward ? (f64 ? backward_job_generic_f64 : backward_job_generic_f32)
-                    : (f64 ? forward_job_generic_f64 : forward_job_generic_f32);
+    return generic[which][f64];
 }
 
 #define FILL_COMMON(s)                                                                                    \
@@ -129,7 +130,7 @@ int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, co
     s.prescaled = prescaled;
     s.acts = acts; s.w = w; s.wk = wk; s.wn = wn; s.bias = bias; s.b_loop = b_loop;
     s.hs = hs; s.cs = cs; s.tcs = tcs; s.aux = aux;
-    int used = lk_pool_run(pick(0, f64), &s, threads);
+    int used = lk_pool_run(pick(JOB_FORWARD, f64), &s, threads);
     return s.failed ? -1 : used;
 }
 
@@ -149,6 +150,22 @@ int lk_scan_backward(int f64, int G, int act, int T, int B, int H, const void *a
     s.w_hh = w_hh; s.dhs = dhs; s.last = last; s.dh_n = dh_n; s.dc_n = dc_n;
     s.dxp = dxp; s.dhp = dhp; s.dh0 = dh0; s.dc0 = dc0; s.db_x = db_x; s.db_h = db_h;
     s.w_ih = w_ih; s.I = I; s.dx = dx;
-    int used = lk_pool_run(pick(1, f64), &s, threads);
+    int used = lk_pool_run(pick(JOB_BACKWARD, f64), &s, threads);
     return s.failed ? -1 : used;
+}
+
+/* Weight gradients over all steps: c[q] (M, n[q]) += a[q]ᵀ · b[q] with a[q] (K, M) and b[q] (K, n[q]), rows lda,
+ * ldb, ldc apart, for q < nprod (1 or 2; the two products share the packing of a when a[0] == a[1]).
+ * Returns the threads used, or -1 when out of memory. */
+int lk_weight_grads(int f64, int M, int K, int nprod, const void *a0, long lda0, const void *b0, long ldb0, int n0,
+                    void *c0, long ldc0, const void *a1, long lda1, const void *b1, long ldb1, int n1, void *c1,
+                    long ldc1, int threads) {
+    LkGrad g;
+    memset(&g, 0, sizeof(g));
+    g.M = M; g.K = K; g.nprod = nprod;
+    g.a[0] = a0; g.lda[0] = lda0; g.b[0] = b0; g.ldb[0] = ldb0; g.N[0] = n0; g.c[0] = c0; g.ldc[0] = ldc0;
+    g.a[1] = a1; g.lda[1] = lda1; g.b[1] = b1; g.ldb[1] = ldb1; g.N[1] = nprod > 1 ? n1 : 0; g.c[1] = c1;
+    g.ldc[1] = ldc1;
+    int used = lk_pool_run(pick(JOB_WGRAD, f64), &g, threads);
+    return g.failed ? -1 : used;
 }

@@ -408,8 +408,13 @@ class _RNNBase(Layer):
         hs = ent.scan.hs
         dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
         # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
-        self.params[f"weight_hh_l{k}{sfx}"].grad += dhp2.T @ hs[:-1].reshape(T * B, H)
-        self.params[f"weight_ih_l{k}{sfx}"].grad += dxp2.T @ ent.inp.reshape(T * B, -1)
+        g_hh, g_ih = self.params[f"weight_hh_l{k}{sfx}"].grad, self.params[f"weight_ih_l{k}{sfx}"].grad
+        h2, x2 = hs[:-1].reshape(T * B, H), np.ascontiguousarray(ent.inp).reshape(T * B, -1)
+        if core and g_hh.flags.c_contiguous and g_ih.flags.c_contiguous:
+            compiled.weight_grads([(dxp2, x2, g_ih), (dhp2, h2, g_hh)])     # in place, one job on the core's threads
+        else:
+            g_hh += dhp2.T @ h2
+            g_ih += dxp2.T @ x2
         if self.bias and grads.bias is not None:                  # summed by the kernel
             self.params[f"bias_ih_l{k}{sfx}"].grad += grads.bias[0]
             self.params[f"bias_hh_l{k}{sfx}"].grad += grads.bias[1]
