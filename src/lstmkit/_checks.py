@@ -44,8 +44,9 @@ def check_float_input(owner: str, x: np.ndarray, dtype: np.dtype, ndim: int | tu
 
 
 def check_finite(owner: str, x: np.ndarray, what: str) -> None:
-    """Raise if ``x`` holds NaN or inf. One float64 sum first: cheap, and NaN/inf propagate."""
-    if x.size and not np.isfinite(x.sum(dtype=np.float64)):
+    """Raise if ``x`` holds NaN or inf. One sum in x's own precision first: cheap, and NaN/inf propagate (a sum
+    that overflows on finite values only costs the exact count)."""
+    if x.size and not np.isfinite(x.sum()):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         if bad:
             raise ValueError(f"{owner}: {what} contains {bad} NaN or infinite value(s); expected finite numbers")

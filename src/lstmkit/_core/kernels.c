@@ -27,8 +27,11 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LK_X86 1
+#include <immintrin.h>                  /* the streaming stores of vec.h */
+static inline void fence(void) { _mm_sfence(); }    /* streamed stores reach memory before what follows */
 #else
 #define LK_X86 0
+static inline void fence(void) {}
 #endif
 
 /* ---- the builds: generic everywhere, AVX2+FMA and AVX-512 on x86-64 ------------------------------------ */

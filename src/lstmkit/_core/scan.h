@@ -73,10 +73,10 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                                        FN(loadn)(r + 3 * p.Hs + j, m), half);
                     V c = f * FN(loadn)(cs + o + j, m) + i * g;
                     V tc = FN(tanh)(c);
-                    FN(storen)(a + j, i, m); FN(storen)(a + H + j, f, m);
-                    FN(storen)(a + 2 * H + j, g, m); FN(storen)(a + 3 * H + j, og, m);
+                    FN(stream)(a + j, i, m); FN(stream)(a + H + j, f, m);
+                    FN(stream)(a + 2 * H + j, g, m); FN(stream)(a + 3 * H + j, og, m);
                     FN(storen)(cs + o + (long)B * H + j, c, m);
-                    FN(storen)(tcs + o + j, tc, m);
+                    FN(stream)(tcs + o + j, tc, m);
                     FN(storen)(hs + o + (long)B * H + j, og * tc, m);
                 } else if (G == 3) {                        /* GRU */
                     V rr = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
@@ -86,8 +86,8 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     if (b_loop) hn += FN(loadn)(b_loop + p.u0 + j, m);
                     V nn = FN(tanh)(FN(loadn)(a + 2 * H + j, m) + FN(loadn)(bias + 2 * H + j, m) + rr * hn);
                     V hp = FN(loadn)(hprev + (long)b * H + p.u0 + j, m);
-                    FN(storen)(a + j, rr, m); FN(storen)(a + H + j, z, m); FN(storen)(a + 2 * H + j, nn, m);
-                    FN(storen)(aux + o + j, hn, m);
+                    FN(stream)(a + j, rr, m); FN(stream)(a + H + j, z, m); FN(stream)(a + 2 * H + j, nn, m);
+                    FN(stream)(aux + o + j, hn, m);
                     FN(storen)(hs + o + (long)B * H + j, nn + z * (hp - nn), m);
                 } else {                                    /* Elman */
                     V pre = FN(loadn)(r + j, m) + (FN(xin)(a + j, m, in) + FN(loadn)(bias + j, m));
@@ -98,6 +98,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
         }
         lk_barrier(n);
     }
+    fence();                                        /* the streamed gates are in memory for the backward */
     free(colofs);
     free(colofs_x);
     free(packed_x);

@@ -16,6 +16,32 @@ static inline void FN(storen)(REAL *p, V v, int m) {
     *(V *)buf = v;
     memcpy(p, buf, (size_t)m * sizeof(REAL));
 }
+/* A store that bypasses the caches (when whole and aligned; else storen), for what the forward writes and only the
+ * backward reads, far later: the gates and tanh c_t of every step. Left to the cache, each of those lines is
+ * first read from memory and then evicts data the next step needs (LSTM 64,100,128,256 forward: 25.5 ms against
+ * 28.5 on Zen 4). The forward fences (kernels.c) after its last step. */
+static inline void FN(stream)(REAL *p, V v, int m) {
+#if LK_X86
+    if (m == VL && ((uintptr_t)p & (VBYTES - 1)) == 0) {
+#if VBYTES == 64 && IS_FLOAT
+        _mm512_stream_ps((float *)p, (__m512)v);
+#elif VBYTES == 64
+        _mm512_stream_pd((double *)p, (__m512d)v);
+#elif VBYTES == 32 && IS_FLOAT
+        _mm256_stream_ps((float *)p, (__m256)v);
+#elif VBYTES == 32
+        _mm256_stream_pd((double *)p, (__m256d)v);
+#elif IS_FLOAT
+        _mm_stream_ps((float *)p, (__m128)v);
+#else
+        _mm_stream_pd((double *)p, (__m128d)v);
+#endif
+        return;
+    }
+#endif
+    FN(storen)(p, v, m);
+}
+
 static inline V FN(select)(VI mask, V a, V b) {              /* mask ? a : b, lane by lane */
     return (V)(((VI)a & mask) | ((VI)b & ~mask));
 }

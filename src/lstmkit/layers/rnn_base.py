@@ -209,11 +209,12 @@ class _RNNBase(Layer):
         G, kern = self.gates * self.hidden_size, self.kernel
         w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
         b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
-        # With at least as many steps as weight rows, the forward takes a copy of the recurrent weights,
+        # With at least as many steps as weight rows, the NumPy kernel takes a copy of the recurrent weights,
         # transposed to (H, G) (the faster layout for h @ W_hh^T on AVX-512 kernels) and scaled by the kernel's
         # row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's pre-activations.
+        # The compiled core packs (or reads) the view itself and halves where it needs to.
         core = native.runs(kern, B, self.hidden_size)
-        copied = T * B >= self.hidden_size and not (core and compiled.direct(B, self.hidden_size))
+        copied = T * B >= self.hidden_size and not core
         prescaled = self._row_scale is not None and copied
         w_t = w_hh.T
         if copied:
