@@ -48,9 +48,9 @@ def _load() -> Any:
         _why = f"could not be loaded ({e})"
         return None
     lib.lk_scan_forward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _L, _L, _P, _P, _P, _P, _P, _P, _I, _P, _P, _I,
-                                    _I, _I]
+                                    _P, _L, _L, _I, _I]
     lib.lk_scan_backward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
-                                     _P, _P, _P, _P, _I, _P, _I, _I]
+                                     _P, _P, _P, _P, _I, _P, _L, _L, _L, _L, _I, _I]
     lib.lk_weight_grads.argtypes = [_I, _I, _I, _I, _P, _L, _P, _L, _I, _P, _L, _P, _L, _P, _L, _I, _P, _L, _I]
     lib.lk_set_simd.argtypes = [_I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
@@ -184,22 +184,36 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+def _steps(a: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int, int]:
+    """a (T, B, N) in any layout whose rows are contiguous (else a contiguous copy), with its element strides
+    between steps and between batch rows: (B, T, N) data seen time-major is read and written in place."""
+    item = dt.itemsize
+    if a.dtype != dt or a.shape[2] > 1 and a.strides[2] != item or any(s % item for s in a.strides):
+        a = np.ascontiguousarray(a, dt)
+    return a, a.strides[0] // item, a.strides[1] // item
+
+
 def scan_forward(gates: int, act: int, xproj: np.ndarray, w_t: np.ndarray, bias: np.ndarray,
                  b_loop: np.ndarray | None, hs: np.ndarray, cs: np.ndarray | None, tcs: np.ndarray | None,
                  aux: np.ndarray | None, prescaled: bool, x: np.ndarray | None = None,
-                 w_ih: np.ndarray | None = None) -> None:
+                 w_ih: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
     """Run the forward scan in place: xproj (T, B, G·H) = W_ih x_t, to which the scan adds ``bias`` (G·H,),
     becomes the gates; hs/cs (T+1, B, H) are filled from h_0/c_0. With ``x`` (T, B, I) and ``w_ih`` (G·H, I)
-    (LSTM and Elman) the scan forms W_ih x_t itself, step by step, and xproj is only written."""
+    (LSTM and Elman) the scan forms W_ih x_t itself, step by step, and xproj is only written. With ``y``
+    (T, B, H), any layout with contiguous rows (e.g. a (B, T, H) output seen time-major), h_1..h_T go there too."""
     T, B, GH = xproj.shape
     H = GH // gates
     item = xproj.dtype.itemsize
     for a in (xproj, hs, cs, tcs, aux, b_loop, bias, x, w_ih):
         assert a is None or (a.flags.c_contiguous and a.dtype == xproj.dtype)
+    y_t = y_b = 0
+    if y is not None:
+        y2, y_t, y_b = _steps(y, xproj.dtype)
+        assert y2 is y and y.shape == (T, B, H) and y.flags.writeable
     used = _lib.lk_scan_forward(int(item == 8), gates, act, T, B, H, _ptr(xproj), _ptr(w_t),
                                 w_t.strides[0] // item, w_t.strides[1] // item, _ptr(bias), _ptr(b_loop), _ptr(hs),
                                 _ptr(cs), _ptr(tcs), _ptr(aux), int(prescaled), _ptr(x), _ptr(w_ih),
-                                0 if x is None else x.shape[2], int(direct(B, H)), threads())
+                                0 if x is None else x.shape[2], _ptr(y), y_t, y_b, int(direct(B, H)), threads())
     if used < 0:
         raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
 
@@ -210,7 +224,8 @@ def scan_backward(gates: int, act: int, acts: np.ndarray, hs: np.ndarray, cs: np
                   dx: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """Run the backward scan: fills dxp, dhp (T, B, G·H); returns dh_0, dc_0 (None but for the LSTM), each (B, H),
     and the sums of dxp and of dhp over steps and batch, each (G·H,) (the gradients of b_ih and b_hh). With
-    ``w_ih`` (G·H, I) and ``dx`` (T, B, I), also fills dx with dxp_t · W_ih, step by step."""
+    ``w_ih`` (G·H, I) and ``dx`` (T, B, I), also fills dx with dxp_t · W_ih, step by step. dhs (T, B, H) and dx
+    may be in any layout with contiguous rows (a (B, T, ·) array seen time-major is read or written in place)."""
     T, B, GH = acts.shape
     H = GH // gates
     dt = acts.dtype
@@ -222,19 +237,22 @@ def scan_backward(gates: int, act: int, acts: np.ndarray, hs: np.ndarray, cs: np
         dh_n[idx] += dh
         if dc_n is not None and dc is not None:
             dc_n[idx] += dc
-    dhs = np.ascontiguousarray(dhs, dtype=dt)
+    dhs, dhs_t, dhs_b = _steps(dhs, dt)
     w_hh = np.ascontiguousarray(w_hh, dtype=dt)
+    dx_t = dx_b = 0
     if w_ih is not None:
         w_ih = np.ascontiguousarray(w_ih, dtype=dt)
-        assert dx is not None and dx.flags.c_contiguous and dx.shape == (T, B, w_ih.shape[1])
+        assert dx is not None and dx.shape == (T, B, w_ih.shape[1]) and dx.flags.writeable
+        dx2, dx_t, dx_b = _steps(dx, dt)
+        assert dx2 is dx
     dh0 = np.empty((B, H), dt)
     dc0 = np.empty((B, H), dt) if cs is not None else None
     db_x, db_h = np.empty(GH, dt), np.empty(GH, dt)
     used = _lib.lk_scan_backward(int(dt.itemsize == 8), gates, act, T, B, H, _ptr(acts), _ptr(hs), _ptr(cs),
                                  _ptr(tcs), _ptr(aux), _ptr(w_hh), _ptr(dhs), last.ctypes.data, _ptr(dh_n),
                                  _ptr(dc_n), _ptr(dxp), _ptr(dhp), _ptr(dh0), _ptr(dc0), _ptr(db_x), _ptr(db_h),
-                                 _ptr(w_ih), 0 if w_ih is None else w_ih.shape[1], _ptr(dx), int(direct(B, H)),
-                                 threads())
+                                 _ptr(w_ih), 0 if w_ih is None else w_ih.shape[1], _ptr(dx), dhs_t, dhs_b, dx_t,
+                                 dx_b, int(direct(B, H)), threads())
     if used < 0:
         raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
     return dh0, dc0, db_x, db_h

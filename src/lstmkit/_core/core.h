@@ -31,6 +31,8 @@ typedef struct {
     void *dh0, *dc0;                  /* (B, H) */
     void *db_x, *db_h;                /* (G·H,): Σ over steps and batch of dxp and of dhp (the bias gradients) */
     void *dx;                         /* backward, optional: (T, B, I) receives dxp_t · W_ih (with w_ih and I) */
+    void *y;                          /* forward, optional: a second copy of each h_t (B·H elements a step) */
+    long dhs_t, dhs_b, dx_t, dx_b, y_t, y_b;  /* element strides of dhs, dx, y between steps and batch rows */
     void *shares[LK_MAX_THREADS];     /* backward of small batches: each thread's partial sums (body.h) */
     volatile int failed;              /* set by any thread that could not get memory */
 } LkScan;

@@ -119,14 +119,16 @@ static job pick(int which, int f64) {
  * input projection (b_ih + b_hh, GRU's n block b_in alone); b_loop: GRU's b_hn or NULL; hs, cs
  * (T+1, B, H) with hs[0], cs[0] set; tcs (T, B, H) tanh(c_t); aux (T, B, H) GRU's W_hn h + b_hn. With x
  * (T, B, I) and W_ih (G·H, I) given (LSTM, Elman), W_ih x_t is formed here each step, with the recurrent product,
- * and acts is only written. With ``direct`` (small batches) and W_hh^T given as a view of a row-major W_hh
+ * and acts is only written. With y given, each h_t is also written at y + t·y_t + b·y_b (the layer's output in
+ * the caller's layout). With ``direct`` (small batches) and W_hh^T given as a view of a row-major W_hh
  * (wk = 1), each step is a matrix-vector product over the weights as they lie, never packed.
  * Returns the threads used, or -1 when out of memory. */
 int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, const void *w, long wk, long wn,
                     const void *bias, const void *b_loop, void *hs, void *cs, void *tcs, void *aux, int prescaled,
-                    const void *x, const void *w_ih, int I, int direct, int threads) {
+                    const void *x, const void *w_ih, int I, void *y, long y_t, long y_b, int direct, int threads) {
     LkScan s;
     FILL_COMMON(s);
+    s.y = y; s.y_t = y_t; s.y_b = y_b;
     s.x = G == 3 ? NULL : x;          /* GRU keeps W_in x_t apart from W_hn h: it comes formed by the caller */
     s.w_ih = w_ih;
     s.I = I;
@@ -140,15 +142,19 @@ int lk_scan_forward(int f64, int G, int act, int T, int B, int H, void *acts, co
 /* Backward scan. dxp, dhp (T, B, G·H) receive the gradients of the x- and h-side pre-activations (the
  * same array for LSTM and Elman); dh0, dc0 (B, H) those of the initial state; db_x, db_h (G·H,) their sums
  * over steps and batch (the gradients of b_ih and b_hh); last (B,) and dh_n, dc_n (B, H): where and what
- * final-state gradient enters. With W_ih (G·H, I) and dx (T, B, I) given, dx_t = dxp_t · W_ih is formed here
- * each step too, with the recurrent product. With ``direct``, each thread sums its own rows' shares of those products
- * and the threads add up each other's shares after the step's barrier (small batches: no packing). */
+ * final-state gradient enters; dhs's row (t, b) is at dhs + t·dhs_t + b·dhs_b, dx's at dx + t·dx_t + b·dx_b
+ * (any layout of steps and batch rows, each row contiguous). With W_ih (G·H, I) and dx given, dx_t = dxp_t · W_ih
+ * is formed here each step too, with the recurrent product. With ``direct``, each thread sums its own rows' shares
+ * of those products and the threads add up each other's shares after the step's barrier (small batches: no
+ * packing). */
 int lk_scan_backward(int f64, int G, int act, int T, int B, int H, const void *acts, const void *hs, const void *cs,
                      const void *tcs, const void *aux, const void *w_hh, const void *dhs, const int *last,
                      const void *dh_n, const void *dc_n, void *dxp, void *dhp, void *dh0, void *dc0, void *db_x,
-                     void *db_h, const void *w_ih, int I, void *dx, int direct, int threads) {
+                     void *db_h, const void *w_ih, int I, void *dx, long dhs_t, long dhs_b, long dx_t, long dx_b,
+                     int direct, int threads) {
     LkScan s;
     FILL_COMMON(s);
+    s.dhs_t = dhs_t; s.dhs_b = dhs_b; s.dx_t = dx_t; s.dx_b = dx_b;
     s.acts = (void *)acts; s.hs = (void *)hs; s.cs = (void *)cs; s.tcs = (void *)tcs; s.aux = (void *)aux;
     s.w_hh = w_hh; s.dhs = dhs; s.last = last; s.dh_n = dh_n; s.dc_n = dc_n;
     s.dxp = dxp; s.dhp = dhp; s.dh0 = dh0; s.dc0 = dc0; s.db_x = db_x; s.db_h = db_h;

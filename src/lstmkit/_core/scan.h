@@ -29,7 +29,7 @@ static void FN(gate_rows)(long *colofs, int N, int Hs, int H, int u0, long strid
 static void FN(forward_job)(void *arg, int tid, int n) {
     LkScan *s = (LkScan *)arg;
     const int T = s->T, B = s->B, H = s->H, G = s->G, GH = s->G * s->H;
-    REAL *acts = s->acts, *hs = s->hs, *cs = s->cs, *tcs = s->tcs, *aux = s->aux;
+    REAL *acts = s->acts, *hs = s->hs, *cs = s->cs, *tcs = s->tcs, *aux = s->aux, *y = s->y;
     const REAL *b_loop = s->b_loop;
     const int direct = s->direct && s->wk == 1;           /* W_hh row-major: matrix-vector steps, no packing */
     FN(Part) p = FN(part)(H, tid, n, G, direct ? 0 : H, B);
@@ -78,6 +78,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     FN(storen)(cs + o + (long)B * H + j, c, m);
                     FN(stream)(tcs + o + j, tc, m);
                     FN(storen)(hs + o + (long)B * H + j, og * tc, m);
+                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, og * tc, m);
                 } else if (G == 3) {                        /* GRU */
                     V rr = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
                     V z = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(bias + H + j, m) +
@@ -88,11 +89,14 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     V hp = FN(loadn)(hprev + (long)b * H + p.u0 + j, m);
                     FN(stream)(a + j, rr, m); FN(stream)(a + H + j, z, m); FN(stream)(a + 2 * H + j, nn, m);
                     FN(stream)(aux + o + j, hn, m);
-                    FN(storen)(hs + o + (long)B * H + j, nn + z * (hp - nn), m);
+                    V h = nn + z * (hp - nn);
+                    FN(storen)(hs + o + (long)B * H + j, h, m);
+                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, h, m);
                 } else {                                    /* Elman */
                     V pre = FN(loadn)(r + j, m) + (FN(xin)(a + j, m, in) + FN(loadn)(bias + j, m));
                     V h = s->act ? FN(select)(pre > 0, pre, FN(splat)(0)) : FN(tanh)(pre);
                     FN(storen)(hs + o + (long)B * H + j, h, m);
+                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, h, m);
                 }
             }
         }
@@ -131,7 +135,7 @@ static void FN(direct_back)(LkScan *s, int tid, int n, int t, int u0, int Hs, RE
             for (int c = x0; c < x1; c++) {
                 REAL v = 0;
                 for (int y = 0; y < n; y++) v += ((const REAL *)s->shares[y])[par + (long)b * HI + H + c];
-                ((REAL *)s->dx)[((long)t * B + b) * I + c] = v;
+                ((REAL *)s->dx)[t * s->dx_t + b * s->dx_b + c] = v;
             }
     }
 }
@@ -174,7 +178,7 @@ static void FN(backward_job)(void *arg, int tid, int n) {
     for (int t = T - 1; t >= 0 && ok; t--) {
         for (int b = 0; b < B && p.Hs; b++) {
             REAL *dhn = dh_next + (long)b * p.Hs, *dcn = dc_next + (long)b * p.Hs;
-            long o = ((long)t * B + b) * H + p.u0;
+            long o = ((long)t * B + b) * H + p.u0, od = t * s->dhs_t + b * s->dhs_b + p.u0;   /* dhs: strided */
             if (s->last[b] == t) {                  /* the final-state gradient enters at the last step */
                 for (int j = 0; j < p.Hs; j++) {
                     dhn[j] += dh_n[(long)b * H + p.u0 + j];
@@ -186,7 +190,7 @@ static void FN(backward_job)(void *arg, int tid, int n) {
             REAL *dq = dhp + ((long)t * B + b) * GH + p.u0;
             for (int j = 0; j < p.Hs; j += VL) {
                 int m = p.Hs - j < VL ? p.Hs - j : VL;
-                V dh = FN(loadn)(dhs + o + j, m) + FN(loadn)(dhn + j, m);
+                V dh = FN(loadn)(dhs + od + j, m) + FN(loadn)(dhn + j, m);
                 if (G == 4) {                       /* LSTM */
                     V i = FN(loadn)(a + j, m), f = FN(loadn)(a + H + j, m);
                     V g = FN(loadn)(a + 2 * H + j, m), og = FN(loadn)(a + 3 * H + j, m);
@@ -234,7 +238,7 @@ static void FN(backward_job)(void *arg, int tid, int n) {
         if (dxo && x1 > x0) {
             FN(gemm)(B, Nx, GH, dxp + (long)t * B * GH, GH, packed_x, outx, Nx, 0);
             for (int b = 0; b < B; b++)
-                memcpy(dxo + ((long)t * B + b) * I + x0, outx + (long)b * Nx, sizeof(REAL) * (size_t)(x1 - x0));
+                memcpy(dxo + t * s->dx_t + b * s->dx_b + x0, outx + (long)b * Nx, sizeof(REAL) * (size_t)(x1 - x0));
         }
         if (p.Hs) {
             FN(gemm)(B, p.Npad, GH, dhp + (long)t * B * GH, GH, p.packed, p.out, p.Npad, 0);

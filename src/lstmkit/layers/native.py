@@ -39,9 +39,11 @@ def fuses_input(kernel: Kernel, B: int, H: int) -> bool:
 
 def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarray | None, h0: np.ndarray,
             c0: np.ndarray | None, ws: Workspace, prescaled: bool, bias: np.ndarray | None,
-            x: np.ndarray | None = None, w_ih: np.ndarray | None = None) -> ScanRecord:
+            x: np.ndarray | None = None, w_ih: np.ndarray | None = None, y: np.ndarray | None = None
+            ) -> ScanRecord:
     """As ``kernel.forward``, but xproj (T, B, G·H) = W_ih x_t without biases: the scan adds ``bias`` (G·H,) as
-    it goes. With ``x`` (T, B, I) and ``w_ih`` (G·H, I) instead (``fuses_input``), the scan forms W_ih x_t itself
+    it goes; with ``y`` (T, B, H) (a view of the layer's (B, T, H) output) h_1..h_T are written there too.
+    With ``x`` (T, B, I) and ``w_ih`` (G·H, I) instead (``fuses_input``), the scan forms W_ih x_t itself
     and xproj is only written. xproj becomes the gates; returns the record (hs, cs, tanh c, W_hn h + b)."""
     gates, act = kernel.native
     T, B, GH = xproj.shape
@@ -59,7 +61,7 @@ def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarr
     bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
     if x is not None:
         x, w_ih = np.ascontiguousarray(x, dt), np.ascontiguousarray(w_ih, dt)
-    compiled.scan_forward(gates, act, xproj, w_t, bias, b_loop, hs, cs, tcs, aux, prescaled, x, w_ih)
+    compiled.scan_forward(gates, act, xproj, w_t, bias, b_loop, hs, cs, tcs, aux, prescaled, x, w_ih, y)
     if gates == 1:
         return ScanRecord(hs)
     return ScanRecord(hs, xproj, cs, {"tanh_c": tcs} if kernel.has_cell else {"hproj_n": aux})
@@ -68,7 +70,8 @@ def forward(kernel: Kernel, xproj: np.ndarray, w_t: np.ndarray, b_loop: np.ndarr
 def backward(kernel: Kernel, record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
              ws: Workspace, w_ih: np.ndarray, dinp: np.ndarray) -> ScanGrads:
     """As ``kernel.backward``: the pre-activations' gradients (T, B, G·H), the initial state's, and the biases';
-    the input's gradient dinp (T, B, I) = dxp_t · W_ih is formed in the same scan, step by step."""
+    the input's gradient dinp (T, B, I) = dxp_t · W_ih is formed in the same scan, step by step. dhs and dinp
+    may be time-major views of (B, T, ·) arrays."""
     gates, act = kernel.native
     T, B, H = dhs.shape
     dt = record.hs.dtype

@@ -201,9 +201,10 @@ class _RNNBase(Layer):
 
     # ---- forward -------------------------------------------------------
 
-    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> ScanRecord:
+    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+              y: np.ndarray | None = None) -> ScanRecord:
         """Input projection (unless the compiled scan forms it), then the kernel's scan, for layer k, direction d.
-        inp_d (T, B, in_k)."""
+        inp_d (T, B, in_k); y: where the compiled scan also writes h_1..h_T (a time-major view of the output)."""
         T, B, _ = inp_d.shape
         ws = self._ws_for(k, d)
         G, kern = self.gates * self.hidden_size, self.kernel
@@ -239,7 +240,7 @@ class _RNNBase(Layer):
             b_loop = b_hh[cut:] if kern.loop_bias_gates else None
         if core:                                                  # the compiled scan adds the biases as it goes
             return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias,
-                                  *((inp_d, w_ih) if fused else ()))
+                                  *((inp_d, w_ih) if fused else (None, None)), y)
         if bias is not None:
             xproj += bias
         return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
@@ -280,14 +281,20 @@ class _RNNBase(Layer):
 
         inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
         inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
+        # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
+        y_out = None
+        if D == 1 and mask is None and native.runs(self.kernel, B, H):
+            y_out = np.empty((B, T, H), self.dtype)
         layers = []
         for k in range(self.num_layers):
             out = None if D == 1 else self._ws_for(k, 0).empty("out", (T, B, D * H), self.dtype)
+            y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
 
-            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out) -> DirectionRecord:
+            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out,
+                    y_k: np.ndarray | None = y_k) -> DirectionRecord:
                 s = k * D + d
                 inp_d = inp if d == 0 else self._reverse(inp, rev)
-                rec = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s])
+                rec = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s], y_k)
                 hs = rec.hs
                 h_n[s] = hs[T] if last is None else hs[last + 1, np.arange(B)]
                 if c_n is not None:
@@ -308,7 +315,7 @@ class _RNNBase(Layer):
             layers.append(LayerRecord(dirs, drop))
             inp = out
         self._record = StackRecord(layers, B, T, rev, mask, last)
-        y = np.ascontiguousarray(inp.transpose(1, 0, 2))                       # (B, T, D·H)
+        y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         state_out = (h_n, c_n) if self._has_cell else h_n
         if self.return_sequences is None:
             return y, state_out
@@ -360,10 +367,11 @@ class _RNNBase(Layer):
             dy = np.asarray(dy)
             if dy.shape != (B, T, D * H):
                 raise ValueError(f"{self._name}.backward: expected dy of shape {(B, T, D * H)}, got {dy.shape}")
-            dout = self._ws_for(-1, 0).empty("dy", (T, B, D * H), self.dtype)
-            dout[...] = dy.transpose(1, 0, 2)
+            dout = dy.transpose(1, 0, 2)              # (T, B, D·H) view: the compiled scan reads it in place
         dh0 = np.empty(shape, self.dtype)
         dc0 = np.empty(shape, self.dtype) if self._has_cell else None
+        # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
+        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and native.runs(self.kernel, B, H) else None
 
         for k in range(self.num_layers - 1, -1, -1):
             layer = record.layers[k]
@@ -378,7 +386,8 @@ class _RNNBase(Layer):
                 if d == 1:
                     dys = self._reverse(dys, rev)
                 inject = self._inject_map(T, last, dh_n[s], None if dc_n is None else dc_n[s])
-                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer.dirs[d], dys, inject)
+                into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 else None
+                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer.dirs[d], dys, inject, into)
                 if dc0 is not None:
                     dc0[s] = dc_s
                 return dinp_d if d == 0 else self._reverse(dinp_d, rev)
@@ -388,21 +397,24 @@ class _RNNBase(Layer):
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
         return np.ascontiguousarray(dout.transpose(1, 0, 2))
 
-    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict,
+                       into: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The kernel's backward, then the weight gradients (and dx, unless the compiled scan formed it) as
-        whole-sequence GEMMs."""
+        whole-sequence GEMMs. dys (T, B, H) may be a view; ``into``: where the compiled scan writes dx (a
+        time-major view of the layer's (B, T, I) input gradient) instead of a workspace buffer."""
         T, B, H = dys.shape
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
         core = native.runs(self.kernel, B, H)
         w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
-        dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
         if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
+            dinp = into if into is not None else ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
             grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws, w_ih, dinp)
         else:
-            grads = self.kernel.backward(ent.scan, w_hh, dys, inject, ws, self._extra(k, d))
+            dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
+            grads = self.kernel.backward(ent.scan, w_hh, np.ascontiguousarray(dys, self.dtype), inject, ws,
+                                         self._extra(k, d))
         dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
         for name, g in grads.extra.items():
             self.params[f"{name}_l{k}{sfx}"].grad += g
