@@ -105,10 +105,11 @@ def speed_torch(steps: int = 20, warmup: int = 3) -> dict[str, object]:
             self.embed = torch.nn.Embedding(cfg.vocab_size, cfg.embed)
             self.rnn = torch.nn.LSTM(cfg.embed, cfg.hidden, cfg.layers, dropout=cfg.dropout, batch_first=True)
             self.drop = torch.nn.Dropout(cfg.output_dropout)
+            self.drop_in = torch.nn.Dropout(cfg.input_dropout)
             self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size)
 
         def forward(self, ids: Any, state: Any) -> Any:
-            h, state = self.rnn(self.embed(ids), state)
+            h, state = self.rnn(self.drop_in(self.embed(ids)), state)
             return self.head(self.drop(h)), state
 
     t, windows, cfg = _setup()

@@ -83,3 +83,26 @@ def test_output_dropout_masks_the_head_input_in_training_only_and_backward_uses_
     assert np.all(seen["dh"][mask == 0] == 0) and np.all(seen["dh"][mask > 0] != 0)   # the same mask, backwards
     with pytest.raises(ValueError, match="output_dropout must be in"):
         CharLM(CharLMConfig(vocab_size=7, output_dropout=1.0))
+
+
+def test_input_dropout_masks_the_embeddings_in_training_only_and_backward_uses_the_same_mask():
+    model = CharLM(CharLMConfig(vocab_size=7, embed=3, hidden=6, layers=1, input_dropout=0.5, dtype="float64"),
+                   rng=np.random.default_rng(0))
+    ids = np.array([[1, 2, 3, 4, 5, 6, 0, 1]])
+    model.eval()
+    a, _ = model.forward(ids)
+    assert model._in_mask is None and np.array_equal(a, model.forward(ids)[0])
+    model.train()
+    seen = {}
+    rnn_forward, rnn_backward, embed_backward = model.rnn.forward, model.rnn.backward, model.embed.backward
+    model.rnn.forward = lambda x, *a, **kw: (seen.setdefault("x", x), rnn_forward(x, *a, **kw))[1]
+    model.rnn.backward = lambda dh, **kw: seen.setdefault("dx", rnn_backward(dh, **kw))
+    model.embed.backward = lambda dx: seen.setdefault("dembed", dx) is None or embed_backward(dx)
+    b, _ = model.forward(ids)
+    mask = model._in_mask
+    assert mask is not None and mask.shape == (1, 8, 3) and set(np.unique(mask)) == {0.0, 2.0}
+    np.testing.assert_array_equal(seen["x"], model.embed.forward(ids) * mask)    # the LSTM reads masked embeddings
+    model.backward(np.ones_like(b))
+    np.testing.assert_array_equal(seen["dembed"], seen["dx"] * mask)             # the same mask, backwards
+    with pytest.raises(ValueError, match="input_dropout must be in"):
+        CharLM(CharLMConfig(vocab_size=7, input_dropout=-0.1))

@@ -34,8 +34,8 @@ from .common import end_of_training
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
 # Options that shape a run; they are fixed when it starts, so --resume refuses them.
-_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "output_dropout", "batch_size", "seq_len", "lr", "warmup",
-                "schedule", "weight_decay", "clip", "seed", "dtype", "val_chars")
+_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "output_dropout", "input_dropout", "batch_size", "seq_len",
+                "lr", "warmup", "schedule", "weight_decay", "clip", "seed", "dtype", "val_chars")
 
 
 def pretrained_path() -> Path:
@@ -66,6 +66,8 @@ def add_parser(apps: Any) -> None:
     g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
     g.add_argument("--output-dropout", type=float, help="dropout on the top LSTM layer's output, before the head "
                    f"(default {ct.DEFAULT_MODEL['output_dropout']})")
+    g.add_argument("--input-dropout", type=float, help="dropout on the embeddings, before the first LSTM layer "
+                   f"(default {ct.DEFAULT_MODEL.get('input_dropout', 0.0)})")
     g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
     g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
     g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
@@ -129,6 +131,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         mcfg = {k: v for k, v in [("hidden", args.hidden), ("layers", args.layers), ("embed", args.embed),
                                   ("dropout", args.dropout), ("output_dropout", args.output_dropout),
+                                  ("input_dropout", args.input_dropout),
                                   ("dtype", args.dtype)] if v is not None}
         mcfg = {**ct.DEFAULT_MODEL, **mcfg}
         tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",

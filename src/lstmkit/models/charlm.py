@@ -29,6 +29,7 @@ class CharLMConfig:
     dropout: float = 0.0          # between LSTM layers
     output_dropout: float = 0.0   # on the top layer's output, before the head (Zaremba et al.: on every
                                   # non-recurrent link)
+    input_dropout: float = 0.0    # on the embeddings, before the first layer
     dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,9 +44,11 @@ class CharLM(Model):
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
         self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng)
         self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
-        if not 0 <= cfg.output_dropout < 1:
-            raise ValueError(f"CharLM: output_dropout must be in [0, 1), got {cfg.output_dropout}")
+        for name in ("output_dropout", "input_dropout"):
+            if not 0 <= getattr(cfg, name) < 1:
+                raise ValueError(f"CharLM: {name} must be in [0, 1), got {getattr(cfg, name)}")
         self._mask: np.ndarray | None = None
+        self._in_mask: np.ndarray | None = None
 
     def config(self) -> dict[str, Any]:
         return self.cfg.to_dict()
@@ -58,17 +61,24 @@ class CharLM(Model):
     def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
                 ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
         x = self.embed.forward(ids)                 # (B, T, E)
+        self._in_mask = self._drop(x, self.cfg.input_dropout)
+        if self._in_mask is not None:
+            x = x * self._in_mask
         h, state = self.rnn.forward(x, state)       # (B, T, H); state (h_n, c_n), each (layers, B, H)
-        p, self._mask = self.cfg.output_dropout, None
-        if self.training and p > 0:                 # (drawn from the LSTM's generator: one stream per rank)
-            self._mask = dropout_mask(get_rng(self.rnn.rng), h.shape, p, h.dtype)
+        self._mask = self._drop(h, self.cfg.output_dropout)
+        if self._mask is not None:
             h = h * self._mask
         return self.head.forward(h), state          # (B, T, V)
+
+    def _drop(self, a: np.ndarray, p: float) -> np.ndarray | None:
+        """In training, a dropout mask shaped as ``a`` (drawn from the LSTM's generator: one stream per rank)."""
+        return dropout_mask(get_rng(self.rnn.rng), a.shape, p, a.dtype) if self.training and p > 0 else None
 
     def backward(self, dlogits: np.ndarray) -> None:
         """Truncated BPTT: no gradient flows into the carried-in state."""
         dh = self.head.backward(dlogits)
-        self.embed.backward(self.rnn.backward(dh if self._mask is None else dh * self._mask))
+        dx = self.rnn.backward(dh if self._mask is None else dh * self._mask)
+        self.embed.backward(dx if self._in_mask is None else dx * self._in_mask)
 
     def generate(self, vocab: Vocab, prompt: str, length: int, rng: np.random.Generator,
                  temperature: float = 1.0, top_k: int | None = None,
