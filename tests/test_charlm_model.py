@@ -65,14 +65,20 @@ def test_charlm_learns_a_periodic_text_and_samples_deterministically():
         model.generate(vocab, "Zebra", 5, np.random.default_rng(0))
 
 
-def test_output_dropout_masks_the_head_input_in_training_only_and_backward_uses_the_same_mask():
-    model = CharLM(CharLMConfig(vocab_size=7, embed=3, hidden=6, layers=1, output_dropout=0.5, dtype="float64"),
+def dropout_model(**dropout: float) -> tuple[CharLM, np.ndarray, np.ndarray]:
+    """A tiny float64 model with the given dropout, its ids, and its output when evaluating (checked unmasked)."""
+    model = CharLM(CharLMConfig(vocab_size=7, embed=3, hidden=6, layers=1, dtype="float64", **dropout),
                    rng=np.random.default_rng(0))
     ids = np.array([[1, 2, 3, 4, 5, 6, 0, 1]])
     model.eval()
     a, _ = model.forward(ids)
-    assert np.array_equal(a, model.forward(ids)[0])                  # no dropout when evaluating
+    assert model._mask is None and model._in_mask is None and np.array_equal(a, model.forward(ids)[0])
     model.train()
+    return model, ids, a
+
+
+def test_output_dropout_masks_the_head_input_in_training_only_and_backward_uses_the_same_mask():
+    model, ids, a = dropout_model(output_dropout=0.5)
     b, _ = model.forward(ids)
     mask = model._mask
     assert mask is not None and set(np.unique(mask)) == {0.0, 2.0} and not np.array_equal(a, b)
@@ -86,13 +92,7 @@ def test_output_dropout_masks_the_head_input_in_training_only_and_backward_uses_
 
 
 def test_input_dropout_masks_the_embeddings_in_training_only_and_backward_uses_the_same_mask():
-    model = CharLM(CharLMConfig(vocab_size=7, embed=3, hidden=6, layers=1, input_dropout=0.5, dtype="float64"),
-                   rng=np.random.default_rng(0))
-    ids = np.array([[1, 2, 3, 4, 5, 6, 0, 1]])
-    model.eval()
-    a, _ = model.forward(ids)
-    assert model._in_mask is None and np.array_equal(a, model.forward(ids)[0])
-    model.train()
+    model, ids, _ = dropout_model(input_dropout=0.5)
     seen = {}
     rnn_forward, rnn_backward, embed_backward = model.rnn.forward, model.rnn.backward, model.embed.backward
     model.rnn.forward = lambda x, *a, **kw: (seen.setdefault("x", x), rnn_forward(x, *a, **kw))[1]

@@ -5,6 +5,7 @@ active: `make test` runs the whole suite once compiled and once with LSTMKIT_KER
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -67,6 +68,17 @@ def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel
 NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
 
 
+def assert_core_equals_numpy(kind: str, dtype: str, tol: float, cases: list[tuple[int, bool, list[int] | None]],
+                             threads: int | None = None, **shape: int) -> None:
+    """Each (B, bidirectional, lengths) case: every output and gradient of the core equals the NumPy kernel's."""
+    for B, bi, lengths in cases:
+        with compiled.threads_held(threads) if threads else contextlib.nullcontext():
+            ours = run_layer(kind, dtype, bi, lengths, "", B=B, **shape)
+        ref = run_layer(kind, dtype, bi, lengths, "numpy", B=B, **shape)
+        for j, (a, b) in enumerate(zip(ours, ref)):
+            assert_close(a, b, tol, what=f"B {B}: output {j}")
+
+
 @needs_core
 @pytest.mark.parametrize("simd", compiled.SIMD)
 @pytest.mark.parametrize("kind", NATIVE)
@@ -76,11 +88,7 @@ def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
     runs = compiled.SIMD[min(compiled.SIMD.index(simd), compiled.SIMD.index(best))]
     try:
         assert compiled.set_simd(simd) == runs          # a path above this CPU's best is clamped to the best
-        for bi, lengths in ((False, None), (True, [7, 3, 1, 6])):
-            ours = run_layer(kind, dtype, bi, lengths, "")
-            ref = run_layer(kind, dtype, bi, lengths, "numpy")
-            for j, (a, b) in enumerate(zip(ours, ref)):
-                assert_close(a, b, tol, what=f"output {j}")
+        assert_core_equals_numpy(kind, dtype, tol, [(4, False, None), (4, True, [7, 3, 1, 6])])
     finally:
         compiled.set_simd(None)
 
@@ -95,13 +103,9 @@ def test_small_batches_step_on_the_unpacked_weights_as_the_numpy_kernel(simd, ki
     after every vector width."""
     compiled.set_simd(simd)
     try:
-        for B, bi, lengths in ((1, False, None), (2, True, [7, 4]), (3, False, [2, 7, 5])):
-            assert compiled.direct(B, 259)
-            with compiled.threads_held(3):
-                ours = run_layer(kind, dtype, bi, lengths, "", B=B, I=21, H=259)
-            ref = run_layer(kind, dtype, bi, lengths, "numpy", B=B, I=21, H=259)
-            for j, (a, b) in enumerate(zip(ours, ref)):
-                assert_close(a, b, tol, what=f"B {B}: output {j}")
+        cases = [(1, False, None), (2, True, [7, 4]), (3, False, [2, 7, 5])]
+        assert all(compiled.direct(B, 259) for B, _, _ in cases)
+        assert_core_equals_numpy(kind, dtype, tol, cases, threads=3, I=21, H=259)
     finally:
         compiled.set_simd(None)
 
