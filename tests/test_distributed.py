@@ -103,8 +103,8 @@ def test_charlm_on_two_processes_equals_one_and_resumes_on_one(tmp_path):
     text.write_text("\n".join(" ".join(rng.choice(words, 8)) for _ in range(800)))
     lstmkit = [sys.executable, "-m", "lstmkit"]
     common = ["charlm", "train", "--text", str(text), "--hidden", "12", "--embed", "6", "--dropout", "0",
-              "--output-dropout", "0", "--dtype", "float64", "--batch-size", "6", "--seq-len", "16",
-              "--eval-every", "4", "--no-progress"]
+              "--output-dropout", "0", "--input-dropout", "0", "--dtype", "float64", "--batch-size", "6",
+              "--seq-len", "16", "--eval-every", "4", "--no-progress"]
     runs = {}
     for n in (1, 2):
         out = tmp_path / f"r{n}"

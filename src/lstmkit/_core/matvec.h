@@ -25,7 +25,10 @@ static void FN(gemv_rows)(int M, int N, int K, const REAL *A, long lda, const RE
                 s2 += av * FN(load)(w2 + k); s3 += av * FN(load)(w3 + k);
             }
             REAL r0 = FN(hsum)(s0), r1 = FN(hsum)(s1), r2 = FN(hsum)(s2), r3 = FN(hsum)(s3);
-            for (int k = Kv; k < K; k++) { r0 += a[k] * w0[k]; r1 += a[k] * w1[k]; r2 += a[k] * w2[k]; r3 += a[k] * w3[k]; }
+            for (int k = Kv; k < K; k++) {
+                r0 += a[k] * w0[k]; r1 += a[k] * w1[k];
+                r2 += a[k] * w2[k]; r3 += a[k] * w3[k];
+            }
             REAL *o = C + (long)b * ldc + c;
             o[0] = r0; o[1] = r1; o[2] = r2; o[3] = r3;
         }

@@ -76,7 +76,8 @@ static void FN(pack_b)(const REAL *Bm, long ldb, int N, int k0, int kc, REAL *Bp
 static void FN(wgrad_job)(void *arg, int tid, int n) {
     LkGrad *g = (LkGrad *)arg;
     const int M = g->M, K = g->K;
-    int m0 = (int)((long)(M + MRP - 1) / MRP * tid / n) * MRP, m1 = (int)((long)(M + MRP - 1) / MRP * (tid + 1) / n) * MRP;
+    const long panels = (M + MRP - 1) / MRP;        /* micro-panels of rows, shared out evenly */
+    int m0 = (int)(panels * tid / n) * MRP, m1 = (int)(panels * (tid + 1) / n) * MRP;
     if (m1 > M) m1 = M;
     if (m0 >= m1) return;
     const int Mt = m1 - m0, Npad = FN(round_nr)(g->N[0] > g->N[1] ? g->N[0] : g->N[1]);

@@ -67,7 +67,7 @@ def add_parser(apps: Any) -> None:
     g.add_argument("--output-dropout", type=float, help="dropout on the top LSTM layer's output, before the head "
                    f"(default {ct.DEFAULT_MODEL['output_dropout']})")
     g.add_argument("--input-dropout", type=float, help="dropout on the embeddings, before the first LSTM layer "
-                   f"(default {ct.DEFAULT_MODEL.get('input_dropout', 0.0)})")
+                   f"(default {ct.DEFAULT_MODEL['input_dropout']})")
     g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
     g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
     g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
