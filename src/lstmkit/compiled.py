@@ -165,11 +165,6 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def use(B: int, H: int) -> bool:
-    """Whether to run a scan of batch B and H units compiled: whenever the core is active."""
-    return active()
-
-
 def direct(B: int, H: int) -> bool:
     """Whether a scan of batch B and H units steps as matrix-vector products over the recurrent weights as they
     lie, each thread its own rows (the frame then passes W_hh^T as a view of W_hh and forms the input projection

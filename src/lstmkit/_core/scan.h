@@ -61,6 +61,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
             REAL *a = acts + ((long)t * B + b) * GH + p.u0;
             const REAL *r = p.out + (long)b * p.Npad;
             long o = ((long)t * B + b) * H + p.u0;          /* (t, b, u0) in a (·, B, H) array */
+            REAL *yo = y ? y + t * s->y_t + b * s->y_b + p.u0 : NULL;   /* (t, b, u0) of the caller's output */
             for (int j = 0; j < p.Hs; j += VL) {
                 int m = p.Hs - j < VL ? p.Hs - j : VL;
                 if (G == 4) {                               /* LSTM */
@@ -78,7 +79,7 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     FN(storen)(cs + o + (long)B * H + j, c, m);
                     FN(stream)(tcs + o + j, tc, m);
                     FN(storen)(hs + o + (long)B * H + j, og * tc, m);
-                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, og * tc, m);
+                    if (yo) FN(storen)(yo + j, og * tc, m);
                 } else if (G == 3) {                        /* GRU */
                     V rr = FN(sigmoid)(FN(loadn)(a + j, m) + FN(loadn)(bias + j, m) + FN(loadn)(r + j, m), half);
                     V z = FN(sigmoid)(FN(loadn)(a + H + j, m) + FN(loadn)(bias + H + j, m) +
@@ -91,12 +92,12 @@ static void FN(forward_job)(void *arg, int tid, int n) {
                     FN(stream)(aux + o + j, hn, m);
                     V h = nn + z * (hp - nn);
                     FN(storen)(hs + o + (long)B * H + j, h, m);
-                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, h, m);
+                    if (yo) FN(storen)(yo + j, h, m);
                 } else {                                    /* Elman */
                     V pre = FN(loadn)(r + j, m) + (FN(xin)(a + j, m, in) + FN(loadn)(bias + j, m));
                     V h = s->act ? FN(select)(pre > 0, pre, FN(splat)(0)) : FN(tanh)(pre);
                     FN(storen)(hs + o + (long)B * H + j, h, m);
-                    if (y) FN(storen)(y + t * s->y_t + b * s->y_b + p.u0 + j, h, m);
+                    if (yo) FN(storen)(yo + j, h, m);
                 }
             }
         }

@@ -18,9 +18,10 @@ from .scan import Kernel, ScanGrads, ScanRecord
 R = TypeVar("R")
 
 
-def runs(kernel: Kernel, B: int, H: int) -> bool:
-    """Whether this scan runs compiled (the kind is native, the core is active, the shape pays)."""
-    return kernel.native is not None and compiled.use(B, H)
+def runs(kernel: Kernel) -> bool:
+    """Whether this kernel's scans run compiled: its kind is native and the core is active (every shape: small
+    batches take the core's matrix-vector steps, ``compiled.direct``)."""
+    return kernel.native is not None and compiled.active()
 
 
 def one_thread(fn: Callable[[int], R], d: int) -> R:

@@ -194,7 +194,7 @@ class _RNNBase(Layer):
         if self.num_directions == 1:
             return [run(0)]
         if directions_side_by_side(B, self.hidden_size, self.gates):
-            if native.runs(self.kernel, B, self.hidden_size):        # each direction's compiled scan on one core
+            if native.runs(self.kernel):        # each direction's compiled scan on one core
                 return list(parallel.side_by_side(lambda: native.one_thread(run, 0), lambda: native.one_thread(run, 1)))
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
         return [run(0), run(1)]
@@ -214,7 +214,7 @@ class _RNNBase(Layer):
         # transposed to (H, G) (the faster layout for h @ W_hh^T on AVX-512 kernels) and scaled by the kernel's
         # row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's pre-activations.
         # The compiled core packs (or reads) the view itself and halves where it needs to.
-        core = native.runs(kern, B, self.hidden_size)
+        core = native.runs(kern)
         copied = T * B >= self.hidden_size and not core
         prescaled = self._row_scale is not None and copied
         w_t = w_hh.T
@@ -283,7 +283,7 @@ class _RNNBase(Layer):
         inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
         # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
         y_out = None
-        if D == 1 and mask is None and native.runs(self.kernel, B, H):
+        if D == 1 and mask is None and self.return_sequences is not False and native.runs(self.kernel):
             y_out = np.empty((B, T, H), self.dtype)
         layers = []
         for k in range(self.num_layers):
@@ -371,7 +371,7 @@ class _RNNBase(Layer):
         dh0 = np.empty(shape, self.dtype)
         dc0 = np.empty(shape, self.dtype) if self._has_cell else None
         # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
-        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and native.runs(self.kernel, B, H) else None
+        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and native.runs(self.kernel) else None
 
         for k in range(self.num_layers - 1, -1, -1):
             layer = record.layers[k]
@@ -406,7 +406,7 @@ class _RNNBase(Layer):
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        core = native.runs(self.kernel, B, H)
+        core = native.runs(self.kernel)
         w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
         if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
             dinp = into if into is not None else ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
