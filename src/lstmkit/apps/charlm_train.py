@@ -73,10 +73,6 @@ class TrainConfig(training.TrainConfig):
                 (self.val_chars >= 0, "val-chars must be >= 0"),
                 *super().checks()]
 
-    def lr_at(self, step: int, elapsed_s: float) -> float:
-        """The learning rate at ``step``: ``lr`` times warm-up and decay."""
-        return self.lr * self.lr_factor(step, elapsed_s)
-
 
 # ---- text sources --------------------------------------------------------------
 
