@@ -65,7 +65,7 @@ def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel
     return [y, dx, *(init if isinstance(init, tuple) else (init,)), *grads]
 
 
-NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU"]
+NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU", "PEEPHOLE"]
 
 
 def assert_core_equals_numpy(kind: str, dtype: str, tol: float, cases: list[tuple[int, bool, list[int] | None]],
@@ -139,11 +139,10 @@ def test_weight_gradients_add_a_transposed_product_in_place(simd, dtype, tol):
 
 @needs_core
 def test_the_core_really_runs_and_the_switch_turns_it_off(monkeypatch):
-    from lstmkit.layers import native
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     calls = []
-    real = native.forward
-    monkeypatch.setattr(native, "forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = compiled.run_forward
+    monkeypatch.setattr(compiled, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     lk.LSTM(3, 4).forward(np.ones((2, 3, 3), np.float32))
     assert calls == [1]
     monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")
@@ -254,7 +253,48 @@ def test_streamed_and_cached_stores_give_the_same_forward():
             bufs.append(raw[offset:offset + int(np.prod(shape))].reshape(shape))
         acts, hs, cs, tcs = bufs
         hs[0], cs[0] = 0.5, -0.25
-        compiled.scan_forward(4, 0, acts, w_hh.T, bias, None, hs, cs, tcs, None, False, x, w_ih)
+        compiled.run_forward(compiled.Forward(
+            kind=compiled.kinds()["lstm"].id, f64=0, T=T, B=B, H=H, I=I, threads=2, gates=acts.ctypes.data,
+            w_hh_t=w_hh.ctypes.data, wk=1, wn=H, x=x.ctypes.data, w_ih=w_ih.ctypes.data, bias=bias.ctypes.data,
+            hs=hs.ctypes.data, cs=cs.ctypes.data, tanh_cs=tcs.ctypes.data))
         results.append([a.copy() for a in bufs])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
+
+
+def _planted(kind: str, name: str = "Planted", **change):
+    """An LSTM layer whose kernel names ``kind`` to the core (with its own shape changed by ``change``)."""
+    import dataclasses
+    layer = lk.LSTM(3, 4, dtype="float64")
+    layer.kernel = dataclasses.replace(layer.kernel, name=name, compiled=kind, **change)
+    return layer
+
+
+@needs_core
+def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypatch):
+    monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
+    x = np.ones((2, 3, 3))
+    with pytest.raises(ValueError, match=r"Planted: lstmkit's compiled core has no cell kind 'layer_norm_lstm' "
+                                         r"\(it runs lstm, gru, rnn_tanh, rnn_relu, peephole_lstm\)"):
+        _planted("layer_norm_lstm").forward(x)
+    # a name the core knows, on a kernel of another shape (a cell state the GRU lacks; extra weights the LSTM lacks)
+    with pytest.raises(ValueError, match=r"kind 'gru' has \(gates, cell, split, extra rows\) = \(3, False, True, 0\)"):
+        _planted("gru").forward(x)
+    with pytest.raises(ValueError, match="kind 'lstm' has"):
+        _planted("lstm", extra=(("weight_peephole", 3),)).forward(x)
+    # the core's own guard: an id past its table is an error, not another kind's equations
+    with pytest.raises(ValueError, match="no cell kind 99"):
+        compiled.run_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1))
+    monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")            # the NumPy kernel needs no name from the core
+    assert _planted("layer_norm_lstm").forward(x)[0].shape == (2, 3, 4)
+
+
+def test_the_core_names_its_kinds_and_each_python_kind_is_one_of_them():
+    from lstmkit.layers.peephole import _PEEPHOLE
+    from lstmkit.layers.recurrent import _GRU, _LSTM, _RNN
+    if not compiled.available():
+        assert compiled.kinds() == {}
+        return
+    assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm"]
+    for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE):
+        assert compiled.kind_of(kernel).gates == kernel.gates

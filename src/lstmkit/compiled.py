@@ -1,13 +1,16 @@
-"""The compiled recurrent core (``src/lstmkit/_core``, C), loaded with ctypes when the install built it.
+"""The compiled core (``src/lstmkit/_core``, C), loaded with ctypes when the install built it, and the one way into
+it: each entry point takes one struct (core.h), mirrored here as a ``ctypes.Structure`` and filled by field name.
 
     lk.compiled.active()        # True when the recurrent scans run compiled
     lk.compiled.info()          # {"kernel": "compiled", "simd": "avx512", "threads": 2, ...}
+    lk.compiled.kinds()         # the cell kinds the core runs, by name
 
-The NumPy kernels (``layers/recurrent.py``) are the readable reference and the fallback:
-they run when the core was not built (no compiler at install time), when
-``LSTMKIT_KERNEL=numpy`` is set, and for the shapes where they are faster. Both fill the
-same ``ScanRecord``, so either backward reads either forward, and cells, ``lk.inspect``
-and the weight-gradient GEMMs of the frame do not know which ran.
+A ``Kernel`` (``layers/scan.py``) that the core runs names its kind (``Kernel.compiled``); the frame
+(``layers/rnn_base.py``) then calls ``scan_forward`` / ``scan_backward`` here in place of the kernel's own scans.
+Both fill the same ``ScanRecord``, so either backward reads either forward, and cells and ``lk.inspect`` do not
+know which ran. The NumPy kernels (``layers/recurrent.py``) are the readable reference and the fallback: they run
+when the core was not built (no compiler at install time), with ``LSTMKIT_KERNEL=numpy``, and for kinds the core
+does not have.
 """
 
 from __future__ import annotations
@@ -16,21 +19,65 @@ import contextlib
 import ctypes
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from . import _blas, parallel
+from .layers.scan import Kernel as ScanKernel
+from .layers.scan import ScanGrads, ScanRecord, Weights
+from .workspace import Workspace
 
+R = TypeVar("R")
 _HERE = Path(__file__).parent / "_core"
 _lib: Any = None
 _why = ""
 _loaded = False
-_P = ctypes.c_void_p
-_I = ctypes.c_int
-_L = ctypes.c_long
+_kinds: dict[str, Kind] | None = None
+_P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+
+
+class Forward(ctypes.Structure):
+    """core.h's LkForward, field for field: what lk_scan_forward reads and writes."""
+
+    _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
+        ("gates", _P), ("w_hh_t", _P), ("wk", _L), ("wn", _L), ("x", _P), ("w_ih", _P), ("bias", _P), ("b_loop", _P),
+        ("extra", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("y", _P), ("y_t", _L), ("y_b", _L),
+        ("failed", _I)]
+
+
+class Backward(ctypes.Structure):
+    """core.h's LkBackward, field for field: what lk_scan_backward reads and writes."""
+
+    _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
+        ("gates", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("w_hh", _P), ("w_ih", _P),
+        ("extra", _P), ("dhs", _P), ("dhs_t", _L), ("dhs_b", _L), ("last", _P), ("dh_n", _P), ("dc_n", _P),
+        ("dpre_x", _P), ("dpre_h", _P), ("dh0", _P), ("dc0", _P), ("db_x", _P), ("db_h", _P), ("d_extra", _P),
+        ("dx", _P), ("dx_t", _L), ("dx_b", _L), ("failed", _I), ("shares", _P * 64)]
+
+
+class Grad(ctypes.Structure):
+    """core.h's LkGrad, field for field: what lk_weight_grads reads and writes."""
+
+    _fields_ = [(n, _I) for n in ("f64", "M", "K", "nprod", "threads")] + [
+        ("a", _P * 2), ("b", _P * 2), ("c", _P * 2), ("lda", _L * 2), ("ldb", _L * 2), ("ldc", _L * 2),
+        ("N", _I * 2), ("failed", _I)]
+
+
+class _KindInfo(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("gates", _I), ("cell", _I), ("split", _I), ("extra", _I)]
+
+
+class Kind(NamedTuple):
+    """One line of core.h's LK_KINDS: id, gate blocks, whether a cell state, whether split, extra rows."""
+
+    id: int
+    gates: int
+    cell: bool
+    split: bool
+    extra: int
 
 
 def _load() -> Any:
@@ -47,11 +94,18 @@ def _load() -> Any:
     except OSError as e:
         _why = f"could not be loaded ({e})"
         return None
-    lib.lk_scan_forward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _L, _L, _P, _P, _P, _P, _P, _P, _I, _P, _P, _I,
-                                    _P, _L, _L, _I, _I]
-    lib.lk_scan_backward.argtypes = [_I, _I, _I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P, _P,
-                                     _P, _P, _P, _P, _I, _P, _L, _L, _L, _L, _I, _I]
-    lib.lk_weight_grads.argtypes = [_I, _I, _I, _I, _P, _L, _P, _L, _I, _P, _L, _P, _L, _P, _L, _I, _P, _L, _I]
+    sizes = None
+    if hasattr(lib, "lk_struct_size"):
+        lib.lk_struct_size.restype = _L
+        lib.lk_struct_size.argtypes = [_I]
+        sizes = [lib.lk_struct_size(k) for k in range(4)]
+    if sizes != [ctypes.sizeof(c) for c in (Forward, Backward, Grad, _KindInfo)]:
+        _why = f"built from other sources than this lstmkit (its boundary structs: {sizes}; reinstall lstmkit)"
+        return None
+    for name, struct in (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad)):
+        getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
+    lib.lk_kind.restype = ctypes.POINTER(_KindInfo)
+    lib.lk_kind.argtypes = [_I]
     lib.lk_set_simd.argtypes = [_I]
     lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
     lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
@@ -188,89 +242,188 @@ def _steps(a: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int, int]:
     return a, a.strides[0] // item, a.strides[1] // item
 
 
-def scan_forward(gates: int, act: int, xproj: np.ndarray, w_t: np.ndarray, bias: np.ndarray,
-                 b_loop: np.ndarray | None, hs: np.ndarray, cs: np.ndarray | None, tcs: np.ndarray | None,
-                 aux: np.ndarray | None, prescaled: bool, x: np.ndarray | None = None,
-                 w_ih: np.ndarray | None = None, y: np.ndarray | None = None) -> None:
-    """Run the forward scan in place: xproj (T, B, G·H) = W_ih x_t, to which the scan adds ``bias`` (G·H,),
-    becomes the gates; hs/cs (T+1, B, H) are filled from h_0/c_0. With ``x`` (T, B, I) and ``w_ih`` (G·H, I)
-    (LSTM and Elman) the scan forms W_ih x_t itself, step by step, and xproj is only written. With ``y``
-    (T, B, H), any layout with contiguous rows (e.g. a (B, T, H) output seen time-major), h_1..h_T go there too."""
-    T, B, GH = xproj.shape
-    H = GH // gates
-    item = xproj.dtype.itemsize
-    for a in (xproj, hs, cs, tcs, aux, b_loop, bias, x, w_ih):
-        assert a is None or (a.flags.c_contiguous and a.dtype == xproj.dtype)
+# ---- the cell kinds ------------------------------------------------------------------------------------------
+
+
+def kinds() -> dict[str, Kind]:
+    """The core's cell kinds by name (core.h's LK_KINDS), each with its id and shape; {} without the core."""
+    global _kinds
+    if _kinds is None:
+        lib = _load()
+        found = {}
+        for k in range(64 if lib is not None else 0):
+            info = lib.lk_kind(k)
+            if not info:
+                break
+            v = info.contents
+            found[v.name.decode()] = Kind(k, v.gates, bool(v.cell), bool(v.split), v.extra)
+        _kinds = found
+    return _kinds
+
+
+def kind_of(kernel: ScanKernel) -> Kind:
+    """The core's kind for ``kernel`` (by ``kernel.compiled``), checked against the kernel's own shape: a name the
+    core does not know, or a kind of another shape, is refused and never run as another."""
+    known = kinds()
+    kind = known.get(kernel.compiled or "")
+    if kind is None:
+        raise ValueError(f"{kernel.name}: lstmkit's compiled core has no cell kind {kernel.compiled!r} (it runs "
+                         f"{', '.join(known) or 'none'}); set Kernel.compiled to one of those, or to None to run this "
+                         "kind on its NumPy kernel")
+    mine = (kernel.gates, kernel.has_cell, kernel.loop_bias_gates > 0, sum(rows for _, rows in kernel.extra))
+    if mine != (kind.gates, kind.cell, kind.split, kind.extra):
+        raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} has (gates, cell, split, extra "
+                         f"rows) = {(kind.gates, kind.cell, kind.split, kind.extra)}, but this kernel has {mine}")
+    return kind
+
+
+def runs(kernel: ScanKernel) -> bool:
+    """Whether this kernel's scans run compiled: it names a kind of the core and the core is active (every shape:
+    small batches take the core's matrix-vector steps, ``direct``). A name the core lacks raises ValueError."""
+    if kernel.compiled is None or not active():
+        return False
+    kind_of(kernel)
+    return True
+
+
+def one_thread(fn: Callable[[int], R], d: int) -> R:
+    """``fn(d)`` with this thread's compiled scans held to one thread (two directions running side by side)."""
+    with threads_held(1):
+        return fn(d)
+
+
+def _call(fn: Any, args: ctypes.Structure) -> None:
+    used = fn(ctypes.byref(args))
+    if used == -2:
+        raise ValueError(f"lstmkit's compiled core has no cell kind {args.kind}")
+    if used < 0:
+        raise MemoryError("lstmkit's compiled core could not allocate its buffers")
+
+
+def _stacked(kernel: ScanKernel, extra: dict[str, np.ndarray], dt: np.dtype) -> np.ndarray | None:
+    """The kernel's extra parameters one above the other, (rows, H) contiguous, as the core reads them."""
+    if not kernel.extra:
+        return None
+    return np.ascontiguousarray(np.concatenate([extra[name] for name, _ in kernel.extra]), dt)
+
+
+# ---- the scans -----------------------------------------------------------------------------------------------
+
+
+def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+                 ws: Workspace, y: np.ndarray | None = None) -> ScanRecord:
+    """One layer and direction forward on the core: inp (T, B, I), h0 and c0 (B, H) -> the kernel's record.
+
+    W_ih x_t is formed inside the scan, step by step, where the kind adds its x and h sides (not for split kinds,
+    nor for small batches, ``direct``, where one GEMM before the scan measured faster); the scan adds the biases as
+    it goes. With ``y`` (T, B, H) (a time-major view of the layer's (B, T, H) output) h_1..h_T are written there too.
+    """
+    kind = kind_of(kernel)
+    T, B, _ = inp.shape
+    dt = inp.dtype
+    GH = w.w_ih.shape[0]
+    H = GH // kind.gates
+    small = direct(B, H)
+    gates = ws.empty("xproj", (T, B, GH), dt)
+    w_ih = np.ascontiguousarray(w.w_ih, dt)
+    fused = not kind.split and not small
+    x = np.ascontiguousarray(inp, dt) if fused else None
+    if not fused:
+        np.matmul(inp.reshape(T * B, -1), w_ih.T, out=gates.reshape(T * B, GH))
+    bias, b_loop = w.folded_biases(kernel.loop_bias_gates * H)
+    bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
+    hs = ws.empty("hs", (T + 1, B, H), dt)
+    hs[0] = h0
+    cs = tanh_cs = hproj = None
+    if kind.cell:
+        cs, tanh_cs = ws.empty("cs", (T + 1, B, H), dt), ws.empty("tanh_cs", (T, B, H), dt)
+        cs[0] = c0
+    if kind.split:
+        hproj = ws.empty("hp_n", (T, B, H), dt)
     y_t = y_b = 0
     if y is not None:
-        y2, y_t, y_b = _steps(y, xproj.dtype)
+        y2, y_t, y_b = _steps(y, dt)
         assert y2 is y and y.shape == (T, B, H) and y.flags.writeable
-    used = _lib.lk_scan_forward(int(item == 8), gates, act, T, B, H, _ptr(xproj), _ptr(w_t),
-                                w_t.strides[0] // item, w_t.strides[1] // item, _ptr(bias), _ptr(b_loop), _ptr(hs),
-                                _ptr(cs), _ptr(tcs), _ptr(aux), int(prescaled), _ptr(x), _ptr(w_ih),
-                                0 if x is None else x.shape[2], _ptr(y), y_t, y_b, int(direct(B, H)), threads())
-    if used < 0:
-        raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
+    extra = _stacked(kernel, w.extra, dt)
+    w_t = w.w_hh.T                      # a view: the core packs it, or reads W_hh's rows as they lie (small batches)
+    item = dt.itemsize
+    run_forward(Forward(
+        kind=kind.id, f64=int(item == 8), T=T, B=B, H=H, I=inp.shape[2] if fused else 0, direct=int(small),
+        threads=threads(), gates=_ptr(gates), w_hh_t=_ptr(w_t), wk=w_t.strides[0] // item, wn=w_t.strides[1] // item,
+        x=_ptr(x), w_ih=_ptr(w_ih if fused else None), bias=_ptr(bias),
+        b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
+        cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b))
+    if not kernel.gate_names:
+        return ScanRecord(hs)
+    return ScanRecord(hs, gates, cs, {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj})
 
 
-def scan_backward(gates: int, act: int, acts: np.ndarray, hs: np.ndarray, cs: np.ndarray | None,
-                  tcs: np.ndarray | None, aux: np.ndarray | None, w_hh: np.ndarray, dhs: np.ndarray,
-                  inject: dict, dxp: np.ndarray, dhp: np.ndarray, w_ih: np.ndarray | None = None,
-                  dx: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
-    """Run the backward scan: fills dxp, dhp (T, B, G·H); returns dh_0, dc_0 (None but for the LSTM), each (B, H),
-    and the sums of dxp and of dhp over steps and batch, each (G·H,) (the gradients of b_ih and b_hh). With
-    ``w_ih`` (G·H, I) and ``dx`` (T, B, I), also fills dx with dxp_t · W_ih, step by step. dhs (T, B, H) and dx
-    may be in any layout with contiguous rows (a (B, T, ·) array seen time-major is read or written in place)."""
-    T, B, GH = acts.shape
-    H = GH // gates
-    dt = acts.dtype
+def run_forward(args: Forward) -> None:
+    """lk_scan_forward on a filled ``Forward`` (core.h's LkForward): buffers of one dtype, rows contiguous."""
+    _call(_load().lk_scan_forward, args)
+
+
+def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.ndarray, inject: dict,
+                  ws: Workspace, dinp: np.ndarray) -> ScanGrads:
+    """As ``kernel.backward``, on the core: the pre-activations' gradients (T, B, G·H), the initial state's, the
+    biases' and the kind's extra parameters'; the input's gradient dinp (T, B, I) = dpre_x,t · W_ih is formed in the
+    same scan, step by step. dhs (T, B, H) and dinp may be time-major views of (B, T, ·) arrays."""
+    kind = kind_of(kernel)
+    T, B, H = dhs.shape
+    dt = record.hs.dtype
+    GH = kind.gates * H
+    dpre_x = ws.empty("dpre", (T, B, GH), dt)
+    dpre_h = ws.empty("dhp", (T, B, GH), dt) if kind.split else dpre_x
     last = np.full(B, -1, np.intc)
     dh_n = np.zeros((B, H), dt)
-    dc_n = np.zeros((B, H), dt) if cs is not None else None
+    dc_n = np.zeros((B, H), dt) if kind.cell else None
     for t, (idx, dh, dc) in inject.items():
         last[idx] = t
         dh_n[idx] += dh
         if dc_n is not None and dc is not None:
             dc_n[idx] += dc
     dhs, dhs_t, dhs_b = _steps(dhs, dt)
-    w_hh = np.ascontiguousarray(w_hh, dtype=dt)
-    dx_t = dx_b = 0
-    if w_ih is not None:
-        w_ih = np.ascontiguousarray(w_ih, dtype=dt)
-        assert dx is not None and dx.shape == (T, B, w_ih.shape[1]) and dx.flags.writeable
-        dx2, dx_t, dx_b = _steps(dx, dt)
-        assert dx2 is dx
+    w_ih = np.ascontiguousarray(w.w_ih, dt)
+    assert dinp.shape == (T, B, w_ih.shape[1]) and dinp.flags.writeable
+    dinp2, dx_t, dx_b = _steps(dinp, dt)
+    assert dinp2 is dinp
+    extra = _stacked(kernel, w.extra, dt)
     dh0 = np.empty((B, H), dt)
-    dc0 = np.empty((B, H), dt) if cs is not None else None
+    dc0 = np.empty((B, H), dt) if kind.cell else None
     db_x, db_h = np.empty(GH, dt), np.empty(GH, dt)
-    used = _lib.lk_scan_backward(int(dt.itemsize == 8), gates, act, T, B, H, _ptr(acts), _ptr(hs), _ptr(cs),
-                                 _ptr(tcs), _ptr(aux), _ptr(w_hh), _ptr(dhs), last.ctypes.data, _ptr(dh_n),
-                                 _ptr(dc_n), _ptr(dxp), _ptr(dhp), _ptr(dh0), _ptr(dc0), _ptr(db_x), _ptr(db_h),
-                                 _ptr(w_ih), 0 if w_ih is None else w_ih.shape[1], _ptr(dx), dhs_t, dhs_b, dx_t,
-                                 dx_b, int(direct(B, H)), threads())
-    if used < 0:
-        raise MemoryError("lstmkit's compiled scan could not allocate its buffers")
-    return dh0, dc0, db_x, db_h
+    d_extra = None if extra is None else np.empty_like(extra)
+    gates = record.gates if record.gates is not None else dpre_x     # Elman keeps no gates (the core reads none)
+    _call(_load().lk_scan_backward, Backward(
+        kind=kind.id, f64=int(dt.itemsize == 8), T=T, B=B, H=H, I=w_ih.shape[1], direct=int(direct(B, H)),
+        threads=threads(), gates=_ptr(gates), hs=_ptr(record.hs), cs=_ptr(record.cs),
+        tanh_cs=_ptr(record.aux.get("tanh_c")), hproj=_ptr(record.aux.get("hproj_n")),
+        w_hh=_ptr(np.ascontiguousarray(w.w_hh, dt)), w_ih=_ptr(w_ih), extra=_ptr(extra), dhs=_ptr(dhs), dhs_t=dhs_t,
+        dhs_b=dhs_b, last=last.ctypes.data, dh_n=_ptr(dh_n), dc_n=_ptr(dc_n), dpre_x=_ptr(dpre_x), dpre_h=_ptr(dpre_h),
+        dh0=_ptr(dh0), dc0=_ptr(dc0), db_x=_ptr(db_x), db_h=_ptr(db_h), d_extra=_ptr(d_extra), dx=_ptr(dinp),
+        dx_t=dx_t, dx_b=dx_b))
+    grads = {}
+    if d_extra is not None:
+        at = 0
+        for name, rows in kernel.extra:
+            grads[name] = d_extra[at:at + rows]
+            at += rows
+    return ScanGrads(dpre_x, dpre_h, dh0, dc0, grads, bias=(db_x, db_h))
 
 
 def weight_grads(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """For each (a, b, c) of one or two products: c (M, N) += aᵀ · b, with a (K, M) and b (K, N) over all K steps
-    (the weight gradients dW_ih += dxpᵀ x, dW_hh += dhpᵀ h). Every array 2-d, rows contiguous, one dtype (float32
-    or float64); all a share M and K."""
-    (a0, b0, c0), *rest = products
-    a1, b1, c1 = rest[0] if rest else (a0, b0, c0)
-    K, M = a0.shape
-    dt = a0.dtype
-    for a, b, c in products:
+    (the weight gradients dW_ih += dpre_xᵀ x, dW_hh += dpre_hᵀ h). Every array 2-d, rows contiguous, one dtype
+    (float32 or float64); all a share M and K."""
+    K, M = products[0][0].shape
+    dt = products[0][0].dtype
+    g = Grad(f64=int(dt.itemsize == 8), M=M, K=K, nprod=len(products), threads=threads())
+    for q, (a, b, c) in enumerate(products):
         assert a.shape == (K, M) and b.shape[0] == K and c.shape == (M, b.shape[1])
         assert all(v.dtype == dt and v.strides[1] == dt.itemsize for v in (a, b, c))
-    item = dt.itemsize
-    used = _lib.lk_weight_grads(int(item == 8), M, K, len(products),
-                                *(v for a, b, c in ((a0, b0, c0), (a1, b1, c1))
-                                  for v in (_ptr(a), a.strides[0] // item, _ptr(b), b.strides[0] // item, b.shape[1],
-                                            _ptr(c), c.strides[0] // item)), threads())
-    if used < 0:
-        raise MemoryError("lstmkit's compiled core could not allocate its buffers for the weight gradients")
+        g.a[q], g.b[q], g.c[q] = _ptr(a), _ptr(b), _ptr(c)
+        g.lda[q], g.ldb[q], g.ldc[q] = (v.strides[0] // dt.itemsize for v in (a, b, c))
+        g.N[q] = b.shape[1]
+    _call(_load().lk_weight_grads, g)
 
 
 def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarray, scale: np.ndarray) -> None:

@@ -3,13 +3,11 @@
  * Needs: REAL (float or double), RNAME (f32 / f64), ISA (avx512 / avx2 / generic), VBYTES (vector
  * width in bytes), ITYPE (the integer of REAL's size), IS_FLOAT (1 for float).
  *
- * What is here: GCC vector-extension arithmetic of VBYTES-wide vectors, tanh, packing of a weight
- * matrix into column panels and a register-blocked product with the packed panels (vec.h), matrix-vector
- * steps for small batches (matvec.h), the per-thread scans (LSTM, GRU, Elman; forward and backward) that
- * lk_pool_run runs (scan.h), and the weight gradients over all steps (wgrad.h). Thread t owns hidden units
- * [u0, u1): it packs its columns of the recurrent weights once per sequence, computes its columns of
- * every step's product, the gates and states of its units, and meets the others at one barrier per
- * step (the next step needs all of h). The equations are those of layers/recurrent.py.
+ * In reading order: GCC vector-extension arithmetic of VBYTES-wide vectors, tanh, packing of a weight matrix
+ * into column panels and a register-blocked product with the packed panels (vec.h); matrix-vector steps for
+ * small batches (matvec.h); each cell kind's step forward and back (cells.h); the scans that run them on
+ * lk_pool_run's threads, each thread a slice of the hidden units (scan.h); the weight gradients over all steps
+ * (wgrad.h).
  */
 
 #define CAT3_(a, b, c) a##_##b##_##c
@@ -29,6 +27,7 @@ typedef ITYPE FN(VI) __attribute__((vector_size(VBYTES)));
 
 #include "vec.h"
 #include "matvec.h"
+#include "cells.h"
 #include "scan.h"
 #include "wgrad.h"
 

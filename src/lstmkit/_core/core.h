@@ -1,51 +1,98 @@
-/* lstmkit's compiled core: shared declarations (the thread pool, the barrier, limits). */
+/* lstmkit's compiled core: its boundary. Every entry point takes one struct, filled by field name from Python
+ * (compiled.py mirrors each as a ctypes.Structure, field for field and in this order), and the cell kinds it runs
+ * are named in one table. */
 #ifndef LK_CORE_H
 #define LK_CORE_H
 
 #define LK_MAX_THREADS 64
 
+/* ---- the cell kinds ---------------------------------------------------------------------------------------
+ * One line each: X(id, name, gates, cell, split, extra rows). The name is the one a Python Kernel gives
+ * (Kernel.compiled); gates: gate blocks in the weights; cell: 1 when the kind keeps a cell state c (the backward
+ * carries dL/dc between steps), else that carry is a part of dL/dh_{t-1} the kind adds itself (GRU: dh ⊙ z);
+ * split: 1 when the x- and h-side pre-activations enter apart (GRU's n gate: W_in x_t + r ⊙ (W_hn h + b_hn)), so
+ * their gradients differ, b_hn stays inside the scan and W_ih x_t is formed before it; extra rows: the kind's
+ * own per-unit parameters, (rows, H). Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
+ * FN(<name>_backward); a new kind is its two functions and one line here. */
+#define LK_KINDS(X)                                                                                               \
+    X(LK_LSTM, lstm, 4, 1, 0, 0)                                                                                  \
+    X(LK_GRU, gru, 3, 0, 1, 0)                                                                                    \
+    X(LK_RNN_TANH, rnn_tanh, 1, 0, 0, 0)                                                                          \
+    X(LK_RNN_RELU, rnn_relu, 1, 0, 0, 0)                                                                          \
+    X(LK_PEEPHOLE_LSTM, peephole_lstm, 4, 1, 0, 3)
+
+#define LK_KIND_ID(id, name, gates, cell, split, extra) id,
+typedef enum { LK_KINDS(LK_KIND_ID) LK_NKINDS } LkKind;
+#undef LK_KIND_ID
+
+typedef struct { const char *name; int gates, cell, split, extra; } LkKindInfo;
+
+/* ---- lk_scan_forward ---------------------------------------------------------------------------------------
+ * Pointers are to float or double as ``f64`` says; (t, b, ·) rows of the (T, B, ·) arrays are B·width apart. */
+typedef struct {
+    int kind, f64, T, B, H;
+    int I;                            /* input width when x and w_ih are given, else 0 */
+    int direct;                       /* small batches: matrix-vector steps over W_hh as it lies (w_hh_t a view) */
+    int threads;
+    void *gates;                      /* (T, B, G·H): W_ih x_t in (unless x is given), the gate activations out */
+    const void *w_hh_t;               /* W_hh^T: element (k, row) at w_hh_t[k·wk + row·wn] */
+    long wk, wn;
+    const void *x, *w_ih;             /* optional: x (T, B, I) and W_ih (G·H, I): W_ih x_t is formed here */
+    const void *bias;                 /* (G·H,): the biases the input projections lack (split kinds: b_ih, and b_hh
+                                         but for the split gate's) */
+    const void *b_loop;               /* split kinds: the split gate's h-side bias (H,) (GRU's b_hn), or NULL */
+    const void *extra;                /* the kind's own parameters (extra rows, H), or NULL */
+    void *hs, *cs;                    /* (T+1, B, H) with hs[0], cs[0] set: h_0..h_T, c_0..c_T (cell kinds) */
+    void *tanh_cs;                    /* cell kinds: (T, B, H) tanh(c_t) */
+    void *hproj;                      /* split kinds: (T, B, H) the split gate's h side, W_hn h + b_hn */
+    void *y;                          /* optional: a second copy of each h_t, at y + t·y_t + b·y_b */
+    long y_t, y_b;
+    int failed;                       /* out: set when a thread could not get memory */
+} LkForward;
+
+/* ---- lk_scan_backward ------------------------------------------------------------------------------------ */
+typedef struct {
+    int kind, f64, T, B, H;
+    int I;                            /* input width when w_ih and dx are given, else 0 */
+    int direct;                       /* small batches: matrix-vector steps over W_hh as it lies */
+    int threads;
+    const void *gates, *hs, *cs, *tanh_cs, *hproj;   /* what the forward kept */
+    const void *w_hh;                 /* (G·H, H), row-major */
+    const void *w_ih;                 /* optional: (G·H, I), row-major, with dx */
+    const void *extra;                /* the kind's own parameters (extra rows, H), or NULL */
+    const void *dhs;                  /* the outputs' gradient: row (t, b) at dhs + t·dhs_t + b·dhs_b */
+    long dhs_t, dhs_b;
+    const int *last;                  /* (B,): the step at which each sequence's final-state gradient enters */
+    const void *dh_n, *dc_n;          /* (B, H) those gradients (dc_n: cell kinds) */
+    void *dpre_x, *dpre_h;            /* out (T, B, G·H): gradients of the x- and h-side pre-activations (one
+                                         array unless the kind is split) */
+    void *dh0, *dc0;                  /* out (B, H): the initial state's gradients (dc0: cell kinds) */
+    void *db_x, *db_h;                /* out (G·H,): Σ over steps and batch of dpre_x and of dpre_h */
+    void *d_extra;                    /* out (extra rows, H): the gradient of ``extra`` */
+    void *dx;                         /* optional out: row (t, b) at dx + t·dx_t + b·dx_b receives dpre_x,t · W_ih */
+    long dx_t, dx_b;
+    int failed;                       /* out: set when a thread could not get memory */
+    void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
+} LkBackward;
+
+/* ---- lk_weight_grads: C[q] += A[q]ᵀ · B[q] for q < nprod (wgrad.h) ------------------------------------------ */
+typedef struct {
+    int f64, M, K, nprod;             /* rows of every C (G·H); steps × batch; products (1 or 2) */
+    int threads;
+    const void *a[2];                 /* (K, M), rows lda apart: the pre-activation gradients */
+    const void *b[2];                 /* (K, N[q]), rows ldb apart: the inputs, the states */
+    void *c[2];                       /* (M, N[q]), rows ldc apart: the gradients, added to */
+    long lda[2], ldb[2], ldc[2];
+    int N[2];
+    int failed;
+} LkGrad;
+
+/* ---- the thread pool (pool.c) ----------------------------------------------------------------------------- */
 typedef void (*lk_job_fn)(void *arg, int tid, int nthreads);
 
 /* Run fn(arg, tid, n) on n threads (the caller is tid 0); returns the number of threads used. */
 int lk_pool_run(lk_job_fn fn, void *arg, int n);
 /* All n threads of the running job wait here until each has arrived. */
 void lk_barrier(int n);
-
-/* What a scan job reads and writes (pointers to float or double, as the job's precision). */
-typedef struct {
-    int T, B, H, G, prescaled, act;   /* G gate blocks (4 LSTM, 3 GRU, 1 Elman); act: Elman 0 tanh, 1 relu */
-    int direct;                       /* matrix-vector steps on the unpacked weights (small batches, body.h) */
-    void *acts;                       /* (T, B, G·H): the input projections in, the gate activations out */
-    const void *w;                    /* forward: W_hh^T, element (k, row) at w[k·wk + row·wn] */
-    const void *x, *w_ih;             /* forward, optional: x (T, B, I) and W_ih (G·H, I), to form W_ih x_t here */
-    int I;
-    long wk, wn;
-    const void *b_loop;               /* GRU: b_hn (H,) or NULL */
-    const void *bias;                 /* (G·H,): the biases the input projections still lack (zeros without bias) */
-    void *hs, *cs, *tcs, *aux;        /* (T+1, B, H), (T+1, B, H), (T, B, H) tanh c_t; GRU aux: W_hn h + b_hn */
-    const void *w_hh;                 /* backward: W_hh (G·H, H), row-major */
-    const void *dhs;                  /* (T, B, H): the outputs' gradient */
-    const int *last;                  /* (B,): the step at which each sequence's final-state gradient enters */
-    const void *dh_n, *dc_n;          /* (B, H) */
-    void *dxp, *dhp;                  /* (T, B, G·H); the same array for LSTM and Elman */
-    void *dh0, *dc0;                  /* (B, H) */
-    void *db_x, *db_h;                /* (G·H,): Σ over steps and batch of dxp and of dhp (the bias gradients) */
-    void *dx;                         /* backward, optional: (T, B, I) receives dxp_t · W_ih (with w_ih and I) */
-    void *y;                          /* forward, optional: a second copy of each h_t (B·H elements a step) */
-    long dhs_t, dhs_b, dx_t, dx_b, y_t, y_b;  /* element strides of dhs, dx, y between steps and batch rows */
-    void *shares[LK_MAX_THREADS];     /* backward of small batches: each thread's partial sums (body.h) */
-    volatile int failed;              /* set by any thread that could not get memory */
-} LkScan;
-
-/* What a weight-gradient job reads and writes (wgrad.h): C[q] += A[q]ᵀ · B[q] for q < nprod. */
-typedef struct {
-    int M, K, nprod;                  /* rows of every C (G·H); steps × batch */
-    const void *a[2];                 /* (K, M), rows lda apart: the pre-activation gradients */
-    const void *b[2];                 /* (K, N[q]), rows ldb apart: the inputs, the states */
-    void *c[2];                       /* (M, N[q]), rows ldc apart: the gradients, added to */
-    long lda[2], ldb[2], ldc[2];
-    int N[2];
-    volatile int failed;
-} LkGrad;
 
 #endif

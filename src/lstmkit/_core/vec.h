@@ -78,13 +78,8 @@ static inline V FN(tanh)(V x) {
 }
 #endif
 
-/* The input projection at p when the caller formed it (``use``), else zero (the product added it already). */
-static inline V FN(xin)(const REAL *p, int m, int use) { return use ? FN(loadn)(p, m) : FN(splat)(0); }
-
-/* σ(p) = ½ + ½·tanh(p/2); with ``half`` the argument is already p/2. */
-static inline V FN(sigmoid)(V p, int half) {
-    return 0.5 + 0.5 * FN(tanh)(half ? p : 0.5 * p);
-}
+/* σ(p) = ½ + ½·tanh(p/2): one transcendental for every gate. */
+static inline V FN(sigmoid)(V p) { return 0.5 + 0.5 * FN(tanh)(0.5 * p); }
 
 /* ---- packed product ------------------------------------------------------------------------------ */
 

@@ -97,7 +97,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
 
 
 _PEEPHOLE = Kernel("PeepholeLSTM", ("i", "f", "g", "o"), _forward, _backward, peephole_lstm_step, has_cell=True,
-                   extra=(("weight_peephole", 3),))
+                   extra=(("weight_peephole", 3),), compiled="peephole_lstm")
 
 
 class PeepholeLSTM(_RNNBase):

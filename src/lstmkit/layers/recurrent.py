@@ -299,13 +299,13 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
         return ScanGrads(dpre, dpre, dh_next)
 
     return Kernel(f"RNN_{nonlinearity.upper()}", (), forward, backward, rnn_relu_step if relu else rnn_tanh_step,
-                  native=(1, int(relu)))
+                  compiled=f"rnn_{nonlinearity}")
 
 
 _LSTM = Kernel("LSTM", ("i", "f", "g", "o"), _lstm_forward, _lstm_backward, lstm_step,
-               row_scale=(0.5, 0.5, 1.0, 0.5), has_cell=True, native=(4, 0))
+               row_scale=(0.5, 0.5, 1.0, 0.5), has_cell=True, compiled="lstm")
 _GRU = Kernel("GRU", ("r", "z", "n"), _gru_forward, _gru_backward, gru_step, row_scale=(0.5, 0.5, 1.0),
-              loop_bias_gates=1, native=(3, 0))
+              loop_bias_gates=1, compiled="gru")
 _RNN = {"tanh": _make_rnn_kernels("tanh"), "relu": _make_rnn_kernels("relu")}
 
 

@@ -5,13 +5,14 @@ a time-major scan over one layer and one direction that fills a ``ScanRecord``, 
 its backward (``recurrent.py`` holds them with the equations). Everything else is
 here, once:
 
-* The input projection of all time steps is one GEMM before the scan, and the
-  weight gradients dW_ih, dW_hh, the biases and dx are GEMMs after it. When a
-  kernel runs on the compiled core (``native.py``), the scan itself adds the
-  biases, sums their gradients and forms dx (and, for LSTM and Elman, W_ih x_t)
-  step by step; dW_ih and dW_hh stay GEMMs here.
+* Each layer and direction runs on the compiled core (``lstmkit.compiled``) when
+  the core runs its kind (``Kernel.compiled``): the core forms the input
+  projection, adds the biases, steps, and in the backward sums the bias
+  gradients, forms dx and adds dW_ih, dW_hh. Otherwise on NumPy: the input
+  projection of all steps is one GEMM before the kernel's scan, and the weight
+  and bias gradients and dx are GEMMs after its backward.
 * A kernel may ask for some gate rows to be scaled (``Kernel.row_scale``): the
-  forward then uses scaled copies of the weights, e.g. ½ for the sigmoid gates so
+  NumPy forward then uses scaled copies of the weights, e.g. ½ for the sigmoid gates so
   that σ(p) = ½ + ½·tanh(p/2) needs no separate scaling pass. Scaling by ½ is
   exact in binary floating point; the backward uses the true weights.
 * Variable lengths: sequences are padded at the end. Steps past a sequence's
@@ -40,9 +41,8 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
-from . import native
 from .base import Layer
-from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, StackRecord
+from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, StackRecord, Weights
 
 # Below this many multiply-adds per recurrent step, two threads cost more than they save.
 _SIDE_BY_SIDE_MIN = 2 ** 21
@@ -194,56 +194,57 @@ class _RNNBase(Layer):
         if self.num_directions == 1:
             return [run(0)]
         if directions_side_by_side(B, self.hidden_size, self.gates):
-            if native.runs(self.kernel):        # each direction's compiled scan on one core
-                return list(parallel.side_by_side(lambda: native.one_thread(run, 0), lambda: native.one_thread(run, 1)))
+            if compiled.runs(self.kernel):        # each direction's compiled scan on one core
+                return list(parallel.side_by_side(lambda: compiled.one_thread(run, 0),
+                                                  lambda: compiled.one_thread(run, 1)))
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
         return [run(0), run(1)]
 
     # ---- forward -------------------------------------------------------
 
+    def _weights(self, k: int, d: int) -> Weights:
+        """Layer k, direction d's parameters, by role."""
+        return Weights(self._p("weight_ih", k, d), self._p("weight_hh", k, d), self._p("bias_ih", k, d),
+                       self._p("bias_hh", k, d), self._extra(k, d))
+
     def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
               y: np.ndarray | None = None) -> ScanRecord:
-        """Input projection (unless the compiled scan forms it), then the kernel's scan, for layer k, direction d.
-        inp_d (T, B, in_k); y: where the compiled scan also writes h_1..h_T (a time-major view of the output)."""
-        T, B, _ = inp_d.shape
-        ws = self._ws_for(k, d)
-        G, kern = self.gates * self.hidden_size, self.kernel
-        w_ih, w_hh = self._p("weight_ih", k, d), self._p("weight_hh", k, d)
-        b_ih, b_hh = self._p("bias_ih", k, d), self._p("bias_hh", k, d)
-        # With at least as many steps as weight rows, the NumPy kernel takes a copy of the recurrent weights,
-        # transposed to (H, G) (the faster layout for h @ W_hh^T on AVX-512 kernels) and scaled by the kernel's
-        # row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's pre-activations.
-        # The compiled core packs (or reads) the view itself and halves where it needs to.
-        core = native.runs(kern)
-        copied = T * B >= self.hidden_size and not core
-        prescaled = self._row_scale is not None and copied
-        w_t = w_hh.T
-        if copied:
+        """Layer k, direction d forward: inp_d (T, B, in_k) -> the kernel's record. On the compiled core when it runs
+        this kind (``y``: where it also writes h_1..h_T, a time-major view of the output), else on NumPy."""
+        if compiled.runs(self.kernel):
+            return compiled.scan_forward(self.kernel, self._weights(k, d), inp_d, h0, c0, self._ws_for(k, d), y)
+        return self._numpy_scan(self._weights(k, d), inp_d, h0, c0, self._ws_for(k, d))
+
+    def _numpy_scan(self, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
+                    ws: Workspace) -> ScanRecord:
+        """The input projection W_ih x_t + biases of all steps as one GEMM, then the kernel's NumPy scan.
+
+        With at least as many steps as weight rows, the scan gets a copy of the recurrent weights, transposed to
+        (H, G·H) (the faster layout for h @ W_hh^T on AVX-512 kernels) and, with the projection, scaled by the
+        kernel's row factors (exact: powers of 2); otherwise a view, and the kernel scales each step's
+        pre-activations itself."""
+        T, B, _ = inp.shape
+        kern, H = self.kernel, self.hidden_size
+        prescaled = self._row_scale is not None and T * B >= H
+        w_t = w.w_hh.T
+        if T * B >= H:
             w_t = ws.empty("w_t", w_t.shape, self.dtype)
             if prescaled:
-                np.multiply(w_hh.T, self._row_scale.T, out=w_t)
+                np.multiply(w.w_hh.T, self._row_scale.T, out=w_t)
             else:
-                np.copyto(w_t, w_hh.T)
+                np.copyto(w_t, w.w_hh.T)
         if prescaled:
-            w_ih = np.multiply(w_ih, self._row_scale, out=ws.empty("w_ih", w_ih.shape, self.dtype))
-            if b_ih is not None:
-                b_ih, b_hh = b_ih * self._row_scale[:, 0], b_hh * self._row_scale[:, 0]
-        xproj = ws.empty("xproj", (T, B, G), self.dtype)          # W_ih x_t (+ biases) for every step
-        fused = core and native.fuses_input(kern, B, self.hidden_size)   # the compiled scan forms W_ih x_t
-        if not fused:
-            np.matmul(inp_d.reshape(T * B, -1), w_ih.T, out=xproj.reshape(T * B, G))
-        b_loop = bias = None
-        if b_ih is not None:
-            cut = G - kern.loop_bias_gates * self.hidden_size
-            bias = b_ih.copy()
-            bias[:cut] += b_hh[:cut]             # both biases in one pass, except those the scan needs inside
-            b_loop = b_hh[cut:] if kern.loop_bias_gates else None
-        if core:                                                  # the compiled scan adds the biases as it goes
-            return native.forward(kern, xproj, w_t, b_loop, h0, c0, ws, prescaled, bias,
-                                  *((inp_d, w_ih) if fused else (None, None)), y)
+            scale = self._row_scale
+            w = Weights(np.multiply(w.w_ih, scale, out=ws.empty("w_ih", w.w_ih.shape, self.dtype)), w.w_hh,
+                        None if w.b_ih is None else w.b_ih * scale[:, 0],
+                        None if w.b_hh is None else w.b_hh * scale[:, 0], w.extra)
+        G = w.w_ih.shape[0]
+        xproj = ws.empty("xproj", (T, B, G), self.dtype)           # W_ih x_t + biases for every step
+        np.matmul(inp.reshape(T * B, -1), w.w_ih.T, out=xproj.reshape(T * B, G))
+        bias, b_loop = w.folded_biases(kern.loop_bias_gates * H)    # both biases in one pass, but for those inside
         if bias is not None:
             xproj += bias
-        return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, self._extra(k, d))
+        return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, w.extra)
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
         """Run the stack over a batch of sequences.
@@ -283,7 +284,7 @@ class _RNNBase(Layer):
         inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
         # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
         y_out = None
-        if D == 1 and mask is None and self.return_sequences is not False and native.runs(self.kernel):
+        if D == 1 and mask is None and self.return_sequences is not False and compiled.runs(self.kernel):
             y_out = np.empty((B, T, H), self.dtype)
         layers = []
         for k in range(self.num_layers):
@@ -371,7 +372,7 @@ class _RNNBase(Layer):
         dh0 = np.empty(shape, self.dtype)
         dc0 = np.empty(shape, self.dtype) if self._has_cell else None
         # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
-        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and native.runs(self.kernel) else None
+        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and compiled.runs(self.kernel) else None
 
         for k in range(self.num_layers - 1, -1, -1):
             layer = record.layers[k]
@@ -405,16 +406,14 @@ class _RNNBase(Layer):
         T, B, H = dys.shape
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
-        w_hh = self.params[f"weight_hh_l{k}{sfx}"].value
-        core = native.runs(self.kernel)
-        w_ih = self.params[f"weight_ih_l{k}{sfx}"].value
+        w = self._weights(k, d)
+        core = compiled.runs(self.kernel)
         if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
-            dinp = into if into is not None else ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
-            grads = native.backward(self.kernel, ent.scan, w_hh, dys, inject, ws, w_ih, dinp)
+            dinp = into if into is not None else ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
+            grads = compiled.scan_backward(self.kernel, ent.scan, w, dys, inject, ws, dinp)
         else:
-            dinp = ws.empty("dinp", (T, B, w_ih.shape[1]), self.dtype)
-            grads = self.kernel.backward(ent.scan, w_hh, np.ascontiguousarray(dys, self.dtype), inject, ws,
-                                         self._extra(k, d))
+            dinp = ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
+            grads = self.kernel.backward(ent.scan, w.w_hh, np.ascontiguousarray(dys, self.dtype), inject, ws, w.extra)
         dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
         for name, g in grads.extra.items():
             self.params[f"{name}_l{k}{sfx}"].grad += g
@@ -438,7 +437,7 @@ class _RNNBase(Layer):
             self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
             self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else ones @ dhp2
         if not core:
-            np.matmul(dxp2, w_ih, out=dinp.reshape(T * B, -1))
+            np.matmul(dxp2, w.w_ih, out=dinp.reshape(T * B, -1))
         return dinp, dh0, dc0
 
     @staticmethod

@@ -86,12 +86,34 @@ class Kernel:
     loop_bias_gates: int = 0                       # trailing gates whose hh-bias stays inside the scan
     has_cell: bool = False
     extra: tuple[tuple[str, int], ...] = ()        # extra per-direction parameters: (name, rows), each (rows, H)
-    native: tuple[int, int] | None = None          # (gate blocks, activation) when the compiled core runs it
+    compiled: str | None = None                    # the compiled core's name for this kind (core.h's LK_KINDS)
 
     @property
     def gates(self) -> int:
         """G, the number of gate blocks stacked in the weights."""
         return max(1, len(self.gate_names))
+
+
+@dataclass
+class Weights:
+    """One layer and direction's parameters, by role: w_ih (G·H, in), w_hh (G·H, H), b_ih and b_hh (G·H,) or None,
+    and the kernel's extra parameters {name: (rows, H)}."""
+
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    b_ih: np.ndarray | None
+    b_hh: np.ndarray | None
+    extra: dict[str, np.ndarray]
+
+    def folded_biases(self, loop: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(b_ih + b_hh, except on the last ``loop`` rows: b_ih alone there; b_hh's last ``loop`` rows, or None).
+        Those last rows' h-side bias stays inside the scan (GRU's b_hn, which r gates); (None, None) without bias."""
+        if self.b_ih is None or self.b_hh is None:
+            return None, None
+        cut = self.b_ih.shape[0] - loop
+        bias = self.b_ih.copy()
+        bias[:cut] += self.b_hh[:cut]
+        return bias, (self.b_hh[cut:] if loop else None)
 
 
 @dataclass

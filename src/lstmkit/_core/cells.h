@@ -1,0 +1,200 @@
+/* The cell kinds (included by body.h): for each kind of core.h's LK_KINDS, one step of its equations forward and
+ * one back, over one row (step t, sequence b) of this thread's units. The equations are those of
+ * layers/steps.py (stated once in docs/design.md); the products with the weights are the scan's (scan.h), so a
+ * kind sees its pre-activations' products already formed. */
+
+/* What a kind's forward reads and writes for one row: this thread's n units, starting at unit u0 of H. */
+typedef struct {
+    int n, H;
+    int x_in;                /* 1: gates holds W_ih x_t (else the product already has it) */
+    REAL *gates;             /* + u0; gate block k at gates + k·H: the pre-activations' x side in, activations out */
+    const REAL *prod;        /* this thread's product row: block k's W_hh h (+ W_ih x_t) at prod + k·n */
+    const REAL *bias;        /* + u0, blocks H apart: the biases the pre-activations still lack */
+    const REAL *b_loop;      /* + u0: split kinds' h-side bias of the split gate (GRU's b_hn), or NULL */
+    const REAL *extra;       /* + u0, rows H apart: the kind's own parameters, or NULL */
+    const REAL *h_prev, *c_prev;
+    REAL *h, *c, *tanh_c;    /* h_t, c_t, tanh(c_t) */
+    REAL *hproj;             /* split kinds: the split gate's h side, kept for the backward */
+    REAL *y;                 /* a second copy of h_t, or NULL */
+} FN(FwdRow);
+
+/* What a kind's backward reads and writes for one row (pointers + u0 as above). */
+typedef struct {
+    int n, H;
+    const REAL *gates, *h_prev, *h, *c_prev, *c, *tanh_c, *hproj, *extra;
+    const REAL *dh_out;      /* dL/dh_t from the outputs */
+    const REAL *dh_rec;      /* dL/dh_t from step t + 1 (through W_hh, and the carry of kinds without a cell) */
+    REAL *carry;             /* cell kinds: dL/dc_t in, dL/dc_{t-1} out; others: the part of dL/dh_{t-1} that
+                                bypasses W_hh (GRU: dh ⊙ z), out */
+    REAL *dpre_x, *dpre_h;   /* out: the gradients of the x- and h-side pre-activations, blocks H apart */
+    REAL *db_x, *db_h;       /* this thread's running sums of dpre_x and dpre_h over steps and batch */
+    REAL *d_extra;           /* this thread's running sums of the gradient of ``extra`` (rows H apart) */
+} FN(BwdRow);
+
+/* Pre-activation of gate block k at units [j, j + m): the x side (when given), the bias, the product. */
+static inline V FN(pre)(const FN(FwdRow) *q, int k, int j, int m) {
+    V p = FN(loadn)(q->bias + k * q->H + j, m) + FN(loadn)(q->prod + k * q->n + j, m);
+    return q->x_in ? p + FN(loadn)(q->gates + k * q->H + j, m) : p;
+}
+
+static inline void FN(put_h)(const FN(FwdRow) *q, int j, int m, V h) {
+    FN(storen)(q->h + j, h, m);
+    if (q->y) FN(storen)(q->y + j, h, m);
+}
+
+/* Gate block k's activation, streamed past the caches: only the backward reads it, long after. */
+static inline void FN(put_gate)(const FN(FwdRow) *q, int k, int j, int m, V v) { FN(stream)(q->gates + k * q->H + j, v, m); }
+
+static inline void FN(acc)(REAL *sum, int j, int m, V v) { FN(storen)(sum + j, FN(loadn)(sum + j, m) + v, m); }
+
+/* dL/dp of gate block k, into both sides' gradients (one array unless split) and the bias sums. */
+static inline void FN(put_dpre)(const FN(BwdRow) *q, int k, int j, int m, V d) {
+    FN(storen)(q->dpre_x + k * q->H + j, d, m);
+    FN(acc)(q->db_x + k * q->H, j, m, d);
+}
+
+#define LANES(q) for (int j = 0, m; m = (q)->n - j < VL ? (q)->n - j : VL, j < (q)->n; j += VL)
+
+/* ---- LSTM: i, f, o = σ(p), g = tanh(p);  c_t = f ⊙ c + i ⊙ g;  h_t = o ⊙ tanh(c_t) ---------------------------- */
+
+static void FN(lstm_forward)(const FN(FwdRow) *q) {
+    LANES(q) {
+        V i = FN(sigmoid)(FN(pre)(q, 0, j, m)), f = FN(sigmoid)(FN(pre)(q, 1, j, m));
+        V g = FN(tanh)(FN(pre)(q, 2, j, m)), o = FN(sigmoid)(FN(pre)(q, 3, j, m));
+        V c = f * FN(loadn)(q->c_prev + j, m) + i * g, tc = FN(tanh)(c);
+        FN(put_gate)(q, 0, j, m, i); FN(put_gate)(q, 1, j, m, f);
+        FN(put_gate)(q, 2, j, m, g); FN(put_gate)(q, 3, j, m, o);
+        FN(storen)(q->c + j, c, m);
+        FN(stream)(q->tanh_c + j, tc, m);
+        FN(put_h)(q, j, m, o * tc);
+    }
+}
+
+static void FN(lstm_backward)(const FN(BwdRow) *q) {
+    const int H = q->H;
+    LANES(q) {
+        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
+        V i = FN(loadn)(q->gates + j, m), f = FN(loadn)(q->gates + H + j, m);
+        V g = FN(loadn)(q->gates + 2 * H + j, m), o = FN(loadn)(q->gates + 3 * H + j, m);
+        V tc = FN(loadn)(q->tanh_c + j, m);
+        V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m);                 /* dL/dc_t */
+        FN(put_dpre)(q, 0, j, m, dc * g * (i * (1 - i)));
+        FN(put_dpre)(q, 1, j, m, dc * FN(loadn)(q->c_prev + j, m) * (f * (1 - f)));
+        FN(put_dpre)(q, 2, j, m, dc * i * (1 - g * g));
+        FN(put_dpre)(q, 3, j, m, dh * tc * (o * (1 - o)));
+        FN(storen)(q->carry + j, dc * f, m);                                        /* dL/dc_{t-1} */
+    }
+}
+
+/* ---- peephole LSTM: as the LSTM, but i and f see c_{t-1} and o sees c_t through the per-unit weights
+ *      extra = [w_ci, w_cf, w_co] ------------------------------------------------------------------------------ */
+
+static void FN(peephole_lstm_forward)(const FN(FwdRow) *q) {
+    const int H = q->H;
+    LANES(q) {
+        V c0 = FN(loadn)(q->c_prev + j, m);
+        V w_ci = FN(loadn)(q->extra + j, m), w_cf = FN(loadn)(q->extra + H + j, m);
+        V w_co = FN(loadn)(q->extra + 2 * H + j, m);
+        V i = FN(sigmoid)(FN(pre)(q, 0, j, m) + w_ci * c0), f = FN(sigmoid)(FN(pre)(q, 1, j, m) + w_cf * c0);
+        V g = FN(tanh)(FN(pre)(q, 2, j, m));
+        V c = f * c0 + i * g, tc = FN(tanh)(c);
+        V o = FN(sigmoid)(FN(pre)(q, 3, j, m) + w_co * c);
+        FN(put_gate)(q, 0, j, m, i); FN(put_gate)(q, 1, j, m, f);
+        FN(put_gate)(q, 2, j, m, g); FN(put_gate)(q, 3, j, m, o);
+        FN(storen)(q->c + j, c, m);
+        FN(stream)(q->tanh_c + j, tc, m);
+        FN(put_h)(q, j, m, o * tc);
+    }
+}
+
+static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) {
+    const int H = q->H;
+    LANES(q) {
+        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
+        V i = FN(loadn)(q->gates + j, m), f = FN(loadn)(q->gates + H + j, m);
+        V g = FN(loadn)(q->gates + 2 * H + j, m), o = FN(loadn)(q->gates + 3 * H + j, m);
+        V tc = FN(loadn)(q->tanh_c + j, m), c0 = FN(loadn)(q->c_prev + j, m), c = FN(loadn)(q->c + j, m);
+        V w_ci = FN(loadn)(q->extra + j, m), w_cf = FN(loadn)(q->extra + H + j, m);
+        V w_co = FN(loadn)(q->extra + 2 * H + j, m);
+        V d_o = dh * tc * (o * (1 - o));
+        V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m) + d_o * w_co;     /* dL/dc_t: o sees c_t */
+        V d_i = dc * g * (i * (1 - i)), d_f = dc * c0 * (f * (1 - f));
+        FN(put_dpre)(q, 0, j, m, d_i);
+        FN(put_dpre)(q, 1, j, m, d_f);
+        FN(put_dpre)(q, 2, j, m, dc * i * (1 - g * g));
+        FN(put_dpre)(q, 3, j, m, d_o);
+        FN(acc)(q->d_extra, j, m, d_i * c0);
+        FN(acc)(q->d_extra + H, j, m, d_f * c0);
+        FN(acc)(q->d_extra + 2 * H, j, m, d_o * c);
+        FN(storen)(q->carry + j, dc * f + d_i * w_ci + d_f * w_cf, m);               /* dL/dc_{t-1} */
+    }
+}
+
+/* ---- GRU: r, z = σ(p), n = tanh(x_n + r ⊙ (W_hn h + b_hn)), h_t = n + z ⊙ (h − n) ------------------------------ */
+
+static void FN(gru_forward)(const FN(FwdRow) *q) {
+    LANES(q) {
+        V r = FN(sigmoid)(FN(pre)(q, 0, j, m)), z = FN(sigmoid)(FN(pre)(q, 1, j, m));
+        V hn = FN(loadn)(q->prod + 2 * q->n + j, m);                               /* W_hn h + b_hn */
+        if (q->b_loop) hn += FN(loadn)(q->b_loop + j, m);
+        V x_n = FN(loadn)(q->gates + 2 * q->H + j, m) + FN(loadn)(q->bias + 2 * q->H + j, m);
+        V n = FN(tanh)(x_n + r * hn), hp = FN(loadn)(q->h_prev + j, m);
+        FN(put_gate)(q, 0, j, m, r); FN(put_gate)(q, 1, j, m, z); FN(put_gate)(q, 2, j, m, n);
+        FN(stream)(q->hproj + j, hn, m);
+        FN(put_h)(q, j, m, n + z * (hp - n));
+    }
+}
+
+static void FN(gru_backward)(const FN(BwdRow) *q) {
+    const int H = q->H;
+    LANES(q) {
+        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
+        V r = FN(loadn)(q->gates + j, m), z = FN(loadn)(q->gates + H + j, m), n = FN(loadn)(q->gates + 2 * H + j, m);
+        V hp = FN(loadn)(q->h_prev + j, m), hn = FN(loadn)(q->hproj + j, m);
+        V d_n = (1 - z) * (1 - n * n) * dh;
+        V d_z = (hp - n) * (1 - z) * z * dh;
+        V d_r = d_n * (hn * (r * (1 - r)));
+        FN(put_dpre)(q, 0, j, m, d_r);
+        FN(put_dpre)(q, 1, j, m, d_z);
+        FN(put_dpre)(q, 2, j, m, d_n);
+        V dq[3] = {d_r, d_z, d_n * r};                      /* the h side: the n block is gated by r */
+        for (int k = 0; k < 3; k++) {
+            FN(storen)(q->dpre_h + k * H + j, dq[k], m);
+            FN(acc)(q->db_h + k * H, j, m, dq[k]);
+        }
+        FN(storen)(q->carry + j, dh * z, m);                                        /* dL/dh_{t-1} past W_hh */
+    }
+}
+
+/* ---- Elman: h_t = act(p), act = tanh or relu ----------------------------------------------------------------- */
+
+static inline void FN(rnn_forward)(const FN(FwdRow) *q, int relu) {
+    LANES(q) {
+        V p = FN(pre)(q, 0, j, m);
+        FN(put_h)(q, j, m, relu ? FN(select)(p > 0, p, FN(splat)(0)) : FN(tanh)(p));
+    }
+}
+
+static inline void FN(rnn_backward)(const FN(BwdRow) *q, int relu) {
+    LANES(q) {
+        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m), h = FN(loadn)(q->h + j, m);
+        FN(put_dpre)(q, 0, j, m, relu ? FN(select)(h > 0, dh, FN(splat)(0)) : dh * (1 - h * h));
+    }
+}
+
+static void FN(rnn_tanh_forward)(const FN(FwdRow) *q) { FN(rnn_forward)(q, 0); }
+static void FN(rnn_tanh_backward)(const FN(BwdRow) *q) { FN(rnn_backward)(q, 0); }
+static void FN(rnn_relu_forward)(const FN(FwdRow) *q) { FN(rnn_forward)(q, 1); }
+static void FN(rnn_relu_backward)(const FN(BwdRow) *q) { FN(rnn_backward)(q, 1); }
+
+#undef LANES
+
+/* Each kind's two functions, in LkKind's order. */
+typedef struct {
+    void (*forward)(const FN(FwdRow) *);
+    void (*backward)(const FN(BwdRow) *);
+} FN(Cell);
+
+#define LK_CELL(id, name, gates, cell, split, extra) {FN(name##_forward), FN(name##_backward)},
+static const FN(Cell) FN(cells)[LK_NKINDS] = {LK_KINDS(LK_CELL)};
+#undef LK_CELL
