@@ -54,6 +54,7 @@ KINDS = {
     "RNN_TANH": Kind(lk.SimpleRNN, {"nonlinearity": "tanh"}, module=torch.nn.RNN),
     "RNN_RELU": Kind(lk.SimpleRNN, {"nonlinearity": "relu"}, module=torch.nn.RNN),
     "PEEPHOLE": Kind(lk.PeepholeLSTM, step=torch_peephole_step),
+    "LSTM_PROJ": Kind(lk.LSTM, {"proj_size": 3}, module=torch.nn.LSTM),     # h of 3 units, c of H
     "LSTM_BY_STEP": Kind(lk.LSTM, step=torch_lstm_step),       # the step oracle itself, checked on a known kind
 }
 

@@ -141,8 +141,8 @@ def test_weight_gradients_add_a_transposed_product_in_place(simd, dtype, tol):
 def test_the_core_really_runs_and_the_switch_turns_it_off(monkeypatch):
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     calls = []
-    real = compiled.run_forward
-    monkeypatch.setattr(compiled, "run_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = compiled.scan_forward
+    monkeypatch.setattr(compiled, "scan_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
     lk.LSTM(3, 4).forward(np.ones((2, 3, 3), np.float32))
     assert calls == [1]
     monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")
@@ -253,10 +253,11 @@ def test_streamed_and_cached_stores_give_the_same_forward():
             bufs.append(raw[offset:offset + int(np.prod(shape))].reshape(shape))
         acts, hs, cs, tcs = bufs
         hs[0], cs[0] = 0.5, -0.25
-        compiled.run_forward(compiled.Forward(
+        args = compiled.Forward(
             kind=compiled.kinds()["lstm"].id, f64=0, T=T, B=B, H=H, I=I, threads=2, gates=acts.ctypes.data,
             w_hh_t=w_hh.ctypes.data, wk=1, wn=H, x=x.ctypes.data, w_ih=w_ih.ctypes.data, bias=bias.ctypes.data,
-            hs=hs.ctypes.data, cs=cs.ctypes.data, tanh_cs=tcs.ctypes.data))
+            hs=hs.ctypes.data, cs=cs.ctypes.data, tanh_cs=tcs.ctypes.data)
+        assert compiled._load().lk_scan_forward(args) >= 1           # by field name, straight into the core
         results.append([a.copy() for a in bufs])
     for a, b in zip(*results):
         np.testing.assert_array_equal(a, b)
@@ -283,8 +284,7 @@ def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypat
     with pytest.raises(ValueError, match="kind 'lstm' has"):
         _planted("lstm", extra=(("weight_peephole", 3),)).forward(x)
     # the core's own guard: an id past its table is an error, not another kind's equations
-    with pytest.raises(ValueError, match="no cell kind 99"):
-        compiled.run_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1))
+    assert compiled._load().lk_scan_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1)) == -2
     monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")            # the NumPy kernel needs no name from the core
     assert _planted("layer_norm_lstm").forward(x)[0].shape == (2, 3, 4)
 

@@ -19,7 +19,7 @@ def by_steps(layer, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None) -> tup
     for d, sfx in enumerate(("", "_reverse")[:layer.num_directions]):
         w = {k[:-len(f"_l0{sfx}")]: p.value for k, p in layer.params.items() if k.endswith(f"_l0{sfx}")}
         h, c = h0[d], None if c0 is None else c0[d]
-        out = np.empty((B, T, layer.hidden_size), x.dtype)
+        out = np.empty((B, T, layer.state_size), x.dtype)
         for t in (range(T - 1, -1, -1) if d else range(T)):
             h, c = layer.kernel.step(x[:, t], h, c, w)
             out[:, t] = h
@@ -39,8 +39,8 @@ def test_fused_scan_equals_reference_steps(kind, bi, dtype, B, T, H, tol):
     layer.load_torch_state_dict({n: rng.standard_normal(v.shape) * 0.5 for n, v in layer.torch_state_dict().items()})
     D = 2 if bi else 1
     x = rng.standard_normal((B, T, 4)).astype(dtype)
-    h0 = rng.standard_normal((D, B, H)).astype(dtype)
-    c0 = rng.standard_normal((D, B, H)).astype(dtype) if layer.kernel.has_cell else None
+    h0 = rng.standard_normal((D, B, layer.state_size)).astype(dtype)
+    c0 = rng.standard_normal((D, B, layer.cell_size)).astype(dtype) if layer.kernel.has_cell else None
     y, state = layer.forward(x, (h0, c0) if c0 is not None else h0)
     y_ref, h_ref = by_steps(layer, x, h0, c0)
     np.testing.assert_allclose(y, y_ref, atol=tol, rtol=tol)
@@ -71,8 +71,8 @@ KIND_NAMES = [k for k in KINDS if k != "LSTM_BY_STEP"]
 @pytest.mark.parametrize("kind", KIND_NAMES)
 def test_every_kind_round_trips_through_a_model_file(kind, tmp_path):
     k = KINDS[kind]
-    model = lk.Sequential(k.ours(3, 4, num_layers=2, bidirectional=True, return_sequences=True, dtype="float64",
-                                 **k.kwargs), lk.Dense(8, 2, dtype="float64"))
+    rnn = k.ours(3, 4, num_layers=2, bidirectional=True, return_sequences=True, dtype="float64", **k.kwargs)
+    model = lk.Sequential(rnn, lk.Dense(rnn.output_size, 2, dtype="float64"))
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     model.save(tmp_path / "m.npz")
     again = lk.load_model(tmp_path / "m.npz")
@@ -87,8 +87,10 @@ def test_every_kind_is_traced_by_its_gate_names(kind):
     layer = k.ours(3, 4, bidirectional=True, return_sequences=True, dtype="float64", **k.kwargs)
     x = np.random.default_rng(0).standard_normal((2, 5, 3))
     tr = lk.inspect.trace(lk.Sequential(layer), x)
-    names = [*layer.kernel.gate_names, *(["c"] if layer.kernel.has_cell else []), "h"]
+    units = {**{g: 4 for g in layer.kernel.gate_names}, **({"c": layer.cell_size} if layer.kernel.has_cell else {}),
+             "h": layer.state_size}                       # the sizes the kind gives (h may be narrower: LSTM_PROJ)
     assert sorted(tr) == ["0/l0", "0/l0/reverse"]
     for key in tr:
-        assert list(tr[key]) == names and all(a.shape == (2, 5, 4) for a in tr[key].values())
+        assert {name: a.shape for name, a in tr[key].items()} == {name: (2, 5, n) for name, n in units.items()}
+        assert list(tr[key]) == list(units)
     np.testing.assert_array_equal(np.concatenate([tr["0/l0"]["h"], tr["0/l0/reverse"]["h"]], -1), tr.output)

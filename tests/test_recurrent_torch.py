@@ -19,11 +19,11 @@ def compare(kind, L, bi, B, T, lengths=None, I=3, H=5, seed=0, bias=True):
     D = 2 if bi else 1
     lstm = ours.kernel.has_cell
     x = rng.standard_normal((B, T, I))
-    h0, c0 = rng.standard_normal((2, L * D, B, H))
+    h0, c0 = (rng.standard_normal((L * D, B, n or 1)) for n in (ours.state_size, ours.cell_size))
     xt, h0t, c0t = t64(x, True), t64(h0, True), t64(c0, True)
     yt, st = theirs.run(xt, (h0t, c0t) if lstm else h0t, lengths)
     dy = rng.standard_normal(yt.shape)
-    dhn, dcn = rng.standard_normal((2, L * D, B, H))
+    dhn, dcn = (rng.standard_normal((L * D, B, n or 1)) for n in (ours.state_size, ours.cell_size))
     if lstm:
         loss = (yt * t64(dy)).sum() + (st[0] * t64(dhn)).sum() + (st[1] * t64(dcn)).sum()
     else:

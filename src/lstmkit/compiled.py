@@ -143,7 +143,7 @@ def threads() -> int:
 
     One when OpenBLAS runs several threads whose idle spinning was not turned off (NumPy was imported
     before lstmkit, see ``lstmkit._blas``): a spinning BLAS thread would take the second core mid-scan,
-    and one thread measured faster then (131 vs 152 ms at LSTM 64,100,128,256; 9 vs 21 ms at 32,50,64,128).
+    and one thread measured faster then.
     """
     global _threads
     held = getattr(_held, "n", None)
@@ -221,11 +221,9 @@ def cpu_name() -> str:
 
 def direct(B: int, H: int) -> bool:
     """Whether a scan of batch B and H units steps as matrix-vector products over the recurrent weights as they
-    lie, each thread its own rows (the frame then passes W_hh^T as a view of W_hh and forms the input projection
-    with one GEMM before the scan). Packing W_hh (a copy of the whole matrix per sequence) pays from batch 4 up, and
-    below H = 256, where the packed weights stay in L2: LSTM forward + backward measured 12.5 (direct) vs 19.7 ms
-    (packed) at 1,28,65,1000; 18 vs 25 at 2,28,65,1000; 11.8 vs 12.4 at 3,50,64,512; but 4.5 vs 2.7 at 4,50,64,256
-    and 1.05 vs 0.85 at 2,50,64,128."""
+    lie, each thread its own rows, with the input projection one GEMM before the scan. Packing W_hh (a copy of the
+    whole matrix per sequence) pays from batch 4 up, and below H = 256, where the packed weights stay in L2
+    (docs/speed.md has the measurements)."""
     return B <= 3 and H >= 256
 
 
@@ -292,8 +290,8 @@ def one_thread(fn: Callable[[int], R], d: int) -> R:
         return fn(d)
 
 
-def _call(fn: Any, args: ctypes.Structure) -> None:
-    used = fn(ctypes.byref(args))
+def _check(used: int, args: ctypes.Structure) -> None:
+    """Raise for what an entry point's return value says went wrong (-1: no memory, -2: no such kind)."""
     if used == -2:
         raise ValueError(f"lstmkit's compiled core has no cell kind {args.kind}")
     if used < 0:
@@ -347,20 +345,16 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     extra = _stacked(kernel, w.extra, dt)
     w_t = w.w_hh.T                      # a view: the core packs it, or reads W_hh's rows as they lie (small batches)
     item = dt.itemsize
-    run_forward(Forward(
+    args = Forward(
         kind=kind.id, f64=int(item == 8), T=T, B=B, H=H, I=inp.shape[2] if fused else 0, direct=int(small),
         threads=threads(), gates=_ptr(gates), w_hh_t=_ptr(w_t), wk=w_t.strides[0] // item, wn=w_t.strides[1] // item,
         x=_ptr(x), w_ih=_ptr(w_ih if fused else None), bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
-        cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b))
+        cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b)
+    _check(_lib.lk_scan_forward(ctypes.byref(args)), args)
     if not kernel.gate_names:
         return ScanRecord(hs)
     return ScanRecord(hs, gates, cs, {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj})
-
-
-def run_forward(args: Forward) -> None:
-    """lk_scan_forward on a filled ``Forward`` (core.h's LkForward): buffers of one dtype, rows contiguous."""
-    _call(_load().lk_scan_forward, args)
 
 
 def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.ndarray, inject: dict,
@@ -393,14 +387,15 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
     db_x, db_h = np.empty(GH, dt), np.empty(GH, dt)
     d_extra = None if extra is None else np.empty_like(extra)
     gates = record.gates if record.gates is not None else dpre_x     # Elman keeps no gates (the core reads none)
-    _call(_load().lk_scan_backward, Backward(
+    args = Backward(
         kind=kind.id, f64=int(dt.itemsize == 8), T=T, B=B, H=H, I=w_ih.shape[1], direct=int(direct(B, H)),
         threads=threads(), gates=_ptr(gates), hs=_ptr(record.hs), cs=_ptr(record.cs),
         tanh_cs=_ptr(record.aux.get("tanh_c")), hproj=_ptr(record.aux.get("hproj_n")),
         w_hh=_ptr(np.ascontiguousarray(w.w_hh, dt)), w_ih=_ptr(w_ih), extra=_ptr(extra), dhs=_ptr(dhs), dhs_t=dhs_t,
         dhs_b=dhs_b, last=last.ctypes.data, dh_n=_ptr(dh_n), dc_n=_ptr(dc_n), dpre_x=_ptr(dpre_x), dpre_h=_ptr(dpre_h),
         dh0=_ptr(dh0), dc0=_ptr(dc0), db_x=_ptr(db_x), db_h=_ptr(db_h), d_extra=_ptr(d_extra), dx=_ptr(dinp),
-        dx_t=dx_t, dx_b=dx_b))
+        dx_t=dx_t, dx_b=dx_b)
+    _check(_lib.lk_scan_backward(ctypes.byref(args)), args)
     grads = {}
     if d_extra is not None:
         at = 0
@@ -423,7 +418,7 @@ def weight_grads(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> N
         g.a[q], g.b[q], g.c[q] = _ptr(a), _ptr(b), _ptr(c)
         g.lda[q], g.ldb[q], g.ldc[q] = (v.strides[0] // dt.itemsize for v in (a, b, c))
         g.N[q] = b.shape[1]
-    _call(_load().lk_weight_grads, g)
+    _check(_lib.lk_weight_grads(ctypes.byref(g)), g)
 
 
 def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarray, scale: np.ndarray) -> None:

@@ -44,10 +44,7 @@ BUNDLED = "bundled:shakespeare"
 LN2 = math.log(2.0)
 
 
-# The default model: what reached the lowest validation loss in a 30-minute budget on 2 cores (bundled
-# Shakespeare, best.npz on the whole held-out part): 2 x 512 with dropout on every non-recurrent link, 0.35
-# between the layers and on the output and 0.2 on the embeddings: 1.388 nats/char, against 1.410 with 0.4 / 0.4 /
-# 0.2, 1.423 with 0.4 / 0.4 and none on the embeddings, and 1.428 for 2 x 384 with 0.3 / 0.3.
+# The default model: the lowest validation loss reached in a 30-minute budget on 2 cores (docs/apps/charlm.md).
 DEFAULT_MODEL: dict[str, Any] = {"hidden": 512, "layers": 2, "embed": 64, "dropout": 0.35, "output_dropout": 0.35,
                                  "input_dropout": 0.2}
 

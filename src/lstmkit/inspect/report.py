@@ -43,7 +43,8 @@ def bytes_per_char(model: Any) -> int:
     total = 0
     for _, layer in recurrent_layers(model):
         gates = len(layer.kernel.gate_names)
-        total += layer.num_layers * layer.num_directions * layer.hidden_size * (2 + gates)
+        units = layer.cell_size or layer.state_size                   # the values shown: tanh(c), or h
+        total += layer.num_layers * layer.num_directions * (2 * units + gates * layer.hidden_size)
     return total + 64
 
 
@@ -87,9 +88,9 @@ def collect(model: Any, ids: np.ndarray, chunk: int = 2000, progress: bool = Fal
         nxt = ids[s + 1:e + 1]
         loss[s + 1:s + 1 + len(nxt)] = char_loss(logits[:len(nxt)], nxt)
         for key, arrays in tr.items():
-            entry = layers.setdefault(key, {"values": np.empty((T, arrays["h"].shape[-1]), np.float16),
-                                            "gates": {}, "saturated": {}})
             v = np.tanh(arrays["c"][0]) if "c" in arrays else arrays["h"][0]
+            entry = layers.setdefault(key, {"values": np.empty((T, v.shape[-1]), np.float16), "gates": {},
+                                            "saturated": {}})
             entry["values"][s:e] = v
             for g, a in arrays.items():
                 if g in ("c", "h"):

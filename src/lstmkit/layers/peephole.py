@@ -1,17 +1,9 @@
-r"""Peephole LSTM (Gers & Schmidhuber 2000): the gates also see the cell state.
-
-The equations (gate order i, f, g, o as the LSTM's; w_ci, w_cf, w_co are per-unit
-peephole weights, the rows of ``weight_peephole_l{k}`` (3, H))::
-
-    i = σ(W_ii x_t + b_ii + W_hi h + b_hi + w_ci ⊙ c)
-    f = σ(W_if x_t + b_if + W_hf h + b_hf + w_cf ⊙ c)
-    g = tanh(W_ig x_t + b_ig + W_hg h + b_hg)
-    c_t = f ⊙ c + i ⊙ g
-    o = σ(W_io x_t + b_io + W_ho h + b_ho + w_co ⊙ c_t)
-    h_t = o ⊙ tanh(c_t)
+r"""Peephole LSTM (Gers & Schmidhuber 2000): the gates also see the cell state — i and f see c_{t−1},
+o sees c_t, through per-unit weights [w_ci, w_cf, w_co], the rows of ``weight_peephole_l{k}`` (3, H).
+The equations are in docs/design.md beside the LSTM's.
 
 This file is the whole of the kind: its reference step, its kernel (a plain scan and
-its backward) and its layer. Stacking, directions, lengths, dropout, initial states,
+its backward; compiled: ``_core/cells.h``) and its layer. Stacking, directions, lengths, dropout, initial states,
 model files and ``lk.inspect`` come from the frame (``rnn_base.py``, ``scan.py``).
 """
 
@@ -21,9 +13,8 @@ import numpy as np
 
 from ..functional import sigmoid
 from ..workspace import Workspace
-from .recurrent import _inject
 from .rnn_base import _RNNBase
-from .scan import Kernel, ScanGrads, ScanRecord
+from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads
 from .steps import preactivations
 
 
@@ -78,7 +69,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
     dpeep = np.zeros((3, H), acts.dtype)
     dh_next, dc_next = np.zeros((B, H), acts.dtype), np.zeros((B, H), acts.dtype)
     for t in range(T - 1, -1, -1):
-        _inject(t, inject, dh_next, dc_next)
+        add_final_grads(t, inject, dh_next, dc_next)
         dh = dhs[t] + dh_next
         i, f, g, o = acts[t, :, :H], acts[t, :, H:2 * H], acts[t, :, 2 * H:3 * H], acts[t, :, 3 * H:]
         dp = dpre[t]

@@ -1,31 +1,9 @@
-r"""Recurrent layers: LSTM, GRU, SimpleRNN. The equations, and the scans that compute them.
+r"""Recurrent layers: LSTM, GRU, SimpleRNN, and the NumPy scans that compute them.
 
-The equations, in PyTorch's gate order and with its two biases
-(x_t: input at step t, h: previous hidden state, c: previous cell state,
-σ: logistic sigmoid, ⊙: element-wise product):
-
-LSTM (gates i, f, g, o; Hochreiter & Schmidhuber 1997, with forget gate)::
-
-    i = σ(W_ii x_t + b_ii + W_hi h + b_hi)          input gate
-    f = σ(W_if x_t + b_if + W_hf h + b_hf)          forget gate
-    g = tanh(W_ig x_t + b_ig + W_hg h + b_hg)       candidate cell
-    o = σ(W_io x_t + b_io + W_ho h + b_ho)          output gate
-    c_t = f ⊙ c + i ⊙ g
-    h_t = o ⊙ tanh(c_t)
-
-GRU (gates r, z, n; Cho et al. 2014, PyTorch's variant)::
-
-    r = σ(W_ir x_t + b_ir + W_hr h + b_hr)          reset gate
-    z = σ(W_iz x_t + b_iz + W_hz h + b_hz)          update gate
-    n = tanh(W_in x_t + b_in + r ⊙ (W_hn h + b_hn)) candidate
-    h_t = (1 - z) ⊙ n + z ⊙ h
-
-SimpleRNN (Elman)::
-
-    h_t = act(W_ih x_t + b_ih + W_hh h + b_hh),  act = tanh or relu
-
-How the code is arranged for speed (the maths is exactly the above; the frame
-that stacks layers and directions is ``rnn_base.py``, single steps ``cells.py``):
+The equations (PyTorch's gate order and two biases) are stated once, in docs/design.md
+("The equations"); ``steps.py`` is one step of each as code. How the scans here are
+arranged for speed (the maths is exactly that; the frame that stacks layers and
+directions is ``rnn_base.py``, single steps ``cells.py``):
 
 * The gate weights are stacked: ``weight_ih`` is (G·H, I) and ``weight_hh`` is
   (G·H, H) with G = 4, 3, 1 gate blocks, as in PyTorch's state_dict.
@@ -49,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from ..workspace import Workspace
+from .projected import PROJECTED, check_proj_size
 from .rnn_base import _RNNBase
-from .scan import Kernel, ScanGrads, ScanRecord
+from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads
 from .steps import gru_step, lstm_step, rnn_relu_step, rnn_tanh_step
 
 # Derivative factors are formed for as many steps at a time as fit in this many bytes (stays in L2).
@@ -69,16 +48,6 @@ def _sigmoid_affine(pattern: str, H: int, dtype: str) -> tuple[np.ndarray, np.nd
     scale.setflags(write=False)
     shift.setflags(write=False)
     return scale, shift
-
-
-def _inject(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]],
-            dh: np.ndarray, dc: np.ndarray | None) -> None:
-    """Add the final-state gradients of the sequences that end at step t."""
-    if t in inject:
-        idx, dh_n, dc_n = inject[t]
-        dh[idx] += dh_n
-        if dc is not None and dc_n is not None:
-            dc[idx] += dc_n
 
 
 # ---- LSTM ------------------------------------------------------------------
@@ -156,7 +125,7 @@ def _lstm_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject
         np.subtract(1, dh_dc, out=dh_dc)
         dh_dc *= o
         for t in range(e - 1, s - 1, -1):
-            _inject(t, inject, dh_next, dc_next)
+            add_final_grads(t, inject, dh_next, dc_next)
             np.add(dhs[t], dh_next, out=dh)             # dL/dh_t
             np.multiply(dh, dh_dc[t - s], out=dc)       # dL/dc_t
             dc += dc_next
@@ -246,7 +215,7 @@ def _gru_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject:
         fr *= r
         fr *= hp_n[s:e]
         for t in range(e - 1, s - 1, -1):
-            _inject(t, inject, dh_next, None)
+            add_final_grads(t, inject, dh_next, None)
             np.add(dhs[t], dh_next, out=dh)
             dx = dxp[t]
             np.multiply(Fa[t - s, :, H:].reshape(B, 2, H), dh[:, None, :], out=dx[:, H:].reshape(B, 2, H))  # dz, dn
@@ -292,7 +261,7 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
         dpre = ws.empty("dpre", (T, B, H), hs.dtype)
         dh_next = np.zeros((B, H), hs.dtype)
         for t in range(T - 1, -1, -1):
-            _inject(t, inject, dh_next, None)
+            add_final_grads(t, inject, dh_next, None)
             dh_next += dhs[t]
             np.multiply(dh_next, factor[t], out=dpre[t])
             np.matmul(dpre[t], w_hh, out=dh_next)
@@ -317,18 +286,22 @@ class LSTM(_RNNBase):
     """Long short-term memory over batch-first sequences (see the module docstring).
 
     ``LSTM(input_size, hidden_size, num_layers=1, bias=True, dropout=0.0,
-    bidirectional=False, return_sequences=None, dtype="float32")``.
+    bidirectional=False, return_sequences=None, dtype="float32", proj_size=0)``.
     x (B, T, input_size) -> y (B, T, D·hidden_size), (h_n, c_n) each
     (num_layers·D, B, hidden_size). Weights are PyTorch's, gate order i, f, g, o.
+    With ``proj_size`` P > 0 the state h is projected to P units (``projected.py``):
+    y (B, T, D·P), h_n (num_layers·D, B, P), c_n as without, and a further weight
+    ``weight_hr_l{k}`` (P, hidden_size) per layer and direction, as PyTorch's.
     """
 
     _name = "LSTM"
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
-                 dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
-        super().__init__(_LSTM, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
-                         return_sequences, dtype, rng)
+                 dtype: str = "float32", rng: np.random.Generator | None = None, proj_size: int = 0) -> None:
+        P = check_proj_size(self._name, proj_size, hidden_size) if proj_size else 0
+        super().__init__(PROJECTED if P else _LSTM, input_size, hidden_size, num_layers, bias, dropout,
+                         bidirectional, return_sequences, dtype, rng, {"proj_size": P} if P else None)
 
 
 class GRU(_RNNBase):

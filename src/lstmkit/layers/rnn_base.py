@@ -28,6 +28,7 @@ here, once:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -42,8 +43,9 @@ from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
 from .base import Layer
-from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, StackRecord, Weights
+from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, Shapes, StackRecord, Weights
 
+_STANDARD = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 # Below this many multiply-adds per recurrent step, two threads cost more than they save.
 _SIDE_BY_SIDE_MIN = 2 ** 21
 
@@ -67,7 +69,7 @@ class _RNNBase(Layer):
     def __init__(self, kernel: Kernel, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  return_sequences: bool | None = None, dtype: str = "float32",
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, options: dict[str, Any] | None = None) -> None:
         name = self._name
         for label, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(v, (int, np.integer)) or v < 1:
@@ -82,19 +84,19 @@ class _RNNBase(Layer):
         self.num_directions = 2 if bidirectional else 1
         self.return_sequences = return_sequences
         self.rng = rng
-        H, G = self.hidden_size, self.gates * self.hidden_size
-        bound = 1.0 / math.sqrt(H)
+        self.options = dict(options or {})                   # the kind's own constructor arguments (proj_size)
         self.params: dict[str, Parameter] = {}
+        H = self.hidden_size
+        bound = 1.0 / math.sqrt(H)
+        self.shapes: list[Shapes] = []                      # each layer's sizes, as the kind lays them out
         for k in range(self.num_layers):
-            in_k = self.input_size if k == 0 else H * self.num_directions
+            in_k = self.input_size if k == 0 else self.shapes[-1].h * self.num_directions
+            self.shapes.append(kernel.shapes(in_k, H, bias, **self.options))
             for sfx in self._suffixes():
-                shapes = {"weight_ih": (G, in_k), "weight_hh": (G, H)}
-                if bias:
-                    shapes.update({"bias_ih": (G,), "bias_hh": (G,)})
-                shapes.update({name: (rows, H) for name, rows in kernel.extra})
-                for base, shape in shapes.items():
+                for base, shape in self.shapes[k].params.items():
                     key = f"{base}_l{k}{sfx}"
                     self.params[key] = Parameter(uniform(shape, bound, self.dtype, rng), key)
+        self.state_size, self.cell_size = self.shapes[-1].h, self.shapes[-1].c   # h and c of every layer
         self.initial_state_grad: Any = None
         self._record: StackRecord | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
@@ -105,7 +107,12 @@ class _RNNBase(Layer):
         """Constructor arguments (without weights), e.g. to build a twin layer."""
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                 "bias": self.bias, "dropout": self.dropout, "bidirectional": self.bidirectional,
-                "return_sequences": self.return_sequences, "dtype": self.dtype.name}
+                "return_sequences": self.return_sequences, "dtype": self.dtype.name, **self.options}
+
+    @property
+    def output_size(self) -> int:
+        """Units of each step's output: D·h (h = hidden_size unless the kind projects it)."""
+        return self.num_directions * self.state_size
 
     # ---- helpers -------------------------------------------------------
 
@@ -117,8 +124,8 @@ class _RNNBase(Layer):
         return self.kernel.has_cell
 
     def _extra(self, k: int, d: int) -> dict[str, np.ndarray]:
-        """The kernel's extra parameters of layer k, direction d, by the kernel's names."""
-        return {name: self._p(name, k, d) for name, _ in self.kernel.extra}
+        """The kind's own parameters of layer k, direction d (all but PyTorch's four), by their base names."""
+        return {name: self._p(name, k, d) for name in self.shapes[k].params if name not in _STANDARD}
 
     def last_trace(self) -> dict[str, dict[str, np.ndarray]]:
         """The gates and states of the last forward: ``{"l<k>" or "l<k>/reverse": {name: (B, T, H)}}``.
@@ -143,8 +150,9 @@ class _RNNBase(Layer):
         p = self.params.get(f"{base}_l{k}{self._suffixes()[d]}")
         return None if p is None else p.value
 
-    def _state_shape(self, B: int) -> tuple[int, int, int]:
-        return (self.num_layers * self.num_directions, B, self.hidden_size)
+    def _state_shape(self, B: int, size: int | None = None) -> tuple[int, int, int]:
+        """(num_layers·D, B, h), or with ``size`` that many units (the cell state's)."""
+        return (self.num_layers * self.num_directions, B, self.state_size if size is None else size)
 
     def _check_lengths(self, lengths: Any, B: int, T: int) -> np.ndarray | None:
         if lengths is None:
@@ -159,19 +167,20 @@ class _RNNBase(Layer):
         return lengths.astype(np.intp)
 
     def _check_state(self, state: Any, B: int) -> tuple[np.ndarray, np.ndarray | None]:
-        shape = self._state_shape(B)
+        shapes = {"h_0": self._state_shape(B), "c_0": self._state_shape(B, self.cell_size)}
         if state is None:
-            z = np.zeros(shape, self.dtype)
-            return z, (z.copy() if self._has_cell else None)
+            c0 = np.zeros(shapes["c_0"], self.dtype) if self._has_cell else None
+            return np.zeros(shapes["h_0"], self.dtype), c0
         parts = state if self._has_cell else (state,)
         if self._has_cell and (not isinstance(state, (tuple, list)) or len(state) != 2):
-            raise ValueError(f"{self._name}: expected state as a tuple (h_0, c_0), each of shape {shape}")
+            raise ValueError(f"{self._name}: expected state as a tuple (h_0, c_0) of shapes {shapes['h_0']} and "
+                             f"{shapes['c_0']}")
         out = []
         for label, s in zip(("h_0", "c_0"), parts):
             s = np.asarray(s)
-            if s.shape != shape:
-                raise ValueError(f"{self._name}: expected {label} of shape {shape} "
-                                 f"(num_layers*num_directions, B, hidden_size), got {s.shape}")
+            if s.shape != shapes[label]:
+                raise ValueError(f"{self._name}: expected {label} of shape {shapes[label]} "
+                                 f"(num_layers*num_directions, B, units), got {s.shape}")
             if not np.issubdtype(s.dtype, np.floating):
                 raise ValueError(f"{self._name}: expected a floating-point {label}, got dtype {s.dtype}")
             check_finite(self._name, s, label)
@@ -189,12 +198,12 @@ class _RNNBase(Layer):
             return a[::-1]
         return a[rev, np.arange(a.shape[1])[None, :]]
 
-    def _directions(self, run: Callable[[int], Any], B: int) -> list[Any]:
+    def _directions(self, run: Callable[[int], Any], B: int, core: bool) -> list[Any]:
         """``[run(0), run(1)]`` for the two directions, side by side when that pays."""
         if self.num_directions == 1:
             return [run(0)]
         if directions_side_by_side(B, self.hidden_size, self.gates):
-            if compiled.runs(self.kernel):        # each direction's compiled scan on one core
+            if core:                              # each direction's compiled scan on one core
                 return list(parallel.side_by_side(lambda: compiled.one_thread(run, 0),
                                                   lambda: compiled.one_thread(run, 1)))
             return list(parallel.side_by_side(lambda: run(0), lambda: run(1)))
@@ -206,14 +215,6 @@ class _RNNBase(Layer):
         """Layer k, direction d's parameters, by role."""
         return Weights(self._p("weight_ih", k, d), self._p("weight_hh", k, d), self._p("bias_ih", k, d),
                        self._p("bias_hh", k, d), self._extra(k, d))
-
-    def _scan(self, k: int, d: int, inp_d: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-              y: np.ndarray | None = None) -> ScanRecord:
-        """Layer k, direction d forward: inp_d (T, B, in_k) -> the kernel's record. On the compiled core when it runs
-        this kind (``y``: where it also writes h_1..h_T, a time-major view of the output), else on NumPy."""
-        if compiled.runs(self.kernel):
-            return compiled.scan_forward(self.kernel, self._weights(k, d), inp_d, h0, c0, self._ws_for(k, d), y)
-        return self._numpy_scan(self._weights(k, d), inp_d, h0, c0, self._ws_for(k, d))
 
     def _numpy_scan(self, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
                     ws: Workspace) -> ScanRecord:
@@ -269,53 +270,28 @@ class _RNNBase(Layer):
             raise ValueError(f"{name}: expected a non-empty batch of shape (B, T, {self.input_size}), got {x.shape}")
         lengths = self._check_lengths(lengths, B, T)
         h0, c0 = self._check_state(state, B)
-        H, D = self.hidden_size, self.num_directions
+        H, D = self.state_size, self.num_directions                          # H: units of h
         rev = mask = last = None
         if lengths is not None:
             t_idx = np.arange(T)[:, None]
             mask = (t_idx < lengths[None, :])[:, :, None]                      # (T, B, 1)
             rev = F.reverse_index(lengths, T)
             last = lengths - 1
-        training = self.training and self.dropout > 0
+        core = compiled.runs(self.kernel)        # the plan, once: the compiled core's scans, or the NumPy kernel's
         h_n = np.empty(self._state_shape(B), self.dtype)
-        c_n = np.empty_like(h_n) if self._has_cell else None
+        c_n = np.empty(self._state_shape(B, self.cell_size), self.dtype) if self._has_cell else None
 
         inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
         inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
         # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
         y_out = None
-        if D == 1 and mask is None and self.return_sequences is not False and compiled.runs(self.kernel):
+        if D == 1 and mask is None and self.return_sequences is not False and core:
             y_out = np.empty((B, T, H), self.dtype)
-        layers = []
+        rec = StackRecord([], B, T, rev, mask, last, core)
         for k in range(self.num_layers):
-            out = None if D == 1 else self._ws_for(k, 0).empty("out", (T, B, D * H), self.dtype)
             y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
-
-            def run(d: int, k: int = k, inp: np.ndarray = inp, out: np.ndarray | None = out,
-                    y_k: np.ndarray | None = y_k) -> DirectionRecord:
-                s = k * D + d
-                inp_d = inp if d == 0 else self._reverse(inp, rev)
-                rec = self._scan(k, d, inp_d, h0[s], None if c0 is None else c0[s], y_k)
-                hs = rec.hs
-                h_n[s] = hs[T] if last is None else hs[last + 1, np.arange(B)]
-                if c_n is not None:
-                    c_n[s] = rec.cs[T] if last is None else rec.cs[last + 1, np.arange(B)]
-                if out is not None:
-                    out[:, :, d * H:(d + 1) * H] = hs[1:] if d == 0 else self._reverse(hs[1:], rev)
-                return DirectionRecord(inp_d, rec)
-
-            dirs = self._directions(run, B)
-            if out is None:
-                out = dirs[0].scan.hs[1:]                                       # (T, B, H)
-            if mask is not None:
-                out = out * mask
-            drop = None
-            if training and k < self.num_layers - 1:
-                drop = F.dropout_mask(get_rng(self.rng), out.shape, self.dropout, self.dtype)
-                out = out * drop
-            layers.append(LayerRecord(dirs, drop))
-            inp = out
-        self._record = StackRecord(layers, B, T, rev, mask, last)
+            inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
+        self._record = rec
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         state_out = (h_n, c_n) if self._has_cell else h_n
         if self.return_sequences is None:
@@ -323,6 +299,46 @@ class _RNNBase(Layer):
         if self.return_sequences:
             return y
         return h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
+
+    def _layer_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
+                       final: tuple[np.ndarray, np.ndarray | None], y_k: np.ndarray | None) -> np.ndarray:
+        """Layer k over inp (T, B, in_k): its directions (side by side when that pays), their outputs joined, masked
+        past each length and dropped out; recorded in ``rec``. init: (h_0, c_0) of every layer and direction;
+        final: where (h_n, c_n) go. Returns the output (T, B, D·h)."""
+        D, H = self.num_directions, self.state_size
+        out = None if D == 1 else self._ws_for(k, 0).empty("out", (rec.T, rec.B, D * H), self.dtype)
+        run = functools.partial(self._direction_forward, rec, k, inp, init, final, out, y_k)
+        dirs = self._directions(run, rec.B, rec.core)
+        if out is None:
+            out = dirs[0].scan.hs[1:]                                           # (T, B, h)
+        if rec.mask is not None:
+            out = out * rec.mask
+        drop = None
+        if self.training and self.dropout > 0 and k < self.num_layers - 1:
+            drop = F.dropout_mask(get_rng(self.rng), out.shape, self.dropout, self.dtype)
+            out = out * drop
+        rec.layers.append(LayerRecord(dirs, drop))
+        return out
+
+    def _direction_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
+                           final: tuple[np.ndarray, np.ndarray | None], out: np.ndarray | None, y_k: np.ndarray | None,
+                           d: int) -> DirectionRecord:
+        """Direction d of layer k: its scan, its final state into ``final``, its h_1..h_T into its half of ``out``
+        (two directions), in the input's time order."""
+        (h0, c0), (h_n, c_n) = init, final
+        s, H, T, B = k * self.num_directions + d, self.state_size, rec.T, rec.B
+        inp_d = inp if d == 0 else self._reverse(inp, rec.rev)
+        ws, w, c0_s = self._ws_for(k, d), self._weights(k, d), None if c0 is None else c0[s]
+        if rec.core:                         # the compiled scan also writes h_1..h_T into y_k (the top layer's output)
+            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k)
+        else:
+            scan = self._numpy_scan(w, inp_d, h0[s], c0_s, ws)
+        h_n[s] = scan.hs[T] if rec.last is None else scan.hs[rec.last + 1, np.arange(B)]
+        if c_n is not None:
+            c_n[s] = scan.cs[T] if rec.last is None else scan.cs[rec.last + 1, np.arange(B)]
+        if out is not None:
+            out[:, :, d * H:(d + 1) * H] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
+        return DirectionRecord(inp_d, scan)
 
     # ---- backward ------------------------------------------------------
 
@@ -340,11 +356,11 @@ class _RNNBase(Layer):
         record = self._record
         if record is None:
             raise RuntimeError(f"{self._name}.backward called before forward")
-        B, T, rev, mask, last = record.B, record.T, record.rev, record.mask, record.last
-        H, D = self.hidden_size, self.num_directions
-        shape = self._state_shape(B)
+        B, T = record.B, record.T
+        H, D = self.state_size, self.num_directions                          # H: units of h
+        shape, c_shape = self._state_shape(B), self._state_shape(B, self.cell_size)
         dh_n = np.zeros(shape, self.dtype)
-        dc_n = np.zeros(shape, self.dtype) if self._has_cell else None
+        dc_n = np.zeros(c_shape, self.dtype) if self._has_cell else None
         if dstate is not None:
             parts = dstate if self._has_cell else (dstate,)
             if self._has_cell and (not isinstance(dstate, (tuple, list)) or len(dstate) != 2):
@@ -352,9 +368,9 @@ class _RNNBase(Layer):
             for dst, s in zip((dh_n, dc_n), parts):
                 if s is not None and dst is not None:
                     s = np.asarray(s)
-                    if s.shape != shape:
+                    if s.shape != dst.shape:
                         raise ValueError(f"{self._name}.backward: expected final-state gradient of shape "
-                                         f"{shape}, got {s.shape}")
+                                         f"{dst.shape}, got {s.shape}")
                     dst += s
         if self.return_sequences is False:
             if dy is None or np.shape(dy) != (B, D * H):
@@ -370,35 +386,47 @@ class _RNNBase(Layer):
                 raise ValueError(f"{self._name}.backward: expected dy of shape {(B, T, D * H)}, got {dy.shape}")
             dout = dy.transpose(1, 0, 2)              # (T, B, D·H) view: the compiled scan reads it in place
         dh0 = np.empty(shape, self.dtype)
-        dc0 = np.empty(shape, self.dtype) if self._has_cell else None
+        dc0 = np.empty(c_shape, self.dtype) if self._has_cell else None
         # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
-        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and compiled.runs(self.kernel) else None
+        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and record.core else None
 
         for k in range(self.num_layers - 1, -1, -1):
-            layer = record.layers[k]
-            if layer.drop is not None:
-                dout = dout * layer.drop
-            if mask is not None:
-                dout = dout * mask
-
-            def run(d: int, k: int = k, layer: LayerRecord = layer, dout: np.ndarray = dout) -> np.ndarray:
-                s = k * D + d
-                dys = dout[:, :, d * H:(d + 1) * H]
-                if d == 1:
-                    dys = self._reverse(dys, rev)
-                inject = self._inject_map(T, last, dh_n[s], None if dc_n is None else dc_n[s])
-                into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 else None
-                dinp_d, dh0[s], dc_s = self._scan_backward(k, d, layer.dirs[d], dys, inject, into)
-                if dc0 is not None:
-                    dc0[s] = dc_s
-                return dinp_d if d == 0 else self._reverse(dinp_d, rev)
-
-            dinps = self._directions(run, B)
-            dout = dinps[0] if D == 1 else np.add(dinps[0], dinps[1], out=dinps[1])
+            dout = self._layer_backward(record, k, dout, (dh_n, dc_n), (dh0, dc0), dx_out)
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
         return np.ascontiguousarray(dout.transpose(1, 0, 2))
 
-    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict,
+    def _layer_backward(self, rec: StackRecord, k: int, dout: np.ndarray, final: tuple[np.ndarray, np.ndarray | None],
+                        init: tuple[np.ndarray, np.ndarray | None], dx_out: np.ndarray | None) -> np.ndarray:
+        """Back through layer k: dout (T, B, D·h) its output's gradient; final: (dh_n, dc_n) of every layer and
+        direction; init: where (dh_0, dc_0) go; dx_out: where the compiled scan of a one-direction bottom layer writes
+        dx itself. Returns the gradient of the layer's input (T, B, in_k)."""
+        layer = rec.layers[k]
+        if layer.drop is not None:
+            dout = dout * layer.drop
+        if rec.mask is not None:
+            dout = dout * rec.mask
+        run = functools.partial(self._direction_backward, rec, k, dout, final, init, dx_out)
+        dinps = self._directions(run, rec.B, rec.core)
+        return dinps[0] if self.num_directions == 1 else np.add(dinps[0], dinps[1], out=dinps[1])
+
+    def _direction_backward(self, rec: StackRecord, k: int, dout: np.ndarray,
+                            final: tuple[np.ndarray, np.ndarray | None], init: tuple[np.ndarray, np.ndarray | None],
+                            dx_out: np.ndarray | None, d: int) -> np.ndarray:
+        """Direction d of layer k back: its half of dout, its final-state gradients entering at each sequence's last
+        step; dh_0 (and dc_0) into ``init``. Returns its input's gradient in the input's time order."""
+        (dh_n, dc_n), (dh0, dc0) = final, init
+        s, H = k * self.num_directions + d, self.state_size
+        dys = dout[:, :, d * H:(d + 1) * H]
+        if d == 1:
+            dys = self._reverse(dys, rec.rev)
+        inject = self._inject_map(rec.T, rec.last, dh_n[s], None if dc_n is None else dc_n[s])
+        into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 else None
+        dinp_d, dh0[s], dc_s = self._scan_backward(k, d, rec.layers[k].dirs[d], dys, inject, rec.core, into)
+        if dc0 is not None:
+            dc0[s] = dc_s
+        return dinp_d if d == 0 else self._reverse(dinp_d, rec.rev)
+
+    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict, core: bool,
                        into: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The kernel's backward, then the weight gradients (and dx, unless the compiled scan formed it) as
         whole-sequence GEMMs. dys (T, B, H) may be a view; ``into``: where the compiled scan writes dx (a
@@ -407,7 +435,6 @@ class _RNNBase(Layer):
         sfx = self._suffixes()[d]
         ws = self._ws_for(k, d)
         w = self._weights(k, d)
-        core = compiled.runs(self.kernel)
         if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
             dinp = into if into is not None else ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
             grads = compiled.scan_backward(self.kernel, ent.scan, w, dys, inject, ws, dinp)

@@ -2,11 +2,13 @@
 
 A kernel runs one layer, one direction, time-major, and keeps what its backward needs in a
 ``ScanRecord`` — named arrays, written down here, so the frame, the cells and ``lk.inspect``
-read the same fields and a compiled kernel can fill the same record. A new kind of cell is
-its equations, one ``Kernel`` (gate names, the scan and its backward, any extra per-direction
-parameters, a plain reference step) and one line in the tests' table.
+read the same fields and a compiled kernel can fill the same record. A kernel also says its
+shapes (``Kernel.shapes``): the sizes of its states and of each parameter of a layer. A new
+kind of cell is its equations, one ``Kernel`` (gate names, the scan and its backward, its
+shapes, a plain reference step) and one line in the tests' table.
 
-Shapes: T steps, B sequences, H units, G gate blocks (gates stacked as in PyTorch's weights).
+Shapes: T steps, B sequences, H units, G gate blocks (gates stacked as in PyTorch's weights);
+the state h has ``Shapes.h`` units (H unless the kind says otherwise).
 """
 
 from __future__ import annotations
@@ -16,6 +18,20 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+
+
+class Shapes(NamedTuple):
+    """One layer's sizes as its kind lays them out.
+
+    h       units of the state h, and of each direction's output
+    c       units of the cell state c, or None for kinds without one
+    params  every parameter's shape by its base name: weight_ih, weight_hh, bias_ih, bias_hh (with bias), then the
+            kind's own
+    """
+
+    h: int
+    c: int | None
+    params: dict[str, tuple[int, ...]]
 
 
 @dataclass
@@ -34,9 +50,11 @@ class ScanRecord:
     aux: dict[str, np.ndarray] = field(default_factory=dict)
 
     def named(self, gate_names: tuple[str, ...]) -> dict[str, np.ndarray]:
-        """{gate: (T, B, H) view, ..., "c": (T, B, H) if a cell state, "h": (T, B, H)} for steps 1..T."""
-        H = self.hs.shape[-1]
-        out = {g: self.gates[:, :, j * H:(j + 1) * H] for j, g in enumerate(gate_names)} if gate_names else {}
+        """{gate: (T, B, H) view, ..., "c": (T, B, c) if a cell state, "h": (T, B, h)} for steps 1..T."""
+        out = {}
+        if gate_names:
+            H = self.gates.shape[-1] // len(gate_names)
+            out = {g: self.gates[:, :, j * H:(j + 1) * H] for j, g in enumerate(gate_names)}
         if self.cs is not None:
             out["c"] = self.cs[1:]
         out["h"] = self.hs[1:]
@@ -87,11 +105,26 @@ class Kernel:
     has_cell: bool = False
     extra: tuple[tuple[str, int], ...] = ()        # extra per-direction parameters: (name, rows), each (rows, H)
     compiled: str | None = None                    # the compiled core's name for this kind (core.h's LK_KINDS)
+    layout: Callable[..., Shapes] | None = None    # (kernel, in_k, H, bias, **options) -> Shapes, where a kind's
+                                                   # sizes are not the standard ones of ``shapes``
 
     @property
     def gates(self) -> int:
         """G, the number of gate blocks stacked in the weights."""
         return max(1, len(self.gate_names))
+
+    def shapes(self, in_k: int, H: int, bias: bool = True, **options: Any) -> Shapes:
+        """The sizes of one layer of this kind with ``in_k`` inputs and H units per gate block: by default h and c
+        of H units, PyTorch's four weights and biases (G·H rows) and each extra parameter (rows, H). A kind whose
+        sizes differ (a projected state, per-layer options) gives ``layout``."""
+        if self.layout is not None:
+            return self.layout(self, in_k, H, bias, **options)
+        G = self.gates * H
+        params: dict[str, tuple[int, ...]] = {"weight_ih": (G, in_k), "weight_hh": (G, H)}
+        if bias:
+            params.update({"bias_ih": (G,), "bias_hh": (G,)})
+        params.update({name: (rows, H) for name, rows in self.extra})
+        return Shapes(H, H if self.has_cell else None, params)
 
 
 @dataclass
@@ -146,3 +179,14 @@ class StackRecord:
     rev: np.ndarray | None
     mask: np.ndarray | None
     last: np.ndarray | None
+    core: bool = False           # whether the scans ran on the compiled core (the backward runs where they did)
+
+
+def add_final_grads(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]], dh: np.ndarray,
+                    dc: np.ndarray | None) -> None:
+    """A backward's step t: add to dh (and dc) the final-state gradients of the sequences that end at step t."""
+    if t in inject:
+        idx, dh_n, dc_n = inject[t]
+        dh[idx] += dh_n
+        if dc is not None and dc_n is not None:
+            dc[idx] += dc_n

@@ -1,4 +1,4 @@
-"""One step of each recurrence, as the equations read (``recurrent.py``'s docstring states them).
+"""One step of each recurrence, as the equations read (docs/design.md states them).
 
 These are the plain reference: no fused weights, no scaling tricks, no buffers. The
 fused scans are tested against them (a second oracle beside PyTorch), and the
