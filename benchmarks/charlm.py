@@ -23,7 +23,7 @@ import numpy as np
 
 import lstmkit as lk
 from lstmkit import checkpoint
-from lstmkit.apps import charlm_train as ct
+from lstmkit.apps import charlm as ct
 from lstmkit.data.text import Vocab, Windows, bundled_shakespeare
 from lstmkit.models.charlm import CharLM, CharLMConfig
 
@@ -39,7 +39,7 @@ def _setup() -> tuple[ct.TrainConfig, Windows, CharLMConfig]:
     text = bundled_shakespeare()
     vocab = Vocab.from_text(text)
     windows = Windows.make(vocab.encode(text), t.batch_size, t.seq_len)
-    return t, windows, CharLMConfig(vocab_size=len(vocab), **ct.DEFAULT_MODEL)
+    return t, windows, CharLMConfig(vocab_size=len(vocab))
 
 
 def _timed_steps(step: Callable[[int, list], None], steps: int, warmup: int) -> dict[str, float]:
@@ -152,7 +152,7 @@ def quality(minutes: float, out: str | Path | None = None) -> list[dict[str, obj
     if code != 0:
         raise SystemExit(f"charlm training exited with {code}")
     _, meta = checkpoint.load(out / "latest.npz")
-    best, _, _, _ = ct.load_model(out / "best.npz")       # on the whole held-out part (validation during
+    best, _, _, _ = ct.load_run(out / "best.npz")       # on the whole held-out part (validation during
                                                           # training may score a sample of it)
     whole = ct.evaluate(best, ct.split_train_val(ct.load_corpus(ct.BUNDLED).ids, meta["train"]["val_fraction"])[1],
                         meta["train"]["batch_size"], meta["train"]["seq_len"])

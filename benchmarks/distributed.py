@@ -22,11 +22,11 @@ from pathlib import Path
 
 
 def worker(steps: int = 20) -> dict[str, float]:
-    from lstmkit.apps import charlm_train as ct
+    from lstmkit.apps import charlm as ct
     from lstmkit.distributed import world
     comm = world()
     out = Path(tempfile.mkdtemp()) / "run"
-    trainer = ct.Trainer.new(out, ct.BUNDLED, dict(ct.DEFAULT_MODEL), ct.TrainConfig(steps=10_000), comm=comm)
+    trainer = ct.Trainer.new(out, ct.BUNDLED, {}, ct.TrainConfig(steps=10_000), comm=comm)
     for _ in range(3):
         trainer.train_step()
     times = []

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from lstmkit import checkpoint
-from lstmkit.apps import charlm_train as ct
+from lstmkit.apps import charlm as ct
 from lstmkit.cli import main, pretrained_path
 
 TINY = ["--hidden", "32", "--layers", "2", "--embed", "8", "--batch-size", "8", "--seq-len", "16",
@@ -158,7 +158,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, corpus, mon
     assert code == 3 and "non-finite" in err and "step 7" in err and str(out / "latest.npz") in err
     _, meta = checkpoint.load(out / "latest.npz")
     assert meta["position"]["step"] == 5                 # the good checkpoint, untouched
-    model, *_ = ct.load_model(out / "latest.npz")
+    model, *_ = ct.load_run(out / "latest.npz")
     assert np.isfinite(model.head.weight.value).all()
 
 
@@ -184,7 +184,7 @@ def test_the_pretrained_model_ships_samples_and_is_trained(capsys):
     assert run_cli(["sample", "--prompt", "ROMEO:", "--length", "60", "--seed", "0"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("ROMEO:") and len(text) == 6 + 60 + 1
-    model, vocab, meta, _ = ct.load_model(path)
+    model, vocab, meta, _ = ct.load_run(path)
     val = ct.split_train_val(vocab.encode(ct.bundled_shakespeare()), 0.1)[1][:4000]
     # an untrained model scores ~6 bits/char; the shipped one must have learned English and the play layout
     assert ct.evaluate(model, val, batch_size=4, seq_len=100) / ct.LN2 < 2.3
@@ -293,7 +293,7 @@ def test_eval_and_inspect_agree_on_the_same_text(tmp_path, capsys):
     err = capsys.readouterr().err
     inspected = float(err.split(" characters at ")[1].split()[0])
     assert abs(evaluated - inspected) < 0.002, (evaluated, inspected)     # (were 2.108 vs 2.088 with cold streams)
-    model, vocab, _, _ = ct.load_model(pretrained_path())
+    model, vocab, _, _ = ct.load_run(pretrained_path())
     ids = vocab.encode(text.read_text())
     one_pass = ct.evaluate(model, ids, batch_size=1, seq_len=100)
     assert abs(ct.evaluate(model, ids, batch_size=32, seq_len=50) - one_pass) < 1e-3 < abs(

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lstmkit.apps import charlm_train as ct
+from lstmkit.apps import charlm as ct
 from lstmkit.cli.charlm import pretrained_path
 from lstmkit.data import corpus as C
 from lstmkit.data.text import TextError, Vocab
@@ -68,7 +68,7 @@ def test_a_read_only_folder_caches_in_the_run_and_bad_texts_are_named(tmp_path, 
 
 
 def test_validation_on_a_bounded_sample_of_the_held_out_part():
-    model, vocab, _, _ = ct.load_model(pretrained_path())
+    model, vocab, _, _ = ct.load_run(pretrained_path())
     ids = ct.split_train_val(ct.load_corpus(ct.BUNDLED).ids, 0.1)[1]
     full = ct.evaluate(model, ids, batch_size=32, seq_len=100)
     assert ct.evaluate(model, ids, batch_size=32, seq_len=100, limit=len(ids) + 5) == full

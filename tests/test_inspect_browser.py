@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import lstmkit as lk
-from lstmkit.apps import charlm_train as ct
+from lstmkit.apps import charlm as ct
 from lstmkit.cli import pretrained_path
 
 WIDTH, HEIGHT = 1280, 800
@@ -54,7 +54,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory):
-    model, vocab, _, _ = ct.load_model(pretrained_path())
+    model, vocab, _, _ = ct.load_run(pretrained_path())
     ids = lk.data.split_train_val(vocab.encode(lk.data.bundled_shakespeare()), 0.1)[1]
     text = vocab.decode(ids[:4000])
     path = tmp_path_factory.mktemp("report") / "report.html"

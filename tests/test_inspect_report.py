@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 import lstmkit as lk
-from lstmkit.apps import charlm_train as ct
+from lstmkit.apps import charlm as ct
 from lstmkit.cli import main, pretrained_path
 from lstmkit.inspect import report
 
 
 @pytest.fixture(scope="module")
 def pretrained():
-    model, vocab, meta, _ = ct.load_model(pretrained_path())
+    model, vocab, meta, _ = ct.load_run(pretrained_path())
     return model, vocab
 
 

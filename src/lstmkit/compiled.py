@@ -66,6 +66,20 @@ class Grad(ctypes.Structure):
         ("N", _I * 2), ("failed", _I)]
 
 
+class CtcForward(ctypes.Structure):
+    """core.h's LkCtcForward, field for field: what lk_ctc_forward reads and writes."""
+
+    _fields_ = [(n, _I) for n in ("T", "R", "W", "threads")] + [
+        (n, _P) for n in ("A", "pre", "skip", "emit", "scale")]
+
+
+class CtcOccupancy(ctypes.Structure):
+    """core.h's LkCtcOccupancy, field for field: what lk_ctc_occupancy reads and writes."""
+
+    _fields_ = [(n, _I) for n in ("T", "B", "W", "C", "threads")] + [
+        (n, _P) for n in ("A", "pre", "log_scale", "Tl", "Ll", "ext", "logP", "feasible", "occ")]
+
+
 class _KindInfo(ctypes.Structure):
     _fields_ = [("name", ctypes.c_char_p), ("gates", _I), ("cell", _I), ("split", _I), ("extra", _I)]
 
@@ -78,6 +92,9 @@ class Kind(NamedTuple):
     cell: bool
     split: bool
     extra: int
+
+
+_STRUCTS = (Forward, Backward, Grad, _KindInfo, CtcForward, CtcOccupancy)     # lk_struct_size's order
 
 
 def _load() -> Any:
@@ -98,17 +115,16 @@ def _load() -> Any:
     if hasattr(lib, "lk_struct_size"):
         lib.lk_struct_size.restype = _L
         lib.lk_struct_size.argtypes = [_I]
-        sizes = [lib.lk_struct_size(k) for k in range(4)]
-    if sizes != [ctypes.sizeof(c) for c in (Forward, Backward, Grad, _KindInfo)]:
+        sizes = [lib.lk_struct_size(k) for k in range(len(_STRUCTS))]
+    if sizes != [ctypes.sizeof(c) for c in _STRUCTS]:
         _why = f"built from other sources than this lstmkit (its boundary structs: {sizes}; reinstall lstmkit)"
         return None
-    for name, struct in (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad)):
+    for name, struct in (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad),
+                         ("lk_ctc_forward", CtcForward), ("lk_ctc_occupancy", CtcOccupancy)):
         getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
     lib.lk_kind.restype = ctypes.POINTER(_KindInfo)
     lib.lk_kind.argtypes = [_I]
     lib.lk_set_simd.argtypes = [_I]
-    lib.lk_ctc_forward.argtypes = [_I, _I, _I, _P, _P, _P, _P, _P, _I]
-    lib.lk_ctc_occupancy.argtypes = [_I, _I, _I, _I, _P, _P, _P, _P, _P, _P, _P, _P, _P, _I]
     _lib = lib
     return lib
 
@@ -427,7 +443,8 @@ def ctc_forward(A: np.ndarray, pre: np.ndarray, skip: np.ndarray, emit: np.ndarr
     T, R, W = emit.shape
     for a in (A, pre, skip, emit, scale):
         assert a.flags.c_contiguous and a.dtype == np.float64
-    _lib.lk_ctc_forward(T, R, W, _ptr(A), _ptr(pre), _ptr(skip), _ptr(emit), _ptr(scale), threads())
+    _lib.lk_ctc_forward(CtcForward(T=T, R=R, W=W, threads=threads(), A=_ptr(A), pre=_ptr(pre), skip=_ptr(skip),
+                                   emit=_ptr(emit), scale=_ptr(scale)))
 
 
 def ctc_occupancy(A: np.ndarray, pre: np.ndarray, log_scale: np.ndarray, Tl: np.ndarray, Ll: np.ndarray,
@@ -440,5 +457,6 @@ def ctc_occupancy(A: np.ndarray, pre: np.ndarray, log_scale: np.ndarray, Tl: np.
     logP, ok = np.ascontiguousarray(logP, np.float64), np.ascontiguousarray(feasible, np.uint8)
     for a in (A, pre, log_scale, occ):
         assert a.flags.c_contiguous and a.dtype == np.float64
-    _lib.lk_ctc_occupancy(T, B, W, C, _ptr(A), _ptr(pre), _ptr(log_scale), _ptr(Tl), _ptr(Ll), _ptr(ext), _ptr(logP),
-                          _ptr(ok), _ptr(occ), threads())
+    _lib.lk_ctc_occupancy(CtcOccupancy(T=T, B=B, W=W, C=C, threads=threads(), A=_ptr(A), pre=_ptr(pre),
+                                       log_scale=_ptr(log_scale), Tl=_ptr(Tl), Ll=_ptr(Ll), ext=_ptr(ext),
+                                       logP=_ptr(logP), feasible=_ptr(ok), occ=_ptr(occ)))

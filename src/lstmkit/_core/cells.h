@@ -33,8 +33,8 @@ typedef struct {
 
 /* Pre-activation of gate block k at units [j, j + m): the x side (when given), the bias, the product. */
 static inline V FN(pre)(const FN(FwdRow) *q, int k, int j, int m) {
-    V p = FN(loadn)(q->bias + k * q->H + j, m) + FN(loadn)(q->prod + k * q->n + j, m);
-    return q->x_in ? p + FN(loadn)(q->gates + k * q->H + j, m) : p;
+    V b = FN(loadn)(q->bias + k * q->H + j, m);
+    return (q->x_in ? FN(loadn)(q->gates + k * q->H + j, m) + b : b) + FN(loadn)(q->prod + k * q->n + j, m);
 }
 
 static inline void FN(put_h)(const FN(FwdRow) *q, int j, int m, V h) {
@@ -55,50 +55,23 @@ static inline void FN(put_dpre)(const FN(BwdRow) *q, int k, int j, int m, V d) {
 
 #define LANES(q) for (int j = 0, m; m = (q)->n - j < VL ? (q)->n - j : VL, j < (q)->n; j += VL)
 
-/* ---- LSTM: i, f, o = σ(p), g = tanh(p);  c_t = f ⊙ c + i ⊙ g;  h_t = o ⊙ tanh(c_t) ---------------------------- */
+/* ---- LSTM: i, f, o = σ(p), g = tanh(p);  c_t = f ⊙ c + i ⊙ g;  h_t = o ⊙ tanh(c_t)
+ *      peephole LSTM: the same, but i and f see c_{t-1} and o sees c_t through the per-unit weights
+ *      extra = [w_ci, w_cf, w_co] (``peep``, a constant in each caller: the LSTM's code has no peephole terms) ---- */
 
-static void FN(lstm_forward)(const FN(FwdRow) *q) {
-    LANES(q) {
-        V i = FN(sigmoid)(FN(pre)(q, 0, j, m)), f = FN(sigmoid)(FN(pre)(q, 1, j, m));
-        V g = FN(tanh)(FN(pre)(q, 2, j, m)), o = FN(sigmoid)(FN(pre)(q, 3, j, m));
-        V c = f * FN(loadn)(q->c_prev + j, m) + i * g, tc = FN(tanh)(c);
-        FN(put_gate)(q, 0, j, m, i); FN(put_gate)(q, 1, j, m, f);
-        FN(put_gate)(q, 2, j, m, g); FN(put_gate)(q, 3, j, m, o);
-        FN(storen)(q->c + j, c, m);
-        FN(stream)(q->tanh_c + j, tc, m);
-        FN(put_h)(q, j, m, o * tc);
-    }
-}
-
-static void FN(lstm_backward)(const FN(BwdRow) *q) {
-    const int H = q->H;
-    LANES(q) {
-        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
-        V i = FN(loadn)(q->gates + j, m), f = FN(loadn)(q->gates + H + j, m);
-        V g = FN(loadn)(q->gates + 2 * H + j, m), o = FN(loadn)(q->gates + 3 * H + j, m);
-        V tc = FN(loadn)(q->tanh_c + j, m);
-        V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m);                 /* dL/dc_t */
-        FN(put_dpre)(q, 0, j, m, dc * g * (i * (1 - i)));
-        FN(put_dpre)(q, 1, j, m, dc * FN(loadn)(q->c_prev + j, m) * (f * (1 - f)));
-        FN(put_dpre)(q, 2, j, m, dc * i * (1 - g * g));
-        FN(put_dpre)(q, 3, j, m, dh * tc * (o * (1 - o)));
-        FN(storen)(q->carry + j, dc * f, m);                                        /* dL/dc_{t-1} */
-    }
-}
-
-/* ---- peephole LSTM: as the LSTM, but i and f see c_{t-1} and o sees c_t through the per-unit weights
- *      extra = [w_ci, w_cf, w_co] ------------------------------------------------------------------------------ */
-
-static void FN(peephole_lstm_forward)(const FN(FwdRow) *q) {
+static inline void FN(lstm_forward_with)(const FN(FwdRow) *q, int peep) {
     const int H = q->H;
     LANES(q) {
         V c0 = FN(loadn)(q->c_prev + j, m);
-        V w_ci = FN(loadn)(q->extra + j, m), w_cf = FN(loadn)(q->extra + H + j, m);
-        V w_co = FN(loadn)(q->extra + 2 * H + j, m);
-        V i = FN(sigmoid)(FN(pre)(q, 0, j, m) + w_ci * c0), f = FN(sigmoid)(FN(pre)(q, 1, j, m) + w_cf * c0);
-        V g = FN(tanh)(FN(pre)(q, 2, j, m));
+        V p_i = FN(pre)(q, 0, j, m), p_f = FN(pre)(q, 1, j, m), p_o = FN(pre)(q, 3, j, m);
+        if (peep) {
+            p_i += FN(loadn)(q->extra + j, m) * c0;
+            p_f += FN(loadn)(q->extra + H + j, m) * c0;
+        }
+        V i = FN(sigmoid)(p_i), f = FN(sigmoid)(p_f), g = FN(tanh)(FN(pre)(q, 2, j, m));
         V c = f * c0 + i * g, tc = FN(tanh)(c);
-        V o = FN(sigmoid)(FN(pre)(q, 3, j, m) + w_co * c);
+        if (peep) p_o += FN(loadn)(q->extra + 2 * H + j, m) * c;
+        V o = FN(sigmoid)(p_o);
         FN(put_gate)(q, 0, j, m, i); FN(put_gate)(q, 1, j, m, f);
         FN(put_gate)(q, 2, j, m, g); FN(put_gate)(q, 3, j, m, o);
         FN(storen)(q->c + j, c, m);
@@ -107,28 +80,36 @@ static void FN(peephole_lstm_forward)(const FN(FwdRow) *q) {
     }
 }
 
-static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) {
+static inline void FN(lstm_backward_with)(const FN(BwdRow) *q, int peep) {
     const int H = q->H;
     LANES(q) {
         V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
         V i = FN(loadn)(q->gates + j, m), f = FN(loadn)(q->gates + H + j, m);
         V g = FN(loadn)(q->gates + 2 * H + j, m), o = FN(loadn)(q->gates + 3 * H + j, m);
-        V tc = FN(loadn)(q->tanh_c + j, m), c0 = FN(loadn)(q->c_prev + j, m), c = FN(loadn)(q->c + j, m);
-        V w_ci = FN(loadn)(q->extra + j, m), w_cf = FN(loadn)(q->extra + H + j, m);
-        V w_co = FN(loadn)(q->extra + 2 * H + j, m);
+        V tc = FN(loadn)(q->tanh_c + j, m), c0 = FN(loadn)(q->c_prev + j, m);
         V d_o = dh * tc * (o * (1 - o));
-        V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m) + d_o * w_co;     /* dL/dc_t: o sees c_t */
+        V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m);                 /* dL/dc_t */
+        if (peep) dc += d_o * FN(loadn)(q->extra + 2 * H + j, m);                  /* (o sees c_t) */
         V d_i = dc * g * (i * (1 - i)), d_f = dc * c0 * (f * (1 - f));
         FN(put_dpre)(q, 0, j, m, d_i);
         FN(put_dpre)(q, 1, j, m, d_f);
         FN(put_dpre)(q, 2, j, m, dc * i * (1 - g * g));
         FN(put_dpre)(q, 3, j, m, d_o);
-        FN(acc)(q->d_extra, j, m, d_i * c0);
-        FN(acc)(q->d_extra + H, j, m, d_f * c0);
-        FN(acc)(q->d_extra + 2 * H, j, m, d_o * c);
-        FN(storen)(q->carry + j, dc * f + d_i * w_ci + d_f * w_cf, m);               /* dL/dc_{t-1} */
+        V dc0 = dc * f;                                                              /* dL/dc_{t-1} */
+        if (peep) {
+            FN(acc)(q->d_extra, j, m, d_i * c0);
+            FN(acc)(q->d_extra + H, j, m, d_f * c0);
+            FN(acc)(q->d_extra + 2 * H, j, m, d_o * FN(loadn)(q->c + j, m));
+            dc0 += d_i * FN(loadn)(q->extra + j, m) + d_f * FN(loadn)(q->extra + H + j, m);
+        }
+        FN(storen)(q->carry + j, dc0, m);
     }
 }
+
+static void FN(lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 0); }
+static void FN(lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 0); }
+static void FN(peephole_lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 1); }
+static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 1); }
 
 /* ---- GRU: r, z = σ(p), n = tanh(x_n + r ⊙ (W_hn h + b_hn)), h_t = n + z ⊙ (h − n) ------------------------------ */
 

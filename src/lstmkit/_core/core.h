@@ -87,6 +87,28 @@ typedef struct {
     int failed;
 } LkGrad;
 
+/* ---- lk_ctc_forward: CTC's scaled recursion over R rows (ctc.c), float64 ------------------------------------ */
+typedef struct {
+    int T, R, W;
+    int threads;
+    double *A;                        /* (T + 1, R·W): α̂ per step, A[0] set */
+    double *pre;                      /* (T, R·W) */
+    const double *skip;               /* (R·W − 2,): skip[i] is the factor of flat position i + 2's s−2 predecessor */
+    const double *emit;               /* (T, R, W) */
+    double *scale;                    /* (T, R) */
+} LkCtcForward;
+
+/* ---- lk_ctc_occupancy: the occupancy CTC's gradient needs (ctc.c), float64 --------------------------------- */
+typedef struct {
+    int T, B, W, C;
+    int threads;
+    const double *A, *pre, *log_scale;   /* (T+1, 2B, W), (T, 2B, W), (T, 2B) */
+    const long *Tl, *Ll, *ext;           /* (B,), (B,), (B, W − 2) */
+    const double *logP;                  /* (B,) */
+    const unsigned char *feasible;       /* (B,) */
+    double *occ;                         /* (B, T, C), zeroed here */
+} LkCtcOccupancy;
+
 /* ---- the thread pool (pool.c) ----------------------------------------------------------------------------- */
 typedef void (*lk_job_fn)(void *arg, int tid, int nthreads);
 

@@ -13,17 +13,8 @@
 
 #include "core.h"
 
-typedef struct {
-    int T, R, W;
-    double *A;              /* (T + 1, R·W): α̂ per step, A[0] set */
-    double *pre;            /* (T, R·W) */
-    const double *skip;     /* (R·W − 2,): skip[i] is the factor of flat position i + 2's s−2 predecessor */
-    const double *emit;     /* (T, R, W) */
-    double *scale;          /* (T, R) */
-} Ctc;
-
 static void ctc_job(void *arg, int tid, int n) {
-    Ctc *c = (Ctc *)arg;
+    const LkCtcForward *c = (const LkCtcForward *)arg;
     const long RW = (long)c->R * c->W;
     int r0 = (int)((long)c->R * tid / n), r1 = (int)((long)c->R * (tid + 1) / n);
     for (int t = 0; t < c->T; t++) {
@@ -48,27 +39,16 @@ static void ctc_job(void *arg, int tid, int n) {
     }
 }
 
-int lk_ctc_forward(int T, int R, int W, double *A, double *pre, const double *skip, const double *emit,
-                   double *scale, int threads) {
-    Ctc c = {T, R, W, A, pre, skip, emit, scale};
-    if (threads > R) threads = R;
-    return lk_pool_run(ctc_job, &c, threads);
+/* The recursion (LkCtcForward, core.h). Returns the threads used. */
+int lk_ctc_forward(LkCtcForward *c) {
+    return lk_pool_run(ctc_job, c, c->threads > c->R ? c->R : c->threads);
 }
 
 /* The occupancy the gradient needs: occ[b, t, k] = Σ_{s: l'_s = k} α_t(s) β_t(s) / (y_t(l'_s) p) for t below the
  * sample's input length T_b and feasible samples (else 0). α_t(s)/y_t(s) = pre_t(s) · Π_{τ<t} c_τ; β_t(s) is
  * the reversed problem's α̂ at (T_b − 1 − t, L_b − 1 − s) times the product of its scales up to that step. */
-typedef struct {
-    int T, B, W, C;
-    const double *A, *pre, *log_scale;   /* (T+1, 2B, W), (T, 2B, W), (T, 2B) */
-    const long *Tl, *Ll, *ext;           /* (B,), (B,), (B, W − 2) */
-    const double *logP;                  /* (B,) */
-    const unsigned char *feasible;       /* (B,) */
-    double *occ;                         /* (B, T, C), zeroed here */
-} Occ;
-
 static void occ_job(void *arg, int tid, int n) {
-    Occ *o = (Occ *)arg;
+    const LkCtcOccupancy *o = (const LkCtcOccupancy *)arg;
     const int T = o->T, B = o->B, W = o->W, C = o->C, L = W - 2;
     const long R = 2L * B;
     int b0 = (int)((long)B * tid / n), b1 = (int)((long)B * (tid + 1) / n);
@@ -98,10 +78,7 @@ static void occ_job(void *arg, int tid, int n) {
     free(after);
 }
 
-int lk_ctc_occupancy(int T, int B, int W, int C, const double *A, const double *pre, const double *log_scale,
-                     const long *Tl, const long *Ll, const long *ext, const double *logP,
-                     const unsigned char *feasible, double *occ, int threads) {
-    Occ o = {T, B, W, C, A, pre, log_scale, Tl, Ll, ext, logP, feasible, occ};
-    if (threads > B) threads = B;
-    return lk_pool_run(occ_job, &o, threads);
+/* The occupancy (LkCtcOccupancy, core.h). Returns the threads used. */
+int lk_ctc_occupancy(LkCtcOccupancy *o) {
+    return lk_pool_run(occ_job, o, o->threads > o->B ? o->B : o->threads);
 }

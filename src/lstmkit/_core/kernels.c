@@ -137,14 +137,16 @@ int lk_weight_grads(LkGrad *g) {
     return g->failed ? -1 : used;
 }
 
-/* sizeof each boundary struct (0 LkForward, 1 LkBackward, 2 LkGrad, 3 LkKindInfo): compiled.py checks its mirrors
- * against them before it runs anything. */
+/* sizeof each boundary struct (0 LkForward, 1 LkBackward, 2 LkGrad, 3 LkKindInfo, 4 LkCtcForward,
+ * 5 LkCtcOccupancy): compiled.py checks its mirrors against them before it runs anything. */
 long lk_struct_size(int which) {
     switch (which) {
     case 0: return (long)sizeof(LkForward);
     case 1: return (long)sizeof(LkBackward);
     case 2: return (long)sizeof(LkGrad);
     case 3: return (long)sizeof(LkKindInfo);
+    case 4: return (long)sizeof(LkCtcForward);
+    case 5: return (long)sizeof(LkCtcOccupancy);
     default: return -1;
     }
 }

@@ -112,109 +112,159 @@ static void FN(direct_back)(LkBackward *s, int tid, int nth, int t, int u0, int 
     }
 }
 
-/* Backward: pack this thread's columns of W_hh (column u of the (G·H, H) matrix) and of W_ih, then step back. */
-static void FN(backward_job)(void *arg, int tid, int nth) {
-    LkBackward *s = (LkBackward *)arg;
+/* One thread's part of the backward: its slice of units and its packed columns of W_hh, its columns [x0, x1) of
+ * dx_t with W_ih packed for them, and its running buffers. */
+typedef struct {
+    FN(Slice) p;
+    int x0, x1, Nx, packs_x;
+    REAL *packed_x, *prod_x;     /* W_ih's columns [x0, x1), packed; their product row by row */
+    REAL *shares;                /* small batches: (2, B, H + I), this thread's shares of dh_{t-1} and dx_t */
+    REAL *dh_rec, *carry;        /* (B, n): see cells.h */
+    REAL *db_x, *db_h, *d_extra; /* running sums over steps and batch (all units; this thread writes its own) */
+    long *cols;
+} FN(Back);
+
+/* The backward's prologue: allocate, then (all threads knowing that every one got its memory) pack this thread's
+ * columns of W_hh (column u of the (G·H, H) matrix) and of W_ih, and zero what the first step adds to.
+ * Returns 0 when any thread is out of memory. Small batches pack nothing: each thread steps over its own rows of
+ * W_hh (and W_ih) as they lie, summing its rows' share of dh_{t-1} (and dx_t) for every unit into a buffer of
+ * its own, two steps' worth; after the step's barrier each adds up its units' (and columns') shares. */
+static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const FN(Cell) cell = FN(cells)[s->kind];
-    const int T = s->T, B = s->B, H = s->H, GH = kind->gates * H, I = s->I, HI = H + I, E = kind->extra;
-    const REAL *hs = s->hs, *cs = s->cs;
-    REAL *dpre_x = s->dpre_x, *dpre_h = kind->split ? s->dpre_h : s->dpre_x, *dx = s->dx;   /* one unless split */
-    /* Small batches: matrix-vector steps over this thread's own rows of W_hh (and W_ih), as they lie: each thread
-     * sums its rows' share of dh_{t-1} (and dx_t) for every unit into a buffer of its own, two steps' worth, and
-     * after the step's barrier each adds up its units' (and columns') shares from every thread's buffer. */
-    const int direct = s->direct;
-    FN(Slice) p = FN(slice)(H, tid, nth, 1, direct ? 0 : GH, B);
-    const int x0 = (int)((long)I * tid / nth), x1 = (int)((long)I * (tid + 1) / nth), Nx = FN(round_nr)(x1 - x0);
-    const int packs_x = dx && !direct;              /* this thread's columns [x0, x1) of dx_t = dpre_x,t · W_ih */
-    REAL *packed_x = packs_x ? FN(alloc)((long)Nx * GH) : NULL, *prod_x = packs_x ? FN(alloc)((long)B * Nx) : NULL;
-    REAL *shares = direct ? FN(alloc)(2L * B * HI) : NULL;            /* (2, B, H + I): dh_{t-1}, then dx_t */
-    s->shares[tid] = shares;
-    long *cols = malloc(sizeof(long) * (size_t)((p.N > I ? p.N : I) + 1));
-    REAL *dh_rec = FN(alloc)((long)B * p.n), *carry = FN(alloc)((long)B * p.n);   /* (B, n): see cells.h */
-    REAL *db_x = calloc((size_t)GH, sizeof(REAL)), *db_h = calloc((size_t)GH, sizeof(REAL));  /* Σ over t, b */
-    REAL *d_extra = calloc((size_t)(E * H + 1), sizeof(REAL));
-    if (!p.ok || !cols || !dh_rec || !carry || !db_x || !db_h || !d_extra || (packs_x && (!packed_x || !prod_x)) ||
-        (direct && !shares))
+    const int B = s->B, H = s->H, GH = kind->gates * H, I = s->I, direct = s->direct;
+    k->p = FN(slice)(H, tid, nth, 1, direct ? 0 : GH, B);
+    k->x0 = (int)((long)I * tid / nth);
+    k->x1 = (int)((long)I * (tid + 1) / nth);
+    k->Nx = FN(round_nr)(k->x1 - k->x0);
+    k->packs_x = s->dx && !direct;
+    k->packed_x = k->packs_x ? FN(alloc)((long)k->Nx * GH) : NULL;
+    k->prod_x = k->packs_x ? FN(alloc)((long)B * k->Nx) : NULL;
+    k->shares = direct ? FN(alloc)(2L * B * (H + I)) : NULL;
+    s->shares[tid] = k->shares;
+    k->cols = malloc(sizeof(long) * (size_t)((k->p.N > I ? k->p.N : I) + 1));
+    k->dh_rec = FN(alloc)((long)B * k->p.n);
+    k->carry = FN(alloc)((long)B * k->p.n);
+    k->db_x = calloc((size_t)GH, sizeof(REAL));
+    k->db_h = calloc((size_t)GH, sizeof(REAL));
+    k->d_extra = calloc((size_t)(kind->extra * H + 1), sizeof(REAL));
+    if (!k->p.ok || !k->cols || !k->dh_rec || !k->carry || !k->db_x || !k->db_h || !k->d_extra ||
+        (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares))
         s->failed = 1;
     lk_barrier(nth);
-    const int ok = !s->failed;
-    if (ok) {
-        if (packs_x) {                               /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
-            for (int c = 0; c < x1 - x0; c++) cols[c] = x0 + c;
-            FN(pack)(GH, x1 - x0, (const REAL *)s->w_ih, I, cols, packed_x);
-        }
-        for (int c = 0; c < p.N; c++) cols[c] = p.u0 + c;
-        if (!direct) FN(pack)(GH, p.N, (const REAL *)s->w_hh, H, cols, p.packed);
-        memset(dh_rec, 0, sizeof(REAL) * (size_t)B * p.n);
-        memset(carry, 0, sizeof(REAL) * (size_t)B * p.n);
+    if (s->failed) return 0;
+    if (k->packs_x) {                                /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
+        for (int c = 0; c < k->x1 - k->x0; c++) k->cols[c] = k->x0 + c;
+        FN(pack)(GH, k->x1 - k->x0, (const REAL *)s->w_ih, I, k->cols, k->packed_x);
     }
-    FN(BwdRow) q = {.n = p.n, .H = H, .extra = s->extra ? (const REAL *)s->extra + p.u0 : NULL, .db_x = db_x + p.u0,
-                    .db_h = db_h + p.u0, .d_extra = d_extra + p.u0};
-    for (int t = T - 1; t >= 0 && ok; t--) {
-        for (int b = 0; b < B && p.n; b++) {
-            REAL *dhr = dh_rec + (long)b * p.n, *car = carry + (long)b * p.n;
-            if (s->last[b] == t)                     /* the final-state gradient enters at the last step */
-                for (int j = 0; j < p.n; j++) {
-                    dhr[j] += ((const REAL *)s->dh_n)[(long)b * H + p.u0 + j];
-                    if (kind->cell) car[j] += ((const REAL *)s->dc_n)[(long)b * H + p.u0 + j];
-                }
-            const long o = ((long)t * B + b) * H + p.u0, o1 = o + (long)B * H, og = ((long)t * B + b) * GH + p.u0;
-            q.gates = (const REAL *)s->gates + og;
-            q.h_prev = hs + o;
-            q.h = hs + o1;
-            q.c_prev = cs ? cs + o : NULL;
-            q.c = cs ? cs + o1 : NULL;
-            q.tanh_c = s->tanh_cs ? (const REAL *)s->tanh_cs + o : NULL;
-            q.hproj = s->hproj ? (const REAL *)s->hproj + o : NULL;
-            q.dh_out = (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + p.u0;
-            q.dh_rec = dhr;
-            q.carry = car;
-            q.dpre_x = dpre_x + og;
-            q.dpre_h = dpre_h + og;
-            cell.backward(&q);
+    for (int c = 0; c < k->p.N; c++) k->cols[c] = k->p.u0 + c;
+    if (!direct) FN(pack)(GH, k->p.N, (const REAL *)s->w_hh, H, k->cols, k->p.packed);
+    memset(k->dh_rec, 0, sizeof(REAL) * (size_t)B * k->p.n);
+    memset(k->carry, 0, sizeof(REAL) * (size_t)B * k->p.n);
+    return 1;
+}
+
+/* Step t's rows of this thread's units through the kind's backward: the final-state gradients entering where
+ * sequences end, then the pre-activation gradients, the bias sums and the carry. */
+static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, FN(Cell) cell, int t) {
+    const LkKindInfo *kind = &lk_kinds[s->kind];
+    const int B = s->B, H = s->H, GH = kind->gates * H, n = k->p.n, u0 = k->p.u0;
+    const REAL *hs = s->hs, *cs = s->cs;
+    REAL *dpre_x = s->dpre_x, *dpre_h = kind->split ? s->dpre_h : s->dpre_x;    /* one array unless split */
+    FN(BwdRow) q = {.n = n, .H = H, .extra = s->extra ? (const REAL *)s->extra + u0 : NULL, .db_x = k->db_x + u0,
+                    .db_h = k->db_h + u0, .d_extra = k->d_extra + u0};
+    for (int b = 0; b < B && n; b++) {
+        REAL *dhr = k->dh_rec + (long)b * n, *car = k->carry + (long)b * n;
+        if (s->last[b] == t)                         /* the final-state gradient enters at the last step */
+            for (int j = 0; j < n; j++) {
+                dhr[j] += ((const REAL *)s->dh_n)[(long)b * H + u0 + j];
+                if (kind->cell) car[j] += ((const REAL *)s->dc_n)[(long)b * H + u0 + j];
+            }
+        const long o = ((long)t * B + b) * H + u0, o1 = o + (long)B * H, og = ((long)t * B + b) * GH + u0;
+        q.gates = (const REAL *)s->gates + og;
+        q.h_prev = hs + o;
+        q.h = hs + o1;
+        q.c_prev = cs ? cs + o : NULL;
+        q.c = cs ? cs + o1 : NULL;
+        q.tanh_c = s->tanh_cs ? (const REAL *)s->tanh_cs + o : NULL;
+        q.hproj = s->hproj ? (const REAL *)s->hproj + o : NULL;
+        q.dh_out = (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
+        q.dh_rec = dhr;
+        q.carry = car;
+        q.dpre_x = dpre_x + og;
+        q.dpre_h = dpre_h + og;
+        cell.backward(&q);
+    }
+}
+
+/* After step t's barrier, on the packed weights: this thread's columns of dx_t = dpre_x,t · W_ih, and dL/dh_{t-1}
+ * of its units = dpre_h,t · W_hh (plus the carry of kinds without a cell). */
+static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
+    const LkKindInfo *kind = &lk_kinds[s->kind];
+    const int B = s->B, GH = kind->gates * s->H, n = k->p.n;
+    const REAL *dpre_h = kind->split ? s->dpre_h : s->dpre_x;
+    if (s->dx && k->x1 > k->x0) {
+        FN(gemm)(B, k->Nx, GH, (const REAL *)s->dpre_x + (long)t * B * GH, GH, k->packed_x, k->prod_x, k->Nx, 0);
+        for (int b = 0; b < B; b++)
+            memcpy((REAL *)s->dx + t * s->dx_t + b * s->dx_b + k->x0, k->prod_x + (long)b * k->Nx,
+                   sizeof(REAL) * (size_t)(k->x1 - k->x0));
+    }
+    if (!n) return;
+    FN(gemm)(B, k->p.Npad, GH, dpre_h + (long)t * B * GH, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < n; j++)
+            k->dh_rec[(long)b * n + j] = k->p.prod[(long)b * k->p.Npad + j] + (kind->cell ? 0 : k->carry[(long)b * n + j]);
+}
+
+/* The backward's epilogue: this thread's units of dh_0, dc_0, the bias sums and the extra parameters' gradient. */
+static void FN(back_end)(LkBackward *s, const FN(Back) *k) {
+    const LkKindInfo *kind = &lk_kinds[s->kind];
+    const int B = s->B, H = s->H, n = k->p.n, u0 = k->p.u0;
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < n; j++) {
+            ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[(long)b * n + j];
+            if (kind->cell) ((REAL *)s->dc0)[(long)b * H + u0 + j] = k->carry[(long)b * n + j];
         }
-        if (direct) {
-            FN(direct_back)(s, tid, nth, t, p.u0, p.n, shares + (long)(t & 1) * B * HI, dh_rec, carry);
-            continue;                                /* (it met the others at the step's barrier) */
+    for (int g = 0; g < kind->gates; g++)
+        for (int j = 0; j < n; j++) {
+            long u = (long)g * H + u0 + j;
+            ((REAL *)s->db_x)[u] = k->db_x[u];
+            ((REAL *)s->db_h)[u] = kind->split ? k->db_h[u] : k->db_x[u];
+        }
+    for (int r = 0; r < kind->extra; r++)
+        for (int j = 0; j < n; j++) ((REAL *)s->d_extra)[(long)r * H + u0 + j] = k->d_extra[(long)r * H + u0 + j];
+}
+
+static void FN(back_free)(FN(Back) *k) {
+    free(k->db_x);
+    free(k->db_h);
+    free(k->d_extra);
+    free(k->dh_rec);
+    free(k->carry);
+    free(k->shares);
+    free(k->packed_x);
+    free(k->prod_x);
+    free(k->cols);
+    FN(unslice)(&k->p);
+}
+
+/* Backward: the prologue, then each step in reverse — the kind's backward on this thread's rows, one barrier, the
+ * products that carry the gradient to step t − 1 and to x_t — then the epilogue. */
+static void FN(backward_job)(void *arg, int tid, int nth) {
+    LkBackward *s = (LkBackward *)arg;
+    const FN(Cell) cell = FN(cells)[s->kind];
+    FN(Back) k;
+    const int ok = FN(back_begin)(s, tid, nth, &k);
+    const long half = (long)s->B * (s->H + s->I);
+    for (int t = s->T - 1; t >= 0 && ok; t--) {
+        FN(back_rows)(s, &k, cell, t);
+        if (s->direct) {                             /* (meets the others at the step's barrier inside) */
+            FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry);
+            continue;
         }
         lk_barrier(nth);                             /* every unit's pre-activation gradient of step t is written */
-        if (dx && x1 > x0) {
-            FN(gemm)(B, Nx, GH, dpre_x + (long)t * B * GH, GH, packed_x, prod_x, Nx, 0);
-            for (int b = 0; b < B; b++)
-                memcpy(dx + t * s->dx_t + b * s->dx_b + x0, prod_x + (long)b * Nx, sizeof(REAL) * (size_t)(x1 - x0));
-        }
-        if (p.n) {
-            FN(gemm)(B, p.Npad, GH, dpre_h + (long)t * B * GH, GH, p.packed, p.prod, p.Npad, 0);
-            for (int b = 0; b < B; b++)
-                for (int j = 0; j < p.n; j++)
-                    dh_rec[(long)b * p.n + j] = p.prod[(long)b * p.Npad + j] + (kind->cell ? 0 : carry[(long)b * p.n + j]);
-        }
+        FN(back_products)(s, &k, t);
     }
-    if (ok) {                                        /* this thread's units of dh_0, dc_0 and the sums */
-        for (int b = 0; b < B; b++)
-            for (int j = 0; j < p.n; j++) {
-                ((REAL *)s->dh0)[(long)b * H + p.u0 + j] = dh_rec[(long)b * p.n + j];
-                if (kind->cell) ((REAL *)s->dc0)[(long)b * H + p.u0 + j] = carry[(long)b * p.n + j];
-            }
-        for (int k = 0; k < kind->gates; k++)
-            for (int j = 0; j < p.n; j++) {
-                long u = (long)k * H + p.u0 + j;
-                ((REAL *)s->db_x)[u] = db_x[u];
-                ((REAL *)s->db_h)[u] = kind->split ? db_h[u] : db_x[u];
-            }
-        for (int r = 0; r < E; r++)
-            for (int j = 0; j < p.n; j++) ((REAL *)s->d_extra)[(long)r * H + p.u0 + j] = d_extra[(long)r * H + p.u0 + j];
-    }
-    free(db_x);
-    free(db_h);
-    free(d_extra);
-    free(dh_rec);
-    free(carry);
-    if (direct) lk_barrier(nth);                     /* the others have read this thread's shares */
-    free(shares);
-    free(packed_x);
-    free(prod_x);
-    free(cols);
-    FN(unslice)(&p);
+    if (ok) FN(back_end)(s, &k);
+    if (s->direct) lk_barrier(nth);                  /* the others have read this thread's shares */
+    FN(back_free)(&k);
 }

@@ -14,28 +14,43 @@ import math
 import os
 import sys
 import time
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from ..apps import charlm_train as ct
+from ..apps import charlm as ct
 from ..checkpoint import CheckpointError
 from ..data.corpus import id_dtype
 from ..data.text import Vocab, load_text, split_train_val
 from ..distributed import world
 from ..inspect import InspectError, charlm_report, recurrent_layers
 from ..modelfile import load_model
-from ..models.charlm import CharLM
+from ..models.charlm import CharLM, CharLMConfig
 from ..runs import RunError, run_file
-from .common import end_of_training
+from .common import Shaping, end_of_training, fixed_settings, run_options, shaping_names, shaping_options
 
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
 
-# Options that shape a run; they are fixed when it starts, so --resume refuses them.
-_RUN_SHAPING = ("hidden", "layers", "embed", "dropout", "output_dropout", "input_dropout", "batch_size", "seq_len",
-                "lr", "warmup", "schedule", "weight_decay", "clip", "seed", "dtype", "val_chars")
+# Options that shape a run, with their help; they are fixed when it starts, so --resume refuses them.
+_MODEL: list[Shaping] = [
+    ("hidden", int, "LSTM units per layer"), ("layers", int, "LSTM layers"), ("embed", int, "embedding size"),
+    ("dropout", float, "dropout between LSTM layers"),
+    ("output_dropout", float, "dropout on the top LSTM layer's output, before the head"),
+    ("input_dropout", float, "dropout on the embeddings, before the first LSTM layer"),
+    ("dtype", ["float32", "float64"], "parameter dtype")]
+_TRAINING: list[Shaping] = [
+    ("batch_size", int, "parallel streams B"), ("seq_len", int, "BPTT window T in characters"),
+    ("lr", float, "peak AdamW learning rate"), ("warmup", int, "linear warm-up steps"),
+    ("schedule", ["cosine", "step", "constant"], "decay over the budget"),
+    ("weight_decay", float, "AdamW decay on matrices"), ("clip", float, "global gradient-norm clip"),
+    ("seed", int, "seed for initialisation and dropout"),
+    ("val_chars", int, "validate on a fixed sample of N held-out characters, 0 for all (the full pass is charlm "
+     "eval's)")]
+DEFAULT_OUT = "runs/charlm"
 
 
 def pretrained_path() -> Path:
@@ -47,39 +62,16 @@ def add_parser(apps: Any) -> None:
     lm = apps.add_parser("charlm", help="character language model", description="character language model")
     cmds = lm.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    d = ct.TrainConfig()
+    defaults = SimpleNamespace(**asdict(CharLMConfig(vocab_size=0)), **asdict(ct.TrainConfig()))
     tr = cmds.add_parser("train", help="train a new run, or continue one with --resume",
-                         description="Train on a UTF-8 text file (default: the bundled Shakespeare).")
+                         description="Train on a UTF-8 text file (default: the bundled Shakespeare). A budget given "
+                         "with --resume replaces the run's.")
     tr.add_argument("--text", help="UTF-8 text file to train on (default: the bundled Shakespeare)")
-    tr.add_argument("--out", help="run directory for checkpoints, history.csv and loss.png (default: runs/charlm)")
-    tr.add_argument("--resume", metavar="RUN", help="continue the run in this directory exactly where it stopped "
-                    "(with its budget, or the --steps/--minutes given now)")
-    tr.add_argument("--steps", type=int, help="budget: total optimizer steps")
-    tr.add_argument("--minutes", type=float, help="budget: total wall-clock minutes (default 10 if no budget given)")
-    tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {d.eval_every})")
-    tr.add_argument("--val-chars", type=int, help=f"validate on a fixed sample of N held-out characters, 0 for all "
-                    f"(default {d.val_chars}; the full pass is charlm eval's)")
-    g = tr.add_argument_group("model and optimisation (fixed when a run starts)")
-    g.add_argument("--hidden", type=int, help=f"LSTM units per layer (default {ct.DEFAULT_MODEL['hidden']})")
-    g.add_argument("--layers", type=int, help=f"LSTM layers (default {ct.DEFAULT_MODEL['layers']})")
-    g.add_argument("--embed", type=int, help=f"embedding size (default {ct.DEFAULT_MODEL['embed']})")
-    g.add_argument("--dropout", type=float, help=f"dropout between LSTM layers (default {ct.DEFAULT_MODEL['dropout']})")
-    g.add_argument("--output-dropout", type=float, help="dropout on the top LSTM layer's output, before the head "
-                   f"(default {ct.DEFAULT_MODEL['output_dropout']})")
-    g.add_argument("--input-dropout", type=float, help="dropout on the embeddings, before the first LSTM layer "
-                   f"(default {ct.DEFAULT_MODEL['input_dropout']})")
-    g.add_argument("--dtype", choices=["float32", "float64"], help="parameter dtype (default float32)")
-    g.add_argument("--batch-size", type=int, help=f"parallel streams B (default {d.batch_size})")
-    g.add_argument("--seq-len", type=int, help=f"BPTT window T in characters (default {d.seq_len})")
-    g.add_argument("--lr", type=float, help=f"peak AdamW learning rate (default {d.lr})")
-    g.add_argument("--warmup", type=int, help=f"linear warm-up steps (default {d.warmup})")
-    g.add_argument("--schedule", choices=["cosine", "step", "constant"], help="decay over the budget (default cosine)")
-    g.add_argument("--weight-decay", type=float, help=f"AdamW decay on matrices (default {d.weight_decay})")
-    g.add_argument("--clip", type=float, help=f"global gradient-norm clip (default {d.clip})")
-    g.add_argument("--seed", type=int, help=f"seed for initialisation and dropout (default {d.seed})")
-    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run_options(tr, DEFAULT_OUT, "text", "10 minutes")
+    tr.add_argument("--eval-every", type=int, help=f"validate and save every N steps (default {defaults.eval_every})")
     tr.add_argument("--distributed", action="store_true", help="data-parallel over the ranks of an MPI launch "
                     "(mpirun -n N lstmkit charlm train ...; implied when started by mpirun with N > 1)")
+    shaping_options(tr, defaults, _MODEL + _TRAINING)
 
     sa = cmds.add_parser("sample", help="generate text from a trained model",
                          description="Generate text, streamed as it is sampled.")
@@ -114,36 +106,28 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    given = fixed_settings(args, shaping_names(_MODEL + _TRAINING))       # (none with --resume)
+    budget = {k: getattr(args, k) for k in ("epochs", "steps", "minutes") if getattr(args, k) is not None}
+    text = str(Path(args.text).resolve()) if args.text else None
+    comm = world(required=args.distributed)
     if args.resume:
-        given = [f"--{k.replace('_', '-')}" for k in _RUN_SHAPING if getattr(args, k) is not None]
-        if given:
-            raise RunError(f"{args.resume}: {', '.join(given)} cannot change when resuming "
-                              "(the run keeps the settings it started with)")
         if args.out and Path(args.out) != Path(args.resume):
             raise RunError(f"--out {args.out} differs from --resume {args.resume}; a run resumes in place")
-        text = str(Path(args.text).resolve()) if args.text else None
-        trainer = ct.Trainer.resume(args.resume, source=text, steps=args.steps, minutes=args.minutes,
-                                    eval_every=args.eval_every, comm=world(required=args.distributed))
+        trainer = ct.Trainer.resume(args.resume, source=text, eval_every=args.eval_every, comm=comm, **budget)
         if not trainer.budget_left():
             raise RunError(f"{args.resume}: the run already used its budget (step {trainer.step}, "
-                              f"{trainer.elapsed / 60:.1f} min); give a larger --steps or --minutes")
+                           f"{trainer.elapsed / 60:.1f} min); give a larger --steps, --epochs or --minutes")
         print(f"resuming {args.resume} at step {trainer.step}", file=sys.stderr)
     else:
-        mcfg = {k: v for k, v in [("hidden", args.hidden), ("layers", args.layers), ("embed", args.embed),
-                                  ("dropout", args.dropout), ("output_dropout", args.output_dropout),
-                                  ("input_dropout", args.input_dropout),
-                                  ("dtype", args.dtype)] if v is not None}
-        mcfg = {**ct.DEFAULT_MODEL, **mcfg}
-        tkw = {k: getattr(args, k) for k in ("batch_size", "seq_len", "lr", "warmup", "schedule", "weight_decay",
-                                              "clip", "seed", "steps", "minutes", "eval_every", "val_chars")
-               if getattr(args, k) is not None}
-        if args.steps is None and args.minutes is None:
-            tkw["minutes"] = 10.0
-        source = str(Path(args.text).resolve()) if args.text else ct.BUNDLED
-        trainer = ct.Trainer.new(args.out or "runs/charlm", source, mcfg, ct.TrainConfig(**tkw),
-                                 comm=world(required=args.distributed))
+        model_names = shaping_names(_MODEL)
+        training = {k: v for k, v in given.items() if k not in model_names}
+        if args.eval_every is not None:
+            training["eval_every"] = args.eval_every
+        source = text or ct.BUNDLED
+        trainer = ct.Trainer.new(args.out or DEFAULT_OUT, source, {k: given[k] for k in model_names if k in given},
+                                 ct.TrainConfig(**training, **(budget or {"minutes": 10.0})), comm=comm)
         n = sum(p.value.size for p in trainer.model.parameters())
-        print(f"training {n:,} parameters on {ct._name(source)} ({len(trainer.windows)} windows of "
+        print(f"training {n:,} parameters on {ct.source_name(source)} ({len(trainer.windows)} windows of "
               f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
     if trainer.comm.size > 1:
         print(f"data-parallel over {trainer.comm.size} processes: {trainer.sync.nbytes / 1e6:.1f} MB of gradients "
@@ -158,9 +142,10 @@ def _train(args: argparse.Namespace) -> int:
                             f" at step {trainer.step + 1}", "--lr or --clip")
 
 
-def _load(run: str | None) -> tuple[CharLM, Vocab, dict]:
+def _trained(run: str | None) -> tuple[CharLM, Vocab, dict]:
+    """(model, vocabulary, meta) of a run folder or checkpoint, or of the pretrained model when None."""
     path = Path(run) if run else pretrained_path()
-    model, vocab, meta, _ = ct.load_model(path)
+    model, vocab, meta, _ = ct.load_run(path)
     return model, vocab, meta
 
 
@@ -171,7 +156,7 @@ def _sample(args: argparse.Namespace) -> int:
         raise RunError(f"--temperature must be >= 0, got {args.temperature}")
     if args.top_k is not None and args.top_k < 1:
         raise RunError(f"--top-k must be >= 1, got {args.top_k}")
-    model, vocab, _ = _load(args.run)
+    model, vocab, _ = _trained(args.run)
     vocab.encode(args.prompt, what="the prompt")
     rng = np.random.default_rng(args.seed)
     out = sys.stdout
@@ -188,7 +173,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    model, vocab, meta = _load(args.run)
+    model, vocab, meta = _trained(args.run)
     train = meta.get("train", {})        # the run's split, streams and window, as its validation used
     if args.text:                        # (a file is read through its cache of ids: a large text streams)
         corpus, what = ct.load_corpus(str(Path(args.text).resolve())), args.text
@@ -199,7 +184,7 @@ def _eval(args: argparse.Namespace) -> int:
     else:
         source = meta.get("source", ct.BUNDLED)
         ids = split_train_val(ct.load_corpus(source).ids, train.get("val_fraction", 0.1))[1]
-        what = f"validation part of {ct._name(source)}"
+        what = f"validation part of {ct.source_name(source)}"
     nats = ct.evaluate(model, ids, train.get("batch_size", 64), train.get("seq_len", 100),
                        progress=not args.no_progress)
     print(f"{what}: {nats / ct.LN2:.4f} bits/char ({nats:.4f} nats/char) over {len(ids) - 1:,} characters, each "
@@ -211,7 +196,7 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.chars < 2 or args.start < 0:
         raise RunError(f"--chars must be >= 2 and --start >= 0, got {args.chars} and {args.start}")
     try:
-        model, vocab, meta = _load(args.run)
+        model, vocab, meta = _trained(args.run)
     except CheckpointError:
         if args.run is None:
             raise
@@ -228,9 +213,9 @@ def _inspect(args: argparse.Namespace) -> int:
         text, what = load_text(args.text), args.text
     else:
         source = meta.get("source", ct.BUNDLED)
-        ids = split_train_val(vocab.encode(ct.read_source(source), what=ct._name(source)),
+        ids = split_train_val(vocab.encode(ct.read_source(source), what=ct.source_name(source)),
                               meta.get("train", {}).get("val_fraction", 0.1))[1]
-        text, what = vocab.decode(ids), f"the held-out part of {ct._name(source)}"
+        text, what = vocab.decode(ids), f"the held-out part of {ct.source_name(source)}"
     text = text[args.start:args.start + args.chars]
     if len(text) < 2:
         raise RunError(f"{args.text or what}: only {len(text)} character(s) from --start {args.start}; the report "

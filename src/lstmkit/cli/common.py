@@ -15,11 +15,12 @@ EXIT_NAN = 3
 EXIT_INTERRUPTED = 130
 
 
-def run_options(p: argparse.ArgumentParser, default_out: str, items: str) -> None:
+def run_options(p: argparse.ArgumentParser, default_out: str, items: str, default_budget: str = "10 epochs") -> None:
     """The options every application's ``train`` shares: where the run lives, its budget, the progress bar."""
     p.add_argument("--out", help=f"run folder (default {default_out})")
     p.add_argument("--resume", metavar="RUN", help="continue the run in this folder where it stopped")
-    p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (default 10)")
+    p.add_argument("--epochs", type=int, help=f"budget in passes over the training {items} (with no budget given: "
+                   f"{default_budget})")
     p.add_argument("--steps", type=int, help="budget in optimizer steps")
     p.add_argument("--minutes", type=float, help="budget in wall-clock minutes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,8 +58,9 @@ def add_run(p: argparse.ArgumentParser) -> None:
 def fixed_settings(args: argparse.Namespace, names: tuple[str, ...]) -> dict[str, Any]:
     """The run-shaping options given; with --resume (where the run keeps its own) any of them is an error."""
     given = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
-    if args.resume and (given or args.data):
-        flags = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if args.data else [])
+    data = getattr(args, "data", None)
+    if args.resume and (given or data):
+        flags = [f"--{k.replace('_', '-')}" for k in given] + (["DATA"] if data else [])
         raise RunError(f"{args.resume}: {', '.join(flags)} cannot change when resuming (the run keeps the "
                           "settings it started with)")
     return given

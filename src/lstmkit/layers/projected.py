@@ -17,17 +17,14 @@ import numpy as np
 from ..functional import sigmoid
 from ..workspace import Workspace
 from .scan import Kernel, ScanGrads, ScanRecord, Shapes, add_final_grads
-from .steps import preactivations
+from .steps import lstm_step
 
 
 def projected_lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, w: dict[str, np.ndarray]
                         ) -> tuple[np.ndarray, np.ndarray]:
-    """One step -> (h_t (B, P), c_t (B, H)); ``w`` also holds ``weight_hr`` (P, H)."""
-    px, ph = preactivations(x, h, w)
-    p_i, p_f, p_g, p_o = np.split(px + ph, 4, axis=-1)
-    i, f, g, o = sigmoid(p_i), sigmoid(p_f), np.tanh(p_g), sigmoid(p_o)
-    c_t = f * c + i * g
-    return (o * np.tanh(c_t)) @ w["weight_hr"].T, c_t
+    """One step -> (h_t (B, P), c_t (B, H)): the LSTM's step, its h projected by ``weight_hr`` (P, H)."""
+    m, c_t = lstm_step(x, h, c, w)
+    return m @ w["weight_hr"].T, c_t
 
 
 def _layout(kernel: Kernel, in_k: int, H: int, bias: bool, proj_size: int) -> Shapes:

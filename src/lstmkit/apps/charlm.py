@@ -44,11 +44,6 @@ BUNDLED = "bundled:shakespeare"
 LN2 = math.log(2.0)
 
 
-# The default model: the lowest validation loss reached in a 30-minute budget on 2 cores (docs/apps/charlm.md).
-DEFAULT_MODEL: dict[str, Any] = {"hidden": 512, "layers": 2, "embed": 64, "dropout": 0.35, "output_dropout": 0.35,
-                                 "input_dropout": 0.2}
-
-
 @dataclass
 class TrainConfig(training.TrainConfig):
     """How a char-LM run trains (the model's shape is ``CharLMConfig``); budget and schedule as the base."""
@@ -155,8 +150,8 @@ def save_weights(path: Path, model: CharLM, vocab: Vocab, extra: dict[str, Any])
     checkpoint.save(path, modelfile.model_arrays(model), {**_model_meta(model, vocab), **extra})
 
 
-def load_model(path: str | Path, rng: np.random.Generator | None = None
-               ) -> tuple[CharLM, Vocab, dict[str, Any], dict[str, np.ndarray]]:
+def load_run(path: str | Path, rng: np.random.Generator | None = None
+             ) -> tuple[CharLM, Vocab, dict[str, Any], dict[str, np.ndarray]]:
     """Load a char-LM checkpoint file or run directory (its ``best.npz``, else ``latest.npz``).
 
     Returns (model in eval mode, vocabulary, meta, all arrays); the model's dropout
@@ -205,10 +200,10 @@ class Trainer(training.Trainer):
         self.vocab, self.source = corpus.vocab, source
         self.text_sha = corpus.sha256
         train_ids, self.val_ids = split_train_val(corpus.ids, tcfg.val_fraction)      # views of the ids
-        what = f"{_name(source)} (training part, {len(train_ids)} characters)"
+        what = f"{source_name(source)} (training part, {len(train_ids)} characters)"
         self.windows = Windows.make(train_ids, tcfg.batch_size, tcfg.seq_len, what=what)
         if len(self.val_ids) < 2:
-            raise TextError(f"{_name(source)}: too short to hold out a validation part "
+            raise TextError(f"{source_name(source)}: too short to hold out a validation part "
                             f"({len(self.val_ids)} characters); use a longer text")
         opt = AdamW(decay_groups(model.parameters(), tcfg.weight_decay), lr=tcfg.lr, betas=(0.9, 0.99))
         super().__init__(out, model, opt, tcfg, [rng], steps_per_epoch=len(self.windows),
@@ -247,19 +242,20 @@ class Trainer(training.Trainer):
 
     @classmethod
     def resume(cls, out: str | Path, source: str | None = None, steps: int | None = None,
-               minutes: float | None = None, eval_every: int | None = None, comm: Comm | None = None) -> Trainer:
+               minutes: float | None = None, eval_every: int | None = None, comm: Comm | None = None,
+               epochs: int | None = None) -> Trainer:
         """Continue the run in ``out``; a new budget (replacing the old one) or text file may be given."""
         out = Path(out)
         path = check_run_dir(out, resume=True)
         rng = np.random.default_rng()                    # its state is restored from the checkpoint below
-        model, vocab, meta, arrays = load_model(path, rng=rng)
+        model, vocab, meta, arrays = load_run(path, rng=rng)
         model.train()
         try:
             tcfg = TrainConfig(**meta["train"])
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: damaged checkpoint, no training state ({e})") from None
-        if steps is not None or minutes is not None:     # a budget given on resume replaces the old one
-            tcfg.steps, tcfg.minutes = steps, minutes
+        if steps is not None or minutes is not None or epochs is not None:   # a budget given replaces the old one
+            tcfg.steps, tcfg.minutes, tcfg.epochs = steps, minutes, epochs
         if eval_every is not None:
             tcfg.eval_every = eval_every
         tcfg.validate()
@@ -267,12 +263,12 @@ class Trainer(training.Trainer):
         corpus = load_corpus(source, out)
         new = corpus.vocab
         if new != vocab:
-            raise TextError(f"{_name(source)}: vocabulary mismatch with the run in {out} "
+            raise TextError(f"{source_name(source)}: vocabulary mismatch with the run in {out} "
                             f"(run has {len(vocab)} characters, this text {len(new)}; "
                             f"differing: {''.join(sorted(set(vocab.chars) ^ set(new.chars)))!r})")
         self = cls(out, model, tcfg, source, corpus, rng, comm)
         if self.text_sha != meta.get("text_sha256") and self.comm.is_root:
-            print(f"note: {_name(source)} differs from the text this run started on; continuing on it",
+            print(f"note: {source_name(source)} differs from the text this run started on; continuing on it",
                   file=sys.stderr)
         self.restore(path, arrays, meta)
         return self
@@ -326,5 +322,6 @@ class Trainer(training.Trainer):
                                                     "source": self.source, "train": asdict(self.tcfg)})
 
 
-def _name(source: str) -> str:
+def source_name(source: str) -> str:
+    """How messages name a text source: its path, or "the bundled Shakespeare"."""
     return "the bundled Shakespeare" if source == BUNDLED else source
