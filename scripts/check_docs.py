@@ -1,7 +1,8 @@
 """Open the built documentation in headless Chromium: the index and one tutorial page must render (not
-blank) with no console errors, and no page may link outside the site. Run by ``make docs`` after the build.
+blank) with no console errors, no page may link outside the site, and on every page with equations each
+displayed equation must fit its column at 1280 px (none runs off the page). Run by ``make docs`` after the build.
 
-    python scripts/check_docs.py docs/_build/html [--screenshot PATH]
+    python scripts/check_docs.py docs/_build/html [--screenshots DIR]     # DIR: one PNG per page with equations
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ import time
 from pathlib import Path
 
 
-def main(site: str, screenshot: str | None = None) -> int:
+# For each displayed equation, how far it runs past its column (px; 0 when it fits).
+_OVERFLOW = """return Array.from(document.querySelectorAll('div.math-display')).map(d => {
+    const m = d.querySelector('math'), col = d.parentElement.getBoundingClientRect();
+    return m ? Math.max(0, m.getBoundingClientRect().right - col.right, d.scrollWidth - d.clientWidth) : 0; });"""
+
+
+def main(site: str, shots: str | None = None) -> int:
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -64,10 +71,17 @@ def main(site: str, screenshot: str | None = None) -> int:
                 failures.append(f"{page}: the executed output is missing ('gradcheck passed')")
             if page.name.startswith("02-") and not driver.find_elements("css selector", "math"):
                 failures.append(f"{page}: the equations are missing (no MathML)")
-        if screenshot:
-            driver.get(base + pages[1].relative_to(root).as_posix())
-            time.sleep(0.5)
-            driver.save_screenshot(screenshot)
+        for page in sorted(p for p in root.rglob("*.html") if "<math" in p.read_text(encoding="utf-8")):
+            if "_modules" in page.parts or "generated" in page.parts:
+                continue
+            driver.get(base + page.relative_to(root).as_posix())
+            time.sleep(0.3)
+            over = [round(v) for v in driver.execute_script(_OVERFLOW)]
+            if any(v > 1 for v in over):
+                failures.append(f"{page.relative_to(root)}: displayed equations run off their column by {over} px")
+            if shots:
+                Path(shots).mkdir(parents=True, exist_ok=True)
+                driver.save_screenshot(str(Path(shots) / (page.stem + ".png")))
     finally:
         driver.quit()
         server.shutdown()
@@ -80,5 +94,5 @@ def main(site: str, screenshot: str | None = None) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
-    shot = args[args.index("--screenshot") + 1] if "--screenshot" in args else None
-    sys.exit(main(args[0], shot))
+    shots = args[args.index("--screenshots") + 1] if "--screenshots" in args else None
+    sys.exit(main(args[0], shots))
