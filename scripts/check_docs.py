@@ -16,7 +16,6 @@ import threading
 import time
 from pathlib import Path
 
-
 # For each displayed equation, how far it runs past its column (px; 0 when it fits).
 _OVERFLOW = """return Array.from(document.querySelectorAll('div.math-display')).map(d => {
     const m = d.querySelector('math'), col = d.parentElement.getBoundingClientRect();
