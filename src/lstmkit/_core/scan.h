@@ -29,7 +29,6 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
 static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const FN(Cell) cell = FN(cells)[s->kind];
     const int T = s->T, B = s->B, H = s->H, GH = kind->gates * H, I = s->I;
     const REAL *x = kind->split ? NULL : (const REAL *)s->x;  /* split kinds come with W_ih x_t formed */
     REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
@@ -67,7 +66,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
             q.tanh_c = s->tanh_cs ? (REAL *)s->tanh_cs + o : NULL;
             q.hproj = s->hproj ? (REAL *)s->hproj + o : NULL;
             q.y = s->y ? (REAL *)s->y + t * s->y_t + b * s->y_b + p.u0 : NULL;
-            cell.forward(&q);
+            FN(cell_forward)(s->kind, &q);
         }
         lk_barrier(nth);
     }
@@ -165,7 +164,7 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
 
 /* Step t's rows of this thread's units through the kind's backward: the final-state gradients entering where
  * sequences end, then the pre-activation gradients, the bias sums and the carry. */
-static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, FN(Cell) cell, int t) {
+static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, n = k->p.n, u0 = k->p.u0;
     const REAL *hs = s->hs, *cs = s->cs;
@@ -192,7 +191,7 @@ static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, FN(Cell) cell,
         q.carry = car;
         q.dpre_x = dpre_x + og;
         q.dpre_h = dpre_h + og;
-        cell.backward(&q);
+        FN(cell_backward)(s->kind, &q);
     }
 }
 
@@ -251,12 +250,11 @@ static void FN(back_free)(FN(Back) *k) {
  * products that carry the gradient to step t − 1 and to x_t — then the epilogue. */
 static void FN(backward_job)(void *arg, int tid, int nth) {
     LkBackward *s = (LkBackward *)arg;
-    const FN(Cell) cell = FN(cells)[s->kind];
     FN(Back) k;
     const int ok = FN(back_begin)(s, tid, nth, &k);
     const long half = (long)s->B * (s->H + s->I);
     for (int t = s->T - 1; t >= 0 && ok; t--) {
-        FN(back_rows)(s, &k, cell, t);
+        FN(back_rows)(s, &k, t);
         if (s->direct) {                             /* (meets the others at the step's barrier inside) */
             FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry);
             continue;

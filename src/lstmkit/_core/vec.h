@@ -49,7 +49,7 @@ static inline V FN(select)(VI mask, V a, V b) {              /* mask ? a : b, la
 #if IS_FLOAT
 /* tanh in float32: an odd rational approximation on [-7.9053, 7.9053] (tanh is within float32's
  * rounding of ±1 beyond), max abs error 3.4e-7 against float64 tanh and relative error ~1e-7 near 0. */
-static inline V FN(tanh)(V x) {
+static inline __attribute__((always_inline)) V FN(tanh)(V x) {
     const V hi = FN(splat)(7.90531110763549805f), lo = -hi;
     V xc = FN(select)(x > hi, hi, x);
     xc = FN(select)(xc < lo, lo, xc);
@@ -70,7 +70,7 @@ static inline V FN(tanh)(V x) {
 }
 #else
 /* tanh in float64: the C library's, lane by lane (exact to an ulp; float64 is for checking, not speed). */
-static inline V FN(tanh)(V x) {
+static inline __attribute__((always_inline)) V FN(tanh)(V x) {
     REAL buf[VL] __attribute__((aligned(VBYTES)));
     *(V *)buf = x;
     for (int l = 0; l < VL; l++) buf[l] = tanh(buf[l]);
@@ -79,7 +79,7 @@ static inline V FN(tanh)(V x) {
 #endif
 
 /* σ(p) = ½ + ½·tanh(p/2): one transcendental for every gate. */
-static inline V FN(sigmoid)(V p) { return 0.5 + 0.5 * FN(tanh)(0.5 * p); }
+static inline __attribute__((always_inline)) V FN(sigmoid)(V p) { return 0.5 + 0.5 * FN(tanh)(0.5 * p); }
 
 /* ---- packed product ------------------------------------------------------------------------------ */
 
