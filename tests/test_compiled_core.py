@@ -273,6 +273,7 @@ def _planted(kind: str, name: str = "Planted", **change):
 
 @needs_core
 def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypatch):
+    import dataclasses
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     x = np.ones((2, 3, 3))
     with pytest.raises(ValueError, match=r"Planted: lstmkit's compiled core has no cell kind 'layer_norm_lstm' "
@@ -283,6 +284,12 @@ def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypat
         _planted("gru").forward(x)
     with pytest.raises(ValueError, match="kind 'lstm' has"):
         _planted("lstm", extra=(("weight_peephole", 3),)).forward(x)
+    # a kind of the right gates whose layer has other shapes (a projected state) is refused too
+    with pytest.raises(ValueError, match=r"runs W_hh of shape \(16, 4\) and the extra parameters \[\]; this layer "
+                                         r"has W_hh \(16, 2\) and \['weight_hr'\]"):
+        layer = lk.LSTM(3, 4, proj_size=2, dtype="float64")
+        layer.kernel = dataclasses.replace(layer.kernel, compiled="lstm")
+        layer.forward(x)
     # the core's own guard: an id past its table is an error, not another kind's equations
     assert compiled._load().lk_scan_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1)) == -2
     monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")            # the NumPy kernel needs no name from the core

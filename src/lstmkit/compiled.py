@@ -337,6 +337,10 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     dt = inp.dtype
     GH = w.w_ih.shape[0]
     H = GH // kind.gates
+    if w.w_hh.shape != (GH, H) or set(w.extra) != {name for name, _ in kernel.extra}:
+        raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} runs W_hh of shape {(GH, H)} "
+                         f"and the extra parameters {[n for n, _ in kernel.extra]}; this layer has W_hh "
+                         f"{w.w_hh.shape} and {sorted(w.extra)}")
     small = direct(B, H)
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
