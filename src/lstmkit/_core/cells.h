@@ -94,12 +94,16 @@ static inline ALWAYS_INLINE void FN(lstm_backward_with)(const FN(BwdRow) *q, int
         V d_o = dh * tc * (o * (1 - o));
         V dc = dh * o * (1 - tc * tc) + FN(loadn)(q->carry + j, m);                 /* dL/dc_t */
         if (peep) dc += d_o * FN(loadn)(q->extra + 2 * H + j, m);                  /* (o sees c_t) */
-        V d_i = dc * g * (i * (1 - i)), d_f = dc * c0 * (f * (1 - f));
-        FN(put_dpre)(q, 0, j, m, d_i);
-        FN(put_dpre)(q, 1, j, m, d_f);
-        FN(put_dpre)(q, 2, j, m, dc * i * (1 - g * g));
-        FN(put_dpre)(q, 3, j, m, d_o);
+        V d_i = dc * g * (i * (1 - i)), d_f = dc * c0 * (f * (1 - f)), d_g = dc * i * (1 - g * g);
+        FN(storen)(q->dpre_x + j, d_i, m);
+        FN(storen)(q->dpre_x + H + j, d_f, m);
+        FN(storen)(q->dpre_x + 2 * H + j, d_g, m);
+        FN(storen)(q->dpre_x + 3 * H + j, d_o, m);
         V dc0 = dc * f;                                                              /* dL/dc_{t-1} */
+        FN(acc)(q->db_x, j, m, d_i);
+        FN(acc)(q->db_x + H, j, m, d_f);
+        FN(acc)(q->db_x + 2 * H, j, m, d_g);
+        FN(acc)(q->db_x + 3 * H, j, m, d_o);
         if (peep) {
             FN(acc)(q->d_extra, j, m, d_i * c0);
             FN(acc)(q->d_extra + H, j, m, d_f * c0);

@@ -25,13 +25,42 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
     for (int c = 0; c < N; c++) rows[c] = ((long)(c / n) * H + u0 + c % n) * stride;
 }
 
+/* Step t's rows (units [off, off + q->n)) through the kind's forward ``step``: a constant in each case of
+ * fwd_rows' switch, which inlines this, so each kind gets a loop of its own and no row dispatches. */
+static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForward *s, FN(FwdRow) *q, int t,
+                                                                  int off, const REAL *prod, int ld,
+                                                                  void (*step)(const FN(FwdRow) *)) {
+    const int B = s->B, H = s->H, GH = lk_kinds[s->kind].gates * H;
+    REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
+    for (int b = 0; b < B; b++) {
+        const long o = ((long)t * B + b) * H + off, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
+        q->gates = gates + ((long)t * B + b) * GH + off;
+        q->prod = prod + (long)b * ld;
+        q->h_prev = hs + o;
+        q->h = hs + o1;
+        q->c_prev = cs ? cs + o : NULL;
+        q->c = cs ? cs + o1 : NULL;
+        q->tanh_c = s->tanh_cs ? (REAL *)s->tanh_cs + o : NULL;
+        q->hproj = s->hproj ? (REAL *)s->hproj + o : NULL;
+        q->y = s->y ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
+        step(q);
+    }
+}
+
+#define LK_CASE(id, name, gates, cell, split, extra) case id: FN(fwd_rows_of)(s, q, t, off, prod, ld, FN(name##_forward)); return;
+/* Step t's rows, units [off, off + q->n), through kind s->kind's forward. */
+static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, int ld) {
+    switch (s->kind) { LK_KINDS(LK_CASE) }
+}
+#undef LK_CASE
+
 /* Forward: pack this thread's columns of W_hh^T (gate block k, unit u: row k·H + u) and of W_ih, then step. */
 static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int T = s->T, B = s->B, H = s->H, GH = kind->gates * H, I = s->I;
+    const int T = s->T, B = s->B, H = s->H, I = s->I;
     const REAL *x = kind->split ? NULL : (const REAL *)s->x;  /* split kinds come with W_ih x_t formed */
-    REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
+    const REAL *hs = s->hs;
     const int direct = s->direct && s->wk == 1;      /* W_hh row-major: matrix-vector steps, no packing */
     FN(Slice) p = FN(slice)(H, tid, nth, kind->gates, direct ? 0 : H, B);
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
@@ -55,19 +84,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
         if (p.n && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
         else if (p.n) FN(gemm)(B, p.Npad, H, h_prev, H, p.packed, p.prod, p.Npad, 0);
         if (p.n && x) FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, p.prod, p.Npad, 1);
-        for (int b = 0; b < B && p.n; b++) {
-            const long o = ((long)t * B + b) * H + p.u0, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
-            q.gates = gates + ((long)t * B + b) * GH + p.u0;
-            q.prod = p.prod + (long)b * p.Npad;
-            q.h_prev = hs + o;
-            q.h = hs + o1;
-            q.c_prev = cs ? cs + o : NULL;
-            q.c = cs ? cs + o1 : NULL;
-            q.tanh_c = s->tanh_cs ? (REAL *)s->tanh_cs + o : NULL;
-            q.hproj = s->hproj ? (REAL *)s->hproj + o : NULL;
-            q.y = s->y ? (REAL *)s->y + t * s->y_t + b * s->y_b + p.u0 : NULL;
-            FN(cell_forward)(s->kind, &q);
-        }
+        if (p.n) FN(fwd_rows)(s, &q, t, p.u0, p.prod, p.Npad);
         lk_barrier(nth);
     }
     fence();                                         /* the streamed gates are in memory for the backward */
