@@ -178,16 +178,3 @@ static void FN(rnn_relu_backward)(const FN(BwdRow) *q) { FN(rnn_backward)(q, 1);
 
 #undef LANES
 #undef ALWAYS_INLINE
-
-/* A row through kind ``kind``'s step: a switch over LK_KINDS (each case a direct call the compiler can inline into
- * the scan's loop, where a table of function pointers measured ~2 % slower at LSTM 32,50,64,128). */
-#define LK_CASE(id, name, gates, cell, split, extra) case id: FN(name##_forward)(q); return;
-static inline void FN(cell_forward)(int kind, const FN(FwdRow) *q) {
-    switch (kind) { LK_KINDS(LK_CASE) }
-}
-#undef LK_CASE
-#define LK_CASE(id, name, gates, cell, split, extra) case id: FN(name##_backward)(q); return;
-static inline void FN(cell_backward)(int kind, const FN(BwdRow) *q) {
-    switch (kind) { LK_KINDS(LK_CASE) }
-}
-#undef LK_CASE

@@ -47,7 +47,8 @@ static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForwar
     }
 }
 
-#define LK_CASE(id, name, gates, cell, split, extra) case id: FN(fwd_rows_of)(s, q, t, off, prod, ld, FN(name##_forward)); return;
+#define LK_CASE(id, name, gates, cell, split, extra)                                                             \
+    case id: FN(fwd_rows_of)(s, q, t, off, prod, ld, FN(name##_forward)); return;
 /* Step t's rows, units [off, off + q->n), through kind s->kind's forward. */
 static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, int ld) {
     switch (s->kind) { LK_KINDS(LK_CASE) }
@@ -181,7 +182,8 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
 
 /* Step t's rows of this thread's units through the kind's backward: the final-state gradients entering where
  * sequences end, then the pre-activation gradients, the bias sums and the carry. */
-static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
+static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackward *s, const FN(Back) *k, int t,
+                                                                   void (*step)(const FN(BwdRow) *)) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, n = k->p.n, u0 = k->p.u0;
     const REAL *hs = s->hs, *cs = s->cs;
@@ -208,9 +210,17 @@ static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
         q.carry = car;
         q.dpre_x = dpre_x + og;
         q.dpre_h = dpre_h + og;
-        FN(cell_backward)(s->kind, &q);
+        step(&q);
     }
 }
+
+#define LK_CASE(id, name, gates, cell, split, extra)                                                             \
+    case id: FN(back_rows_of)(s, k, t, FN(name##_backward)); return;
+/* Step t's rows through kind s->kind's backward: a loop of its own for each kind, as fwd_rows. */
+static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
+    switch (s->kind) { LK_KINDS(LK_CASE) }
+}
+#undef LK_CASE
 
 /* After step t's barrier, on the packed weights: this thread's columns of dx_t = dpre_x,t · W_ih, and dL/dh_{t-1}
  * of its units = dpre_h,t · W_hh (plus the carry of kinds without a cell). */
