@@ -43,7 +43,9 @@ static inline void FN(put_h)(const FN(FwdRow) *q, int j, int m, V h) {
 }
 
 /* Gate block k's activation, streamed past the caches: only the backward reads it, long after. */
-static inline void FN(put_gate)(const FN(FwdRow) *q, int k, int j, int m, V v) { FN(stream)(q->gates + k * q->H + j, v, m); }
+static inline void FN(put_gate)(const FN(FwdRow) *q, int k, int j, int m, V v) {
+    FN(stream)(q->gates + k * q->H + j, v, m);
+}
 
 static inline void FN(acc)(REAL *sum, int j, int m, V v) { FN(storen)(sum + j, FN(loadn)(sum + j, m) + v, m); }
 

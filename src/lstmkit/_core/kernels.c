@@ -112,7 +112,8 @@ static job pick(int which, int f64) {
     return generic[which][f64];
 }
 
-/* Forward scan (LkForward, core.h). Returns the threads used, -1 when out of memory, -2 for a kind not in LK_KINDS. */
+/* Forward scan (LkForward, core.h). Returns the threads used, -1 when out of memory, -2 for a kind not in
+ * LK_KINDS. */
 int lk_scan_forward(LkForward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
@@ -120,7 +121,8 @@ int lk_scan_forward(LkForward *s) {
     return s->failed ? -1 : used;
 }
 
-/* Backward scan (LkBackward, core.h). Returns the threads used, -1 when out of memory, -2 for a kind not in LK_KINDS. */
+/* Backward scan (LkBackward, core.h). Returns the threads used, -1 when out of memory, -2 for a kind not in
+ * LK_KINDS. */
 int lk_scan_backward(LkBackward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;

@@ -238,7 +238,8 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     FN(gemm)(B, k->p.Npad, GH, dpre_h + (long)t * B * GH, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
     for (int b = 0; b < B; b++)
         for (int j = 0; j < n; j++)
-            k->dh_rec[(long)b * n + j] = k->p.prod[(long)b * k->p.Npad + j] + (kind->cell ? 0 : k->carry[(long)b * n + j]);
+            k->dh_rec[(long)b * n + j] =
+                k->p.prod[(long)b * k->p.Npad + j] + (kind->cell ? 0 : k->carry[(long)b * n + j]);
 }
 
 /* The backward's epilogue: this thread's units of dh_0, dc_0, the bias sums and the extra parameters' gradient. */
