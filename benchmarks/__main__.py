@@ -1,9 +1,11 @@
-"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [data] [--minutes M] [--json PATH]``:
-lstmkit vs PyTorch, and lstmkit's data path on data bigger than memory (``data``, lstmkit alone).
+"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [order] [data] [--minutes M] [--json PATH]``:
+lstmkit vs PyTorch; lstmkit's speed in either import order (``order``) and its data path on data bigger than memory
+(``data``), lstmkit alone.
 
 With no suite named, runs ``recurrent``, ``conv``, ``ctc``, ``tree``, the CNN+LSTM training step (``video``) and
 the char-LM training-step speed. lstmkit's rows time its default kernels (the compiled core where it was
-built) and, in the same process, its NumPy reference kernels. Each
+built) and, in the same process, its NumPy reference kernels; its process imports NumPy first, as a user's script
+does (``--lstmkit-first``: the CLI's order). Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
@@ -21,15 +23,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, conv, ctc, data, recurrent, tree, video
+from . import charlm, conv, ctc, data, order, recurrent, tree, video
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 # glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
-SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm", "data")
-PEERLESS = ("data",)                     # lstmkit alone, run from this process
+SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm", "order", "data")
+PEERLESS = ("order", "data")             # lstmkit alone, run from this process
 TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float32"),
           "conv": (conv, "Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)"),
           "ctc": (ctc, "CTC loss, forward + backward from logits, float32"),
@@ -39,8 +41,10 @@ TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float3
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
-def run_worker(lib: str, suites: list[str], threads: int, repeat: int, native_blas: bool = False) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), **MALLOC}
+def run_worker(lib: str, suites: list[str], threads: int, repeat: int, native_blas: bool = False,
+               lstmkit_first: bool = False) -> dict[str, Any]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), **MALLOC,
+           "LSTMKIT_BENCH_ORDER": "lstmkit-first" if lstmkit_first else "numpy-first"}
     if native_blas:          # let OpenBLAS pick its kernel for this CPU instead of the one the environment forces
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
             env.pop(k, None)
@@ -81,6 +85,8 @@ def main(argv: list[str]) -> int:
     p.add_argument("--native-blas", action="store_true", help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the "
                    "lstmkit process, so that OpenBLAS runs the kernel it would choose for this CPU (some machines "
                    "force an older one, e.g. Haswell on AVX-512 CPUs, to work around old OpenBLAS bugs)")
+    p.add_argument("--lstmkit-first", action="store_true", help="import lstmkit before NumPy in lstmkit's process "
+                   "(as the CLI does); by default NumPy comes first, as in a user's script")
     args = p.parse_args(argv)
     unknown = set(args.suites) - set(SUITES)
     if unknown:
@@ -90,7 +96,7 @@ def main(argv: list[str]) -> int:
     runs: dict[str, list[dict[str, Any]]] = {"lstmkit": [], "torch": []}
     for _ in range(args.rounds):             # alternate the libraries, so a noisy minute does not hit only one
         runs["lstmkit"].append(run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat),
-                                          args.native_blas))
+                                          args.native_blas, args.lstmkit_first))
         runs["torch"].append(run_worker("torch", speed_suites, args.threads, max(5, args.repeat)))
     ours, theirs = quietest(runs["lstmkit"]), quietest(runs["torch"])
     machine = {"cpu": cpu_model(), "simd": simd_level(), "cores": os.cpu_count(), "threads": args.threads,
@@ -100,7 +106,7 @@ def main(argv: list[str]) -> int:
                "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1)}
     print(f"CPU: {machine['cpu']} ({machine['simd']}, {machine['cores']} cores); {args.threads} threads each")
     print(f"lstmkit side: {machine['lstmkit']}; float32 GEMM {machine['numpy_gemm_gflops']} GFLOP/s")
-    print(f"lstmkit kernels: {ours['kernels']}")
+    print(f"lstmkit kernels: {ours['kernels']}; imported {'before' if args.lstmkit_first else 'after'} NumPy")
     print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "
           f"{machine['torch_gemm_gflops']} GFLOP/s")
     print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}"
@@ -119,6 +125,9 @@ def main(argv: list[str]) -> int:
         tables["charlm_quality"] = charlm.quality(args.minutes)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
                     tables["charlm_quality"])
+    if "order" in suites:
+        tables["order"] = order.run()
+        print_table("A README-style fit, NumPy imported first vs lstmkit first (lstmkit alone)", tables["order"])
     if "data" in suites:
         found = data.run()
         tables["data_streaming"], tables["data_memory"] = found["streaming"], found["memory"]

@@ -140,6 +140,7 @@ def active() -> bool:
 
 
 _threads: int | None = None
+_blas_n: int | None = None           # NumPy's BLAS threads, read once
 _held = threading.local()
 
 
@@ -157,11 +158,12 @@ def threads_held(n: int) -> Iterator[None]:
 def threads() -> int:
     """Threads a scan uses: the cores this process may run on, shared among the MPI ranks on this machine.
 
-    One when OpenBLAS runs several threads whose idle spinning was not turned off (NumPy was imported
-    before lstmkit, see ``lstmkit._blas``): a spinning BLAS thread would take the second core mid-scan,
-    and one thread measured faster then.
+    One when OpenBLAS runs several threads whose idle spinning was not turned off (NumPy was imported before
+    lstmkit, see ``lstmkit._blas``) and BLAS is not held to one thread (``parallel.blas_held``: lstmkit's training
+    loop and recurrent layers hold it): a spinning BLAS thread would take the second core mid-scan, and one thread
+    measured faster then.
     """
-    global _threads
+    global _threads, _blas_n
     held = getattr(_held, "n", None)
     if held is not None:
         return held
@@ -172,10 +174,19 @@ def threads() -> int:
             if local.isdigit() and int(local) > 0:
                 n = max(1, n // int(local))
                 break
-        if not _blas.IDLE_SLEEPS and _blas_threads() > 1:
-            n = 1
         _threads = max(1, n)
+    if not _blas.IDLE_SLEEPS and not parallel.blas_is_held():
+        if _blas_n is None:
+            _blas_n = _blas_threads()
+        if _blas_n > 1:
+            return 1
     return _threads
+
+
+def holding_blas() -> contextlib.AbstractContextManager[None]:
+    """``parallel.blas_held()`` while the compiled core is active, else nothing (the NumPy kernels' per-step
+    products want BLAS's threads): what lstmkit's training loop and batched predictions run inside."""
+    return parallel.blas_held() if active() else contextlib.nullcontext()
 
 
 def _blas_libraries() -> list[dict[str, Any]]:
@@ -193,7 +204,8 @@ def blas_description() -> str:
     libs = "; ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} "
                      "threads)" for i in _blas_libraries()) or "none found"
     idle = (f"idle threads sleep (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')})"
-            if _blas.IDLE_SLEEPS else "idle threads spin (NumPy was loaded before lstmkit)")
+            if _blas.IDLE_SLEEPS else "idle threads spin (NumPy was loaded before lstmkit), so lstmkit holds BLAS to "
+            "one thread while it trains, predicts or runs a compiled scan")
     return f"{libs}; {idle}"
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import checkpoint, modelfile
+from . import checkpoint, compiled, modelfile
 from .ctc import CTCLoss
 from .data.dataset import ArrayDataset, Prefetcher, unpack
 from .distributed import Comm, shard, world
@@ -93,11 +93,12 @@ def _scan(model: Layer, data: Any, batches: list[np.ndarray], what: str, each: C
     model.eval()
     outs = []
     try:
-        for k, idx in enumerate(batches):
-            x, y, lengths = _batch(model, data, idx, what, loader)
-            if loader is not None and k + 1 < len(batches):
-                loader.ask(batches[k + 1])               # read the next batch while this one computes
-            outs.append(each(_forward(model, x, lengths), y, lengths))
+        with compiled.holding_blas():
+            for k, idx in enumerate(batches):
+                x, y, lengths = _batch(model, data, idx, what, loader)
+                if loader is not None and k + 1 < len(batches):
+                    loader.ask(batches[k + 1])           # read the next batch while this one computes
+                outs.append(each(_forward(model, x, lengths), y, lengths))
     finally:
         model.train(was)
         if loader is not None:

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from . import _blas
+
 R = TypeVar("R")
 _pool: ThreadPoolExecutor | None = None
 _controller: Any = None
@@ -40,6 +42,32 @@ def blas_threads(n: int) -> Iterator[None]:
         _controller = ThreadpoolController()
     with _controller.limit(limits=n, user_api="blas"):
         yield
+
+
+_holds = 0
+
+
+def blas_is_held() -> bool:
+    """Whether a ``blas_held`` block is running (BLAS is on one thread there)."""
+    return _holds > 0
+
+
+@contextlib.contextmanager
+def blas_held() -> Iterator[None]:
+    """Inside the block (lstmkit's training loop, a recurrent layer's pass), NumPy's BLAS runs on one thread when its
+    idle threads would spin: NumPy was imported before lstmkit, so OpenBLAS's threads spin for ~0.1 s after each
+    multi-threaded product (``lstmkit._blas``) and take the core a compiled scan runs on. With BLAS on one thread none
+    wakes, and the compiled scans keep every core (``compiled.threads``). Elsewhere, and when nested, a no-op."""
+    global _holds
+    outer = not _blas.IDLE_SLEEPS and _holds == 0
+    with blas_threads(1) if outer else contextlib.nullcontext():
+        with _lock:
+            _holds += 1
+        try:
+            yield
+        finally:
+            with _lock:
+                _holds -= 1
 
 
 def side_by_side(first: Callable[[], R], second: Callable[[], R]) -> tuple[R, R]:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import checkpoint, modelfile
+from . import checkpoint, compiled, modelfile
 from .distributed import Comm, GradSync
 from .history import History
 from .layers.base import Layer
@@ -319,7 +319,8 @@ class Trainer:
         checkpoint kept. The run folder's lock is given up at the end.
         """
         try:
-            return self._fit(progress, log_every, on_step)
+            with compiled.holding_blas():               # NumPy's BLAS on one thread: the core's scans keep the cores
+                return self._fit(progress, log_every, on_step)
         finally:
             if self.out is not None:
                 release_run(self.out)

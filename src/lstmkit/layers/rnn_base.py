@@ -28,6 +28,7 @@ here, once:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -288,9 +289,10 @@ class _RNNBase(Layer):
         if D == 1 and mask is None and self.return_sequences is not False and core:
             y_out = np.empty((B, T, H), self.dtype)
         rec = StackRecord([], B, T, rev, mask, last, core)
-        for k in range(self.num_layers):
-            y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
-            inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
+        with parallel.blas_held() if core else contextlib.nullcontext():     # (see compiled.threads)
+            for k in range(self.num_layers):
+                y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
+                inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
         self._record = rec
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         state_out = (h_n, c_n) if self._has_cell else h_n
@@ -390,8 +392,9 @@ class _RNNBase(Layer):
         # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
         dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and record.core else None
 
-        for k in range(self.num_layers - 1, -1, -1):
-            dout = self._layer_backward(record, k, dout, (dh_n, dc_n), (dh0, dc0), dx_out)
+        with parallel.blas_held() if record.core else contextlib.nullcontext():
+            for k in range(self.num_layers - 1, -1, -1):
+                dout = self._layer_backward(record, k, dout, (dh_n, dc_n), (dh0, dc0), dx_out)
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
         return np.ascontiguousarray(dout.transpose(1, 0, 2))
 
