@@ -41,11 +41,19 @@ TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float3
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
+# An AVX2 machine's code on this one, fairly on both sides: lstmkit's core at AVX2 with OpenBLAS's Haswell kernel, and
+# PyTorch's ATen, oneDNN and MKL at AVX2.
+EMULATE = {"avx2": {"lstmkit": {"LSTMKIT_SIMD": "avx2", "OPENBLAS_CORETYPE": "Haswell"},
+                    "torch": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                              "MKL_ENABLE_INSTRUCTIONS": "AVX2"}}}
+
+
 def run_worker(lib: str, suites: list[str], threads: int, repeat: int, native_blas: bool = False,
-               lstmkit_first: bool = False) -> dict[str, Any]:
+               lstmkit_first: bool = False, emulate: str | None = None) -> dict[str, Any]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads), **MALLOC,
-           "LSTMKIT_BENCH_ORDER": "lstmkit-first" if lstmkit_first else "numpy-first"}
-    if native_blas:          # let OpenBLAS pick its kernel for this CPU instead of the one the environment forces
+           "LSTMKIT_BENCH_ORDER": "lstmkit-first" if lstmkit_first else "numpy-first",
+           **(EMULATE[emulate][lib] if emulate else {})}
+    if native_blas and not emulate:   # let OpenBLAS pick its kernel for this CPU, not the one the environment forces
         for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
             env.pop(k, None)
     if lib == "torch":       # unpinned OpenMP threads on these VMs can run several-fold slow
@@ -85,6 +93,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--native-blas", action="store_true", help="unset OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE for the "
                    "lstmkit process, so that OpenBLAS runs the kernel it would choose for this CPU (some machines "
                    "force an older one, e.g. Haswell on AVX-512 CPUs, to work around old OpenBLAS bugs)")
+    p.add_argument("--emulate", choices=sorted(EMULATE), help="time another machine's code here, both sides alike: "
+                   "avx2 = lstmkit's core at AVX2 with OpenBLAS's Haswell kernel, PyTorch with "
+                   "ATEN_CPU_CAPABILITY=avx2, ONEDNN_MAX_CPU_ISA=AVX2 and MKL_ENABLE_INSTRUCTIONS=AVX2")
     p.add_argument("--lstmkit-first", action="store_true", help="import lstmkit before NumPy in lstmkit's process "
                    "(as the CLI does); by default NumPy comes first, as in a user's script")
     args = p.parse_args(argv)
@@ -96,15 +107,19 @@ def main(argv: list[str]) -> int:
     runs: dict[str, list[dict[str, Any]]] = {"lstmkit": [], "torch": []}
     for _ in range(args.rounds):             # alternate the libraries, so a noisy minute does not hit only one
         runs["lstmkit"].append(run_worker("lstmkit", speed_suites, args.threads, max(5, args.repeat),
-                                          args.native_blas, args.lstmkit_first))
-        runs["torch"].append(run_worker("torch", speed_suites, args.threads, max(5, args.repeat)))
+                                          args.native_blas, args.lstmkit_first, args.emulate))
+        runs["torch"].append(run_worker("torch", speed_suites, args.threads, max(5, args.repeat),
+                                        emulate=args.emulate))
     ours, theirs = quietest(runs["lstmkit"]), quietest(runs["torch"])
     machine = {"cpu": cpu_model(), "simd": simd_level(), "cores": os.cpu_count(), "threads": args.threads,
-               "native_blas": args.native_blas,
+               "native_blas": args.native_blas, "emulate": args.emulate, "lstmkit_first": args.lstmkit_first,
                "thread_env": thread_env(), "lstmkit": ours["library"], "kernels": ours["kernels"],
                "torch": theirs["library"],
                "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1)}
     print(f"CPU: {machine['cpu']} ({machine['simd']}, {machine['cores']} cores); {args.threads} threads each")
+    if args.emulate:
+        print(f"emulating {args.emulate}: lstmkit {EMULATE[args.emulate]['lstmkit']}, PyTorch "
+              f"{EMULATE[args.emulate]['torch']}")
     print(f"lstmkit side: {machine['lstmkit']}; float32 GEMM {machine['numpy_gemm_gflops']} GFLOP/s")
     print(f"lstmkit kernels: {ours['kernels']}; imported {'before' if args.lstmkit_first else 'after'} NumPy")
     print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "

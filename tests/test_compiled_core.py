@@ -305,3 +305,19 @@ def test_the_core_names_its_kinds_and_each_python_kind_is_one_of_them():
     assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm"]
     for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE):
         assert compiled.kind_of(kernel).gates == kernel.gates
+
+
+@needs_core
+def test_lstmkit_simd_picks_the_path_for_the_whole_process():
+    """LSTMKIT_SIMD=avx2 runs an AVX2 machine's code here (make bench --emulate avx2); a bad name: one line, exit 2."""
+    code = ("import lstmkit as lk; c = lk.compiled; "
+            "print(c.simd(), c.set_simd('generic'), c.set_simd(None))")
+    for name in ("generic", "avx2"):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "LSTMKIT_SIMD": name})
+        want = compiled.SIMD[min(compiled.SIMD.index(name), compiled.SIMD.index(compiled.set_simd(None)))]
+        assert r.stdout.split() == [want, "generic", want], r.stderr     # None goes back to LSTMKIT_SIMD's path
+    r = subprocess.run([sys.executable, "-m", "lstmkit.cli", "info"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "LSTMKIT_SIMD": "avx9"})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "LSTMKIT_SIMD must be one of generic, avx2, avx512" \
+        in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -37,6 +37,7 @@ _why = ""
 _loaded = False
 _kinds: dict[str, Kind] | None = None
 _P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
+SIMD = ("generic", "avx2", "avx512")                       # the core's SIMD paths, lowest first
 
 
 class Forward(ctypes.Structure):
@@ -125,8 +126,27 @@ def _load() -> Any:
     lib.lk_kind.restype = ctypes.POINTER(_KindInfo)
     lib.lk_kind.argtypes = [_I]
     lib.lk_set_simd.argtypes = [_I]
+    try:
+        wanted = _env_simd()
+    except SimdError as e:
+        _why = str(e)
+        raise
+    lib.lk_set_simd(-1 if wanted is None else SIMD.index(wanted))
     _lib = lib
     return lib
+
+
+class SimdError(ValueError):
+    """LSTMKIT_SIMD names no SIMD path of the core."""
+
+
+def _env_simd() -> str | None:
+    """LSTMKIT_SIMD, the SIMD path asked for (to time another machine's code here), or None; a name that is not a
+    path raises SimdError."""
+    name = os.environ.get("LSTMKIT_SIMD", "").strip().lower()
+    if name and name not in SIMD:
+        raise SimdError(f"LSTMKIT_SIMD must be one of {', '.join(SIMD)} (or unset for the CPU's best), got {name!r}")
+    return name or None
 
 
 def available() -> bool:
@@ -209,7 +229,6 @@ def blas_description() -> str:
     return f"{libs}; {idle}"
 
 
-SIMD = ("generic", "avx2", "avx512")
 
 
 def simd() -> str:
@@ -219,12 +238,14 @@ def simd() -> str:
 
 
 def set_simd(name: str | None) -> str:
-    """Force a SIMD path no higher than the CPU's best (``None``: the best again); returns the one in use."""
+    """Force a SIMD path no higher than the CPU's best (``None``: the default again, LSTMKIT_SIMD's or the CPU's
+    best); returns the one in use."""
     lib = _load()
     if lib is None:
         raise RuntimeError(f"lstmkit's compiled core is {_why}")
     if name is not None and name not in SIMD:
         raise ValueError(f"set_simd: expected one of {SIMD} or None, got {name!r}")
+    name = name or _env_simd()
     return SIMD[lib.lk_set_simd(-1 if name is None else SIMD.index(name))]
 
 

@@ -23,6 +23,7 @@ import sys
 import warnings
 
 from ..checkpoint import CheckpointError
+from ..compiled import SimdError
 from ..data.strips import StripError
 from ..data.text import TextError
 from ..data.trees import TreeError
@@ -36,7 +37,8 @@ from .common import fail
 
 APPS = {"charlm": charlm, "video": video, "ctc": ctc, "tree": tree, "model": model, "info": info}
 # What bad input raises, anywhere below: one line on stderr and exit 2, never a traceback.
-BAD_INPUT = (TextError, CheckpointError, RunError, VideoError, StripError, TreeError, InspectError, DistributedError)
+BAD_INPUT = (TextError, CheckpointError, RunError, VideoError, StripError, TreeError, InspectError, DistributedError,
+             SimdError)
 
 
 def parser() -> argparse.ArgumentParser:
