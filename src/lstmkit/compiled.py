@@ -197,36 +197,19 @@ def threads() -> int:
         _threads = max(1, n)
     if not _blas.IDLE_SLEEPS and not parallel.blas_is_held():
         if _blas_n is None:
-            _blas_n = _blas_threads()
+            _blas_n = _blas.threads()
         if _blas_n > 1:
             return 1
     return _threads
+
+
+blas_description = _blas.description                     # for `lstmkit info` and the benchmarks
 
 
 def holding_blas() -> contextlib.AbstractContextManager[None]:
     """``parallel.blas_held()`` while the compiled core is active, else nothing (the NumPy kernels' per-step
     products want BLAS's threads): what lstmkit's training loop and batched predictions run inside."""
     return parallel.blas_held() if active() else contextlib.nullcontext()
-
-
-def _blas_libraries() -> list[dict[str, Any]]:
-    from threadpoolctl import threadpool_info
-    return [i for i in threadpool_info() if i["user_api"] == "blas"]
-
-
-def _blas_threads() -> int:
-    return max((i["num_threads"] for i in _blas_libraries()), default=1)
-
-
-def blas_description() -> str:
-    """NumPy's BLAS as the benchmarks and ``lstmkit info`` print it: library, version, kernel, threads, and
-    whether its idle threads sleep (see ``lstmkit._blas``)."""
-    libs = "; ".join(f"{i['internal_api']} {i.get('version')} ({i.get('architecture')} kernel, {i['num_threads']} "
-                     "threads)" for i in _blas_libraries()) or "none found"
-    idle = (f"idle threads sleep (OPENBLAS_THREAD_TIMEOUT={os.environ.get('OPENBLAS_THREAD_TIMEOUT', '')})"
-            if _blas.IDLE_SLEEPS else "idle threads spin (NumPy was loaded before lstmkit), so lstmkit holds BLAS to "
-            "one thread while it trains, predicts or runs a compiled scan")
-    return f"{libs}; {idle}"
 
 
 
