@@ -344,9 +344,9 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
                  ws: Workspace, y: np.ndarray | None = None) -> ScanRecord:
     """One layer and direction forward on the core: inp (T, B, I), h0 and c0 (B, H) -> the kernel's record.
 
-    W_ih x_t is formed inside the scan, step by step, where the kind adds its x and h sides (not for split kinds,
-    nor for small batches, ``direct``, where one GEMM before the scan measured faster); the scan adds the biases as
-    it goes. With ``y`` (T, B, H) (a time-major view of the layer's (B, T, H) output) h_1..h_T are written there too.
+    W_ih x_t is formed inside the scan, step by step (kept apart from W_hh h for split kinds), except for small
+    batches (``direct``), where one GEMM before the scan measured faster; the scan adds the biases as it goes.
+    With ``y`` (T, B, H) (a time-major view of the layer's (B, T, H) output) h_1..h_T are written there too.
     """
     kind = kind_of(kernel)
     T, B, _ = inp.shape
@@ -360,7 +360,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     small = direct(B, H)
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
-    fused = not kind.split and not small
+    fused = not small
     x = np.ascontiguousarray(inp, dt) if fused else None
     if not fused:
         np.matmul(inp.reshape(T * B, -1), w_ih.T, out=gates.reshape(T * B, GH))

@@ -9,6 +9,7 @@ typedef struct {
     int x_in;                /* 1: gates holds W_ih x_t (else the product already has it) */
     REAL *gates;             /* + u0; gate block k at gates + k·H: the pre-activations' x side in, activations out */
     const REAL *prod;        /* this thread's product row: block k's W_hh h (+ W_ih x_t) at prod + k·n */
+    const REAL *prod_x;      /* split kinds given x: W_ih x_t kept apart (block k at prod_x + k·n), else NULL */
     const REAL *bias;        /* + u0, blocks H apart: the biases the pre-activations still lack */
     const REAL *b_loop;      /* + u0: split kinds' h-side bias of the split gate (GRU's b_hn), or NULL */
     const REAL *extra;       /* + u0, rows H apart: the kind's own parameters, or NULL */
@@ -35,6 +36,11 @@ typedef struct {
 static inline V FN(pre)(const FN(FwdRow) *q, int k, int j, int m) {
     V b = FN(loadn)(q->bias + k * q->H + j, m);
     return (q->x_in ? FN(loadn)(q->gates + k * q->H + j, m) + b : b) + FN(loadn)(q->prod + k * q->n + j, m);
+}
+
+/* Split kinds: gate block k's x side W_ih x_t, formed by the scan (prod_x) or by the caller (in gates). */
+static inline V FN(x_side)(const FN(FwdRow) *q, int k, int j, int m) {
+    return q->prod_x ? FN(loadn)(q->prod_x + k * q->n + j, m) : FN(loadn)(q->gates + k * q->H + j, m);
 }
 
 static inline void FN(put_h)(const FN(FwdRow) *q, int j, int m, V h) {
@@ -125,10 +131,12 @@ static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_w
 
 static void FN(gru_forward)(const FN(FwdRow) *q) {
     LANES(q) {
-        V r = FN(sigmoid)(FN(pre)(q, 0, j, m)), z = FN(sigmoid)(FN(pre)(q, 1, j, m));
+        V r = FN(sigmoid)(FN(x_side)(q, 0, j, m) + FN(loadn)(q->bias + j, m) + FN(loadn)(q->prod + j, m));
+        V z = FN(sigmoid)(FN(x_side)(q, 1, j, m) + FN(loadn)(q->bias + q->H + j, m) +
+                          FN(loadn)(q->prod + q->n + j, m));
         V hn = FN(loadn)(q->prod + 2 * q->n + j, m);                               /* W_hn h + b_hn */
         if (q->b_loop) hn += FN(loadn)(q->b_loop + j, m);
-        V x_n = FN(loadn)(q->gates + 2 * q->H + j, m) + FN(loadn)(q->bias + 2 * q->H + j, m);
+        V x_n = FN(x_side)(q, 2, j, m) + FN(loadn)(q->bias + 2 * q->H + j, m);
         V n = FN(tanh)(x_n + r * hn), hp = FN(loadn)(q->h_prev + j, m);
         FN(put_gate)(q, 0, j, m, r); FN(put_gate)(q, 1, j, m, z); FN(put_gate)(q, 2, j, m, n);
         FN(stream)(q->hproj + j, hn, m);

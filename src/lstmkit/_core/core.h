@@ -11,7 +11,7 @@
  * (Kernel.compiled); gates: gate blocks in the weights; cell: 1 when the kind keeps a cell state c (the backward
  * carries dL/dc between steps), else that carry is a part of dL/dh_{t-1} the kind adds itself (GRU: dh ⊙ z);
  * split: 1 when the x- and h-side pre-activations enter apart (GRU's n gate: W_in x_t + r ⊙ (W_hn h + b_hn)), so
- * their gradients differ, b_hn stays inside the scan and W_ih x_t is formed before it; extra rows: the kind's
+ * their gradients differ, b_hn stays inside the scan and W_ih x_t is kept apart from W_hh h; extra rows: the kind's
  * own per-unit parameters, (rows, H). Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
  * FN(<name>_backward); a new kind is its two functions and one line here. */
 #define LK_KINDS(X)                                                                                               \

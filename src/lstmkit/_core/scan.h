@@ -28,14 +28,15 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
 /* Step t's rows (units [off, off + q->n)) through the kind's forward ``step``: a constant in each case of
  * fwd_rows' switch, which inlines this, so each kind gets a loop of its own and no row dispatches. */
 static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForward *s, FN(FwdRow) *q, int t,
-                                                                  int off, const REAL *prod, int ld,
-                                                                  void (*step)(const FN(FwdRow) *)) {
+                                                                  int off, const REAL *prod, const REAL *prod_x,
+                                                                  int ld, void (*step)(const FN(FwdRow) *)) {
     const int B = s->B, H = s->H, GH = lk_kinds[s->kind].gates * H;
     REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
     for (int b = 0; b < B; b++) {
         const long o = ((long)t * B + b) * H + off, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
         q->gates = gates + ((long)t * B + b) * GH + off;
         q->prod = prod + (long)b * ld;
+        q->prod_x = prod_x ? prod_x + (long)b * ld : NULL;
         q->h_prev = hs + o;
         q->h = hs + o1;
         q->c_prev = cs ? cs + o : NULL;
@@ -48,9 +49,10 @@ static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForwar
 }
 
 #define LK_CASE(id, name, gates, cell, split, extra)                                                             \
-    case id: FN(fwd_rows_of)(s, q, t, off, prod, ld, FN(name##_forward)); return;
+    case id: FN(fwd_rows_of)(s, q, t, off, prod, prod_x, ld, FN(name##_forward)); return;
 /* Step t's rows, units [off, off + q->n), through kind s->kind's forward. */
-static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, int ld) {
+static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, const REAL *prod_x,
+                         int ld) {
     switch (s->kind) { LK_KINDS(LK_CASE) }
 }
 #undef LK_CASE
@@ -60,13 +62,14 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int T = s->T, B = s->B, H = s->H, I = s->I;
-    const REAL *x = kind->split ? NULL : (const REAL *)s->x;  /* split kinds come with W_ih x_t formed */
+    const REAL *x = s->x;                            /* given: W_ih x_t is formed here (apart, for split kinds) */
     const REAL *hs = s->hs;
     const int direct = s->direct && s->wk == 1;      /* W_hh row-major: matrix-vector steps, no packing */
     FN(Slice) p = FN(slice)(H, tid, nth, kind->gates, direct ? 0 : H, B);
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
+    REAL *prod_x = x && kind->split ? FN(alloc)((long)B * p.Npad) : NULL;
     long *rows = malloc(sizeof(long) * (size_t)(p.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
-    if (!p.ok || (x && !packed_x) || !rows || !rows_x) s->failed = 1;
+    if (!p.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x) s->failed = 1;
     lk_barrier(nth);                                 /* all threads know whether memory was found */
     const int ok = !s->failed;
     if (ok) {
@@ -84,14 +87,16 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
         const REAL *h_prev = hs + (long)t * B * H;
         if (p.n && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
         else if (p.n) FN(gemm)(B, p.Npad, H, h_prev, H, p.packed, p.prod, p.Npad, 0);
-        if (p.n && x) FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, p.prod, p.Npad, 1);
-        if (p.n) FN(fwd_rows)(s, &q, t, p.u0, p.prod, p.Npad);
+        if (p.n && x)                                /* added to the h side's, or apart (split kinds) */
+            FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad, !prod_x);
+        if (p.n) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad);
         lk_barrier(nth);
     }
     fence();                                         /* the streamed gates are in memory for the backward */
     free(rows);
     free(rows_x);
     free(packed_x);
+    free(prod_x);
     FN(unslice)(&p);
 }
 
