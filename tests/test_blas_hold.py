@@ -16,8 +16,7 @@ from threadpoolctl import threadpool_info
 import lstmkit as lk
 from lstmkit import _blas, compiled, parallel
 
-needs_core = pytest.mark.skipif(not compiled.available() and not os.environ.get("CI"),
-                                reason="the compiled core was not built here (no C compiler); CI builds it")
+from .conftest import needs_core
 
 
 def blas_threads() -> int:

@@ -19,12 +19,10 @@ import pytest
 import lstmkit as lk
 from lstmkit import compiled
 
-from .conftest import assert_close
+from .conftest import assert_close, needs_core
 from .recurrent_oracles import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_core = pytest.mark.skipif(not compiled.available() and not os.environ.get("CI"),
-                                reason="the compiled core was not built here (no C compiler); CI builds it")
 
 
 def test_ci_builds_the_core():

@@ -131,13 +131,18 @@ def _load() -> Any:
     except SimdError as e:
         _why = str(e)
         raise
-    lib.lk_set_simd(-1 if wanted is None else SIMD.index(wanted))
+    lib.lk_set_simd(_level(wanted))
     _lib = lib
     return lib
 
 
 class SimdError(ValueError):
     """LSTMKIT_SIMD names no SIMD path of the core."""
+
+
+def _level(name: str | None) -> int:
+    """lk_set_simd's argument for a SIMD path's name (-1: the CPU's best)."""
+    return -1 if name is None else SIMD.index(name)
 
 
 def _env_simd() -> str | None:
@@ -206,10 +211,11 @@ def threads() -> int:
 blas_description = _blas.description                     # for `lstmkit info` and the benchmarks
 
 
-def holding_blas() -> contextlib.AbstractContextManager[None]:
-    """``parallel.blas_held()`` while the compiled core is active, else nothing (the NumPy kernels' per-step
-    products want BLAS's threads): what lstmkit's training loop and batched predictions run inside."""
-    return parallel.blas_held() if active() else contextlib.nullcontext()
+def holding_blas(core: bool | None = None) -> contextlib.AbstractContextManager[None]:
+    """``parallel.blas_held()`` when the compiled core runs (``core``; by default, whether it is active), else
+    nothing (the NumPy kernels' per-step products want BLAS's threads): what lstmkit's training loop, batched
+    predictions and compiled recurrent passes run inside."""
+    return parallel.blas_held() if (active() if core is None else core) else contextlib.nullcontext()
 
 
 
@@ -228,8 +234,7 @@ def set_simd(name: str | None) -> str:
         raise RuntimeError(f"lstmkit's compiled core is {_why}")
     if name is not None and name not in SIMD:
         raise ValueError(f"set_simd: expected one of {SIMD} or None, got {name!r}")
-    name = name or _env_simd()
-    return SIMD[lib.lk_set_simd(-1 if name is None else SIMD.index(name))]
+    return SIMD[lib.lk_set_simd(_level(name or _env_simd()))]
 
 
 def info() -> dict[str, Any]:
@@ -357,12 +362,11 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} runs W_hh of shape {(GH, H)} "
                          f"and the extra parameters {[n for n, _ in kernel.extra]}; this layer has W_hh "
                          f"{w.w_hh.shape} and {sorted(w.extra)}")
-    small = direct(B, H)
+    small = direct(B, H)                 # W_ih x_t: one GEMM before the scan; else the scan forms it (x given)
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
-    fused = not small
-    x = np.ascontiguousarray(inp, dt) if fused else None
-    if not fused:
+    x = None if small else np.ascontiguousarray(inp, dt)
+    if small:
         np.matmul(inp.reshape(T * B, -1), w_ih.T, out=gates.reshape(T * B, GH))
     bias, b_loop = w.folded_biases(kernel.loop_bias_gates * H)
     bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
@@ -382,9 +386,9 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     w_t = w.w_hh.T                      # a view: the core packs it, or reads W_hh's rows as they lie (small batches)
     item = dt.itemsize
     args = Forward(
-        kind=kind.id, f64=int(item == 8), T=T, B=B, H=H, I=inp.shape[2] if fused else 0, direct=int(small),
+        kind=kind.id, f64=int(item == 8), T=T, B=B, H=H, I=0 if small else inp.shape[2], direct=int(small),
         threads=threads(), gates=_ptr(gates), w_hh_t=_ptr(w_t), wk=w_t.strides[0] // item, wn=w_t.strides[1] // item,
-        x=_ptr(x), w_ih=_ptr(w_ih if fused else None), bias=_ptr(bias),
+        x=_ptr(x), w_ih=_ptr(None if small else w_ih), bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
         cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b)
     _check(_lib.lk_scan_forward(ctypes.byref(args)), args)

@@ -28,12 +28,9 @@ def projected_lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, w: dict[str
 
 
 def _layout(kernel: Kernel, in_k: int, H: int, bias: bool, proj_size: int) -> Shapes:
-    G = 4 * H
-    params: dict[str, tuple[int, ...]] = {"weight_ih": (G, in_k), "weight_hh": (G, proj_size)}
-    if bias:
-        params.update({"bias_ih": (G,), "bias_hh": (G,)})
-    params["weight_hr"] = (proj_size, H)
-    return Shapes(proj_size, H, params)
+    """The LSTM's layout with h of P units (W_hh (4H, P)), plus weight_hr (P, H)."""
+    shapes = kernel.standard_shapes(in_k, H, bias, h=proj_size)
+    return shapes._replace(params={**shapes.params, "weight_hr": (proj_size, H)})
 
 
 def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c0: np.ndarray, ws: Workspace,

@@ -28,7 +28,6 @@ here, once:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable
@@ -227,9 +226,10 @@ class _RNNBase(Layer):
         pre-activations itself."""
         T, B, _ = inp.shape
         kern, H = self.kernel, self.hidden_size
-        prescaled = self._row_scale is not None and T * B >= H
+        copied = T * B >= H
+        prescaled = self._row_scale is not None and copied
         w_t = w.w_hh.T
-        if T * B >= H:
+        if copied:
             w_t = ws.empty("w_t", w_t.shape, self.dtype)
             if prescaled:
                 np.multiply(w.w_hh.T, self._row_scale.T, out=w_t)
@@ -289,7 +289,7 @@ class _RNNBase(Layer):
         if D == 1 and mask is None and self.return_sequences is not False and core:
             y_out = np.empty((B, T, H), self.dtype)
         rec = StackRecord([], B, T, rev, mask, last, core)
-        with parallel.blas_held() if core else contextlib.nullcontext():     # (see compiled.threads)
+        with compiled.holding_blas(core):                                   # (see compiled.threads)
             for k in range(self.num_layers):
                 y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
                 inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
@@ -392,7 +392,7 @@ class _RNNBase(Layer):
         # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
         dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and record.core else None
 
-        with parallel.blas_held() if record.core else contextlib.nullcontext():
+        with compiled.holding_blas(record.core):
             for k in range(self.num_layers - 1, -1, -1):
                 dout = self._layer_backward(record, k, dout, (dh_n, dc_n), (dh0, dc0), dx_out)
         self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0

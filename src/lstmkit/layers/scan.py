@@ -119,12 +119,18 @@ class Kernel:
         sizes differ (a projected state, per-layer options) gives ``layout``."""
         if self.layout is not None:
             return self.layout(self, in_k, H, bias, **options)
+        return self.standard_shapes(in_k, H, bias)
+
+    def standard_shapes(self, in_k: int, H: int, bias: bool = True, h: int | None = None) -> Shapes:
+        """PyTorch's layout: the four weights and biases (G·H rows; W_hh has a column per unit of h) and each extra
+        parameter (rows, H); h of ``h`` units (default H), c of H. A kind's ``layout`` builds on it."""
+        h = H if h is None else h
         G = self.gates * H
-        params: dict[str, tuple[int, ...]] = {"weight_ih": (G, in_k), "weight_hh": (G, H)}
+        params: dict[str, tuple[int, ...]] = {"weight_ih": (G, in_k), "weight_hh": (G, h)}
         if bias:
             params.update({"bias_ih": (G,), "bias_hh": (G,)})
         params.update({name: (rows, H) for name, rows in self.extra})
-        return Shapes(H, H if self.has_cell else None, params)
+        return Shapes(h, H if self.has_cell else None, params)
 
 
 @dataclass
