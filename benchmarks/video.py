@@ -28,6 +28,7 @@ def run_lstmkit(repeat: int) -> dict[str, Any]:
     opt = lk.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     loss_fn = lk.CrossEntropyLoss()
     x, y = _data()
+    model.input_grad = False          # as fit asks: the clips need no gradient (PyTorch's input has no requires_grad)
 
     def step() -> None:
         opt.zero_grad()

@@ -26,6 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 import numpy as np
 
 from . import _blas, parallel
+from ._boundary import _I, _L, ENTRIES, STRUCTS, Backward, CtcForward, CtcOccupancy, Forward, Grad, KindInfo
 from .layers.scan import Kernel as ScanKernel
 from .layers.scan import ScanGrads, ScanRecord, Weights
 from .workspace import Workspace
@@ -36,53 +37,7 @@ _lib: Any = None
 _why = ""
 _loaded = False
 _kinds: dict[str, Kind] | None = None
-_P, _I, _L = ctypes.c_void_p, ctypes.c_int, ctypes.c_long
 SIMD = ("generic", "avx2", "avx512")                       # the core's SIMD paths, lowest first
-
-
-class Forward(ctypes.Structure):
-    """core.h's LkForward, field for field: what lk_scan_forward reads and writes."""
-
-    _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
-        ("gates", _P), ("w_hh_t", _P), ("wk", _L), ("wn", _L), ("x", _P), ("w_ih", _P), ("bias", _P), ("b_loop", _P),
-        ("extra", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("y", _P), ("y_t", _L), ("y_b", _L),
-        ("failed", _I)]
-
-
-class Backward(ctypes.Structure):
-    """core.h's LkBackward, field for field: what lk_scan_backward reads and writes."""
-
-    _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
-        ("gates", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("w_hh", _P), ("w_ih", _P),
-        ("extra", _P), ("dhs", _P), ("dhs_t", _L), ("dhs_b", _L), ("last", _P), ("dh_n", _P), ("dc_n", _P),
-        ("dpre_x", _P), ("dpre_h", _P), ("dh0", _P), ("dc0", _P), ("db_x", _P), ("db_h", _P), ("d_extra", _P),
-        ("dx", _P), ("dx_t", _L), ("dx_b", _L), ("failed", _I), ("shares", _P * 64)]
-
-
-class Grad(ctypes.Structure):
-    """core.h's LkGrad, field for field: what lk_weight_grads reads and writes."""
-
-    _fields_ = [(n, _I) for n in ("f64", "M", "K", "nprod", "threads")] + [
-        ("a", _P * 2), ("b", _P * 2), ("c", _P * 2), ("lda", _L * 2), ("ldb", _L * 2), ("ldc", _L * 2),
-        ("N", _I * 2), ("failed", _I)]
-
-
-class CtcForward(ctypes.Structure):
-    """core.h's LkCtcForward, field for field: what lk_ctc_forward reads and writes."""
-
-    _fields_ = [(n, _I) for n in ("T", "R", "W", "threads")] + [
-        (n, _P) for n in ("A", "pre", "skip", "emit", "scale")]
-
-
-class CtcOccupancy(ctypes.Structure):
-    """core.h's LkCtcOccupancy, field for field: what lk_ctc_occupancy reads and writes."""
-
-    _fields_ = [(n, _I) for n in ("T", "B", "W", "C", "threads")] + [
-        (n, _P) for n in ("A", "pre", "log_scale", "Tl", "Ll", "ext", "logP", "feasible", "occ")]
-
-
-class _KindInfo(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("gates", _I), ("cell", _I), ("split", _I), ("extra", _I)]
 
 
 class Kind(NamedTuple):
@@ -95,7 +50,6 @@ class Kind(NamedTuple):
     extra: int
 
 
-_STRUCTS = (Forward, Backward, Grad, _KindInfo, CtcForward, CtcOccupancy)     # lk_struct_size's order
 
 
 def _load() -> Any:
@@ -116,14 +70,13 @@ def _load() -> Any:
     if hasattr(lib, "lk_struct_size"):
         lib.lk_struct_size.restype = _L
         lib.lk_struct_size.argtypes = [_I]
-        sizes = [lib.lk_struct_size(k) for k in range(len(_STRUCTS))]
-    if sizes != [ctypes.sizeof(c) for c in _STRUCTS]:
+        sizes = [lib.lk_struct_size(k) for k in range(len(STRUCTS))]
+    if sizes != [ctypes.sizeof(c) for c in STRUCTS]:
         _why = f"built from other sources than this lstmkit (its boundary structs: {sizes}; reinstall lstmkit)"
         return None
-    for name, struct in (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad),
-                         ("lk_ctc_forward", CtcForward), ("lk_ctc_occupancy", CtcOccupancy)):
+    for name, struct in ENTRIES:
         getattr(lib, name).argtypes = [ctypes.POINTER(struct)]
-    lib.lk_kind.restype = ctypes.POINTER(_KindInfo)
+    lib.lk_kind.restype = ctypes.POINTER(KindInfo)
     lib.lk_kind.argtypes = [_I]
     lib.lk_set_simd.argtypes = [_I]
     try:

@@ -203,7 +203,11 @@ class ArrayTrainer(Trainer):
         pred = _forward(self.model, x, lengths)
         loss = float(self.loss_fn(pred, y))
         if math.isfinite(loss):
-            self.model.backward(self.loss_fn.backward())
+            self.model.input_grad = False                # the data needs no gradient: layers may skip it
+            try:
+                self.model.backward(self.loss_fn.backward())
+            finally:
+                del self.model.input_grad
             r = self.running
             r["loss"] += loss * len(idx)
             r["n"] += len(idx)

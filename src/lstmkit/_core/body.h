@@ -7,7 +7,8 @@
  * into column panels and a register-blocked product with the packed panels (vec.h); matrix-vector steps for
  * small batches (matvec.h); each cell kind's step forward and back (cells.h); the scans that run them on
  * lk_pool_run's threads, each thread a slice of the hidden units (scan.h); the weight gradients over all steps
- * (wgrad.h).
+ * (wgrad.h);
+ * convolutions and dense products with im2col packed into the same micro-kernel's panels (conv.h).
  */
 
 #define CAT3_(a, b, c) a##_##b##_##c
@@ -30,6 +31,10 @@ typedef ITYPE FN(VI) __attribute__((vector_size(VBYTES)));
 #include "cells.h"
 #include "scan.h"
 #include "wgrad.h"
+#include "conv.h"
+
+#undef MRP
+#undef KC
 
 #undef V
 #undef UV

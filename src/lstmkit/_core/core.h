@@ -87,6 +87,43 @@ typedef struct {
     int failed;
 } LkGrad;
 
+/* ---- lk_conv_forward, lk_conv_wgrad: convolutions and dense products (conv.h) ------------------------------
+ * x (N, H, W, C) and y / dy (N, Ho, Wo, O), NHWC and contiguous; taps k = (i, j, c) of a kh × kw kernel, K of them.
+ * Forward: y = conv(x, w) + bias, then max(·, 0) with relu. Weight gradient: dw (K [+ 1], O) += Σ over pixels of
+ * each tap's input times dy, the last row Σ dy when bias is given (its value is not read). A dense layer is
+ * H = W = kh = kw = 1. */
+typedef struct {
+    int f64, N, H, W, C, O, Ho, Wo, kh, kw, sh, sw, dil_h, dil_w;
+    int pt, pl, Hp, Wp;               /* zeros above and left; the padded size (xpad's), when xpad is given */
+    int relu;
+    int threads;
+    const void *x;
+    void *xpad;                       /* scratch (N, Hp, Wp, C) for the zero-padded input, or NULL: no padding */
+    const void *w;                    /* forward: element (k, o) at w[k·wk + o·wo] */
+    long wk, wo;
+    const void *bias;                 /* (O,) or NULL */
+    void *y;                          /* forward out */
+    const void *dy;                   /* weight gradient in */
+    void *dw;                         /* weight gradient out, added to */
+    void *packed;                     /* scratch: the forward's packed weights (made by lk_conv_forward) */
+    void *parts[LK_MAX_THREADS];      /* scratch: each thread's weight-gradient sums (made by lk_conv_wgrad) */
+    int failed;
+} LkConv;
+
+/* ---- lk_maxpool_forward / lk_maxpool_backward (image.c) ---------------------------------------------------
+ * x (N, H, W, C) -> y (N, Ho, Wo, C), the max over each kh × kw window (padding never wins; a tie goes to the
+ * first tap in row-major order, as PyTorch's); arg (N, Ho, Wo, C) the winning tap's h·W + w. Backward: dx (N, H,
+ * W, C), zeroed here, receives dy at each window's argmax. */
+typedef struct {
+    int f64, N, H, W, C, Ho, Wo, kh, kw, sh, sw, ph, pw;
+    int threads;
+    const void *x;
+    void *y;
+    int *arg;
+    const void *dy;
+    void *dx;
+} LkPool;
+
 /* ---- lk_ctc_forward: CTC's scaled recursion over R rows (ctc.c), float64 ------------------------------------ */
 typedef struct {
     int T, R, W;

@@ -95,16 +95,18 @@ int lk_set_simd(int level) {
 
 typedef void (*job)(void *, int, int);
 
-enum { JOB_FORWARD = 0, JOB_BACKWARD = 1, JOB_WGRAD = 2 };
+enum { JOB_FORWARD = 0, JOB_BACKWARD = 1, JOB_WGRAD = 2, JOB_CONV = 3, JOB_CONV_WGRAD = 4, NJOBS };
 
 #define JOBS(isa) {{forward_job_##isa##_f32, forward_job_##isa##_f64},                                          \
                    {backward_job_##isa##_f32, backward_job_##isa##_f64},                                        \
-                   {wgrad_job_##isa##_f32, wgrad_job_##isa##_f64}}
+                   {wgrad_job_##isa##_f32, wgrad_job_##isa##_f64},                                              \
+                   {conv_forward_job_##isa##_f32, conv_forward_job_##isa##_f64},                                \
+                   {conv_wgrad_job_##isa##_f32, conv_wgrad_job_##isa##_f64}}
 
 static job pick(int which, int f64) {
-    static const job generic[3][2] = JOBS(generic);
+    static const job generic[NJOBS][2] = JOBS(generic);
 #if LK_X86
-    static const job avx2[3][2] = JOBS(avx2), avx512[3][2] = JOBS(avx512);
+    static const job avx2[NJOBS][2] = JOBS(avx2), avx512[NJOBS][2] = JOBS(avx512);
     int level = lk_simd();
     if (level == SIMD_AVX512) return avx512[which][f64];
     if (level == SIMD_AVX2) return avx2[which][f64];
@@ -139,8 +141,54 @@ int lk_weight_grads(LkGrad *g) {
     return g->failed ? -1 : used;
 }
 
+/* The packed weights' size in elements: K rows, O columns rounded up to the panel width of the SIMD path. */
+static long packed_size(const LkConv *s) {
+    const int nr = (s->f64 ? 4 : 8) << lk_simd();     /* NR: two vectors of 16, 32 or 64 bytes */
+    return (long)s->kh * s->kw * s->C * ((s->O + nr - 1) / nr * nr);
+}
+
+/* Convolution or dense product forward (LkConv, core.h): the weights are packed here, once, then the threads
+ * take tiles of pixels. Returns the threads used, or -1 when out of memory. */
+int lk_conv_forward(LkConv *s) {
+    s->failed = 0;
+    const int f64 = s->f64;
+    void *packed = NULL;                               /* aligned: the micro-kernel loads whole vectors */
+    if (posix_memalign(&packed, 64, (size_t)packed_size(s) * (f64 ? 8 : 4) + 64) != 0) return -1;
+    s->packed = packed;
+    switch (lk_simd() * 2 + f64) {
+#if LK_X86
+    case 5: pack_weights_avx512_f64(s, packed); break;
+    case 4: pack_weights_avx512_f32(s, packed); break;
+    case 3: pack_weights_avx2_f64(s, packed); break;
+    case 2: pack_weights_avx2_f32(s, packed); break;
+#endif
+    case 1: pack_weights_generic_f64(s, packed); break;
+    default: pack_weights_generic_f32(s, packed); break;
+    }
+    int used = lk_pool_run(pick(JOB_CONV, f64), s, s->threads);
+    free(packed);
+    s->packed = NULL;
+    return s->failed ? -1 : used;
+}
+
+/* Convolution or dense weight gradient (LkConv, core.h). Returns the threads used, or -1 when out of memory. */
+int lk_conv_wgrad(LkConv *s) {
+    s->failed = 0;
+    const int n = s->threads < 1 ? 1 : (s->threads > LK_MAX_THREADS ? LK_MAX_THREADS : s->threads);
+    const size_t bytes = (size_t)(s->kh * s->kw * s->C + 1) * s->O * (s->f64 ? 8 : 4);
+    int ok = 1;
+    for (int t = 0; t < LK_MAX_THREADS; t++) s->parts[t] = NULL;
+    for (int t = 0; t < n && ok; t++) ok = (s->parts[t] = malloc(bytes)) != NULL;
+    int used = ok ? lk_pool_run(pick(JOB_CONV_WGRAD, s->f64), s, n) : -1;
+    for (int t = 0; t < n; t++) {
+        free(s->parts[t]);
+        s->parts[t] = NULL;
+    }
+    return !ok || s->failed ? -1 : used;
+}
+
 /* sizeof each boundary struct (0 LkForward, 1 LkBackward, 2 LkGrad, 3 LkKindInfo, 4 LkCtcForward,
- * 5 LkCtcOccupancy): compiled.py checks its mirrors against them before it runs anything. */
+ * 5 LkCtcOccupancy, 6 LkConv, 7 LkPool): compiled.py checks its mirrors against them before it runs anything. */
 long lk_struct_size(int which) {
     switch (which) {
     case 0: return (long)sizeof(LkForward);
@@ -149,6 +197,8 @@ long lk_struct_size(int which) {
     case 3: return (long)sizeof(LkKindInfo);
     case 4: return (long)sizeof(LkCtcForward);
     case 5: return (long)sizeof(LkCtcOccupancy);
+    case 6: return (long)sizeof(LkConv);
+    case 7: return (long)sizeof(LkPool);
     default: return -1;
     }
 }

@@ -19,32 +19,79 @@
  * per row of steps against 26.5 at 512 and 25.3 at 4096; OpenBLAS 27.4. */
 #define KC (2048 / (int)sizeof(REAL))
 
-/* C[0:rows, 0:cols] += Ap (KC-major, MRP per step) · Bp (NR per step) over kc steps. */
-static inline void FN(kern_pp)(int kc, const REAL *Ap, const REAL *Bp, REAL *C, long ldc, int rows, int cols) {
+/* C[0:rows, 0:cols] (+)= Ap (KC-major, MRP per step) · Bp (NR per step) over kc steps, with nv vectors of columns
+ * (1 when cols fit in one: half the work at 16 float32 columns on AVX-512); with ``acc`` added to C, else written.
+ * With ``at`` (not NULL), step k's MRP values are read where they lie, at Ap + at[k] + r·rs, unpacked. */
+static inline __attribute__((always_inline)) void FN(kern_nv)(int kc, const REAL *Ap, const long *at,
+                                                              const REAL *Bp, REAL *C, long ldc, int rows, int cols,
+                                                              const int nv, const int acc, const int rs) {
     V c0[MRP], c1[MRP];
     for (int r = 0; r < MRP; r++) c0[r] = c1[r] = (V){0};
     for (int k = 0; k < kc; k++) {
-        const V b0 = *(const V *)(Bp + (long)k * NR), b1 = *(const V *)(Bp + (long)k * NR + VL);
-        const REAL *a = Ap + (long)k * MRP;
-        for (int r = 0; r < MRP; r++) {
-            c0[r] += b0 * a[r];
-            c1[r] += b1 * a[r];
+        const V b0 = *(const V *)(Bp + (long)k * NR);
+        const REAL *a = at ? Ap + at[k] : Ap + (long)k * MRP;
+        if (nv == 2) {
+            const V b1 = *(const V *)(Bp + (long)k * NR + VL);
+            for (int r = 0; r < MRP; r++) {
+                c0[r] += b0 * a[r * rs];
+                c1[r] += b1 * a[r * rs];
+            }
+        } else {
+            for (int r = 0; r < MRP; r++) c0[r] += b0 * a[r * rs];
         }
     }
-    if (rows == MRP && cols == NR) {
+    if (rows == MRP && cols == nv * VL) {
         for (int r = 0; r < MRP; r++) {
             REAL *o = C + (long)r * ldc;
-            FN(store)(o, FN(load)(o) + c0[r]);
-            FN(store)(o + VL, FN(load)(o + VL) + c1[r]);
+            FN(store)(o, acc ? FN(load)(o) + c0[r] : c0[r]);
+            if (nv == 2) FN(store)(o + VL, acc ? FN(load)(o + VL) + c1[r] : c1[r]);
         }
         return;
     }
     REAL tmp[NR] __attribute__((aligned(VBYTES)));
     for (int r = 0; r < rows; r++) {
         *(V *)tmp = c0[r];
-        *(V *)(tmp + VL) = c1[r];
-        for (int j = 0; j < cols; j++) C[(long)r * ldc + j] += tmp[j];
+        if (nv == 2) *(V *)(tmp + VL) = c1[r];
+        for (int j = 0; j < cols; j++) C[(long)r * ldc + j] = (acc ? C[(long)r * ldc + j] : 0) + tmp[j];
     }
+}
+
+static void FN(kern_pp)(int kc, const REAL *Ap, const REAL *Bp, REAL *C, long ldc, int rows, int cols, int acc) {
+    if (cols > VL) {
+        if (acc) FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 2, 1, 1);
+        else FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 2, 0, 1);
+    } else {
+        if (acc) FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 1, 1, 1);
+        else FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 1, 0, 1);
+    }
+}
+
+/* C += A · Bp with step k's MRP values of A at A + at[k] (unpacked). */
+static void FN(kern_at)(int kc, const REAL *A, const long *at, const REAL *Bp, REAL *C, long ldc, int rows, int cols) {
+    if (cols > VL) FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 2, 1, 1);
+    else FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 1, 1, 1);
+}
+
+/* C (=/+=) A · Bp over a full tile whose row r, step k lies at A + at[k] + r·rs (a row of pixels, rs apart), for the
+ * row strides instantiated here; returns 0 (nothing done) for another. */
+#define LK_ROW_STRIDES(X) X(1) X(3) X(8) X(16) X(32) X(64)
+static int FN(kern_rows)(int kc, const REAL *A, const long *at, const REAL *Bp, REAL *C, long ldc, int cols, int rs,
+                         int acc) {
+    switch (rs) {
+#define LK_RS(s)                                                                                                  \
+    case s:                                                                                                       \
+        if (cols > VL) {                                                                                          \
+            if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 2, 1, s);                                      \
+            else FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 2, 0, s);                                          \
+        } else {                                                                                                  \
+            if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 1, 1, s);                                      \
+            else FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 1, 0, s);                                          \
+        }                                                                                                         \
+        return 1;
+        LK_ROW_STRIDES(LK_RS)
+#undef LK_RS
+    }
+    return 0;
 }
 
 /* Ap: rows [m0, m1) of Aᵀ over steps [k0, k0 + kc), MRP rows per micro-panel, zero past m1. Row by row of A,
@@ -102,7 +149,7 @@ static void FN(wgrad_job)(void *arg, int tid, int n) {
                     const int cols = N - j0 < NR ? N - j0 : NR;
                     const REAL *panel = Bp + (long)(j0 / NR) * kc * NR;
                     FN(kern_pp)(kc, Ap + (long)((i0 - m0) / MRP) * kc * MRP, panel, C + (long)i0 * g->ldc[q] + j0,
-                                g->ldc[q], rows, cols);
+                                g->ldc[q], rows, cols, 1);
                 }
             }
         }
@@ -111,5 +158,3 @@ static void FN(wgrad_job)(void *arg, int tid, int n) {
     free(Bp);
 }
 
-#undef MRP
-#undef KC

@@ -37,6 +37,10 @@ class Layer:
     of them) are found automatically, in the order they were assigned."""
 
     training: bool = True
+    # Whether ``backward`` must return the input's gradient. The training loop turns it off on the model for its
+    # backward (the data needs none, as a PyTorch tensor without requires_grad): a Sequential passes it to its first
+    # layer, and a layer may then skip that product and return None (Conv2D, Dense).
+    input_grad: bool = True
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -1,5 +1,11 @@
 r"""Conv2D on NHWC images: im2col + one GEMM.
 
+With the compiled core (``compiled.active()``) the products run there (``_core/conv.h``, through
+``compiled_images``): each tile of output pixels' receptive fields goes straight into the micro-kernel's
+panels (or is read where it lies, a row of pixels at a time), bias added in the tile; the weight gradient
+in one pass over the pixels; dx at stride 1 as the forward over dy padded "full" with the kernel flipped.
+What follows is the NumPy path, the readable reference, which forms the same products.
+
 For an input x (N, H, W, C), zero-padded to (N, Hp, Wp, C), weights w (kh, kw, C, O)
 and bias b (O,), stride (sh, sw) and dilation (dh, dw)::
 
@@ -34,7 +40,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from .. import parallel
+from .. import compiled, parallel
+from .. import compiled_images as core
 from .._checks import check_dtype_name, check_float_input
 from ..init import uniform
 from ..parameter import Parameter
@@ -163,8 +170,21 @@ class Conv2D(Layer):
         Ho, Wo = self.output_shape(H, W)
         y = np.empty((N, Ho, Wo, self.out_channels), self.dtype)
         self._cache = {"x": x, "out": (Ho, Wo), "chunks": self._chunks(N, Ho * Wo)}
+        if compiled.active():                            # the core: im2col packed straight into its GEMM's panels
+            self._cache["x"] = x = np.ascontiguousarray(x)
+            K = self.weight.value[..., 0].size
+            core.conv_forward(x, self.weight.value.reshape(K, -1), self._geometry(H, W), self._bias(), out=y,
+                              ws=self._ws[0])
+            return y
         self._split(lambda k, s: self._forward_part(k, x[s], y[s]))
         return y
+
+    def _bias(self) -> np.ndarray | None:
+        return None if self.bias is None else self.bias.value
+
+    def _geometry(self, H: int, W: int) -> core.Geometry:
+        return core.Geometry(*self.kernel_size, *self.stride, *self.dilation, self.pads(H, W),
+                             *self.output_shape(H, W))
 
     def _cols(self, ws: Workspace, x: np.ndarray, Ho: int, Wo: int) -> np.ndarray:
         """x's receptive fields as a (N·Ho·Wo, kh·kw·C [+ 1]) matrix (taps i, j, then channels; a ones column
@@ -228,13 +248,39 @@ class Conv2D(Layer):
         dy = np.asarray(dy, self.dtype)
         if dy.shape != (N, Ho, Wo, self.out_channels):
             raise ValueError(f"Conv2D.backward: expected dy of shape {(N, Ho, Wo, self.out_channels)}, got {dy.shape}")
+        if compiled.active():
+            return self._backward_core(x, np.ascontiguousarray(dy))
         dx = np.empty((N, H, W, C), self.dtype)
         for dWb in self._split(lambda k, s: self._backward_part(k, x[s], dy[s], dx[s])):
             self.weight.grad += dWb[:-1].reshape(self.weight.shape) if self.bias is not None else \
                 dWb.reshape(self.weight.shape)
             if self.bias is not None:
                 self.bias.grad += dWb[-1]
-        return dx
+        return dx if self.input_grad else None
+
+    def _backward_core(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray | None:
+        """The core's backward: [dW; db] in one pass over the pixels, then dx (unless ``input_grad`` is off) as the
+        forward over dy padded "full" with the kernel flipped (stride 1), else as the NumPy path forms it."""
+        N, H, W, C = x.shape
+        g = self._geometry(H, W)
+        dWb = core.conv_weight_grad(x, dy, g, self.bias is not None, ws=self._ws[0])     # x padded as forward's
+        K = self.weight.value[..., 0].size
+        self.weight.grad += dWb[:K].reshape(self.weight.shape)
+        if self.bias is not None:
+            self.bias.grad += dWb[K]
+        if not self.input_grad:
+            return None
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        t, b, l, r = g.pads
+        full = ((kh - 1) * dh - t, (kh - 1) * dh - b, (kw - 1) * dw - l, (kw - 1) * dw - r)
+        if self.stride != (1, 1) or min(full) < 0:
+            dx = np.empty((N, H, W, C), self.dtype)
+            self._input_grad(self._ws[1], dy, dx)
+            return dx
+        w_flip = self._ws[1].empty("w_flip", (kh, kw, self.out_channels, C), self.dtype)
+        w_flip[...] = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
+        return core.conv_forward(dy, w_flip.reshape(-1, C), core.Geometry(kh, kw, 1, 1, dh, dw, full, H, W),
+                                 ws=self._ws[1])
 
     def _backward_part(self, k: int, x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
         """Writes this chunk's dx and returns its [dW; db] (K [+ 1], O)."""
@@ -242,7 +288,6 @@ class Conv2D(Layer):
         N, H, W, C = dx.shape
         Ho, Wo, O = dy.shape[1:]
         (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
-        K = kh * kw * C
         dy2 = dy.reshape(-1, O)
         dWb = self._cols(ws, x, Ho, Wo).T @ dy2                       # recomputed: cheaper than keeping it
         t, b, l, r = self.pads(H, W)
@@ -256,18 +301,26 @@ class Conv2D(Layer):
             w_flip.reshape(kh, kw, O, C)[...] = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
             np.matmul(dcols, w_flip, out=dx.reshape(-1, C))
             return dWb
-        # Strided: each output pixel's gradient spread back over its receptive field. One GEMM gives, per kernel
-        # tap (i, j) and input channel, a plane over the output pixels (channels first, so that each plane is
-        # contiguous); the planes are added into the padded input at their taps' offsets, then turned to NHWC.
+        self._input_grad(ws, dy, dx)
+        return dWb
+
+    def _input_grad(self, ws: Workspace, dy: np.ndarray, dx: np.ndarray) -> None:
+        """dx (N, H, W, C) for any stride: each output pixel's gradient spread back over its receptive field. One
+        GEMM gives, per kernel tap (i, j) and input channel, a plane over the output pixels (channels first, so that
+        each plane is contiguous); the planes are added into the padded input at their taps' offsets, then turned to
+        NHWC."""
+        N, H, W, C = dx.shape
+        Ho, Wo, O = dy.shape[1:]
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        t, b, l, r = self.pads(H, W)
         dcols = ws.empty("dcolsT", (kh, kw, C, N, Ho, Wo), self.dtype)
-        np.matmul(self.weight.value.reshape(K, O), dy2.T, out=dcols.reshape(K, -1))
+        np.matmul(self.weight.value.reshape(kh * kw * C, O), dy.reshape(-1, O).T, out=dcols.reshape(kh * kw * C, -1))
         dxp = ws.empty("dxpadT", (C, N, H + t + b, W + l + r), self.dtype)
         dxp.fill(0)
         for i in range(kh):
             for j in range(kw):
                 dxp[:, :, i * dh:i * dh + sh * (Ho - 1) + 1:sh, j * dw:j * dw + sw * (Wo - 1) + 1:sw] += dcols[i, j]
         dx[...] = dxp[:, :, t:t + H, l:l + W].transpose(1, 2, 3, 0)
-        return dWb
 
     # ---- two cores --------------------------------------------------------------
 

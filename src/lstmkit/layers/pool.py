@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import compiled
+from .. import compiled_images as core
 from .._checks import check_float_input
 from ..workspace import Workspace
 from .base import Layer
@@ -36,8 +38,10 @@ class _Pool2D(Layer):
     def config(self) -> dict[str, Any]:
         return {"pool_size": list(self.pool_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def _taps(self, x: np.ndarray, fill: float) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
-        """The padded input and, per window tap (i, j), the slice of it that tap reads for every output."""
+    def _taps(self, x: np.ndarray, fill: float, pad: bool = True
+              ) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
+        """The padded input (x itself unless ``pad``) and, per window tap (i, j), the slice of it that tap reads for
+        every output; checks x and sets the cache's shapes."""
         x = np.asarray(x)
         x = check_float_input(self._name, x, x.dtype, 4, "(N, H, W, C)")
         N, H, W, C = x.shape
@@ -46,7 +50,7 @@ class _Pool2D(Layer):
             raise ValueError(f"{self._name}: pool_size {self.pool_size} is larger than the padded input "
                              f"({H + 2 * ph}×{W + 2 * pw}); expected an input of at least that size")
         Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-        xp = padded(self._ws, "xpad", x, (ph, ph, pw, pw), fill)
+        xp = padded(self._ws, "xpad", x, (ph, ph, pw, pw), fill) if pad else x
         taps = [(i, j, (slice(None), slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw)))
                 for i in range(kh) for j in range(kw)]
         self._cache = {"shape": x.shape, "padded": xp.shape, "dtype": x.dtype, "taps": taps}
@@ -60,16 +64,25 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """Max over kh × kw windows: x (N, H, W, C) -> (N, Ho, Wo, C). ``stride`` defaults to ``pool_size``.
 
-    The forward is a chain of ``np.maximum`` over the window taps. The backward sends each
-    window's gradient to the first tap (row-major) that equals the maximum, as PyTorch does.
-    When windows tile the input exactly (stride = pool size, no padding, sizes divisible)
-    the taps are views of one reshape of x, and dx is one broadcast product.
+    The backward sends each window's gradient to the first tap (row-major) that equals the
+    maximum, as PyTorch does. The compiled core keeps each window's winner (``_core/image.c``).
+    The NumPy reference: the forward is a chain of ``np.maximum`` over the window taps; when
+    windows tile the input exactly (stride = pool size, no padding, sizes divisible) the taps
+    are views of one reshape of x, and dx is one broadcast product.
     """
 
     _name = "MaxPool2D"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
+        if compiled.active() and x.dtype in (np.float32, np.float64):
+            xp, _ = self._taps(x, -np.inf, pad=False)
+            N, H, W, C = x.shape
+            (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
+            out = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+            y, arg = core.maxpool_forward(np.ascontiguousarray(x), self.pool_size, self.stride, self.padding, out)
+            self._cache.update(arg=arg, y=y)
+            return y
         (kh, kw), (ph, pw) = self.pool_size, self.padding
         if self.stride == self.pool_size and (ph, pw) == (0, 0) and x.ndim == 4 and x.shape[1] % kh == 0 \
                 and x.shape[2] % kw == 0 and x.shape[1] >= kh and x.shape[2] >= kw:
@@ -97,6 +110,8 @@ class MaxPool2D(_Pool2D):
         dy = np.asarray(dy)
         if dy.shape != y.shape:
             raise ValueError(f"MaxPool2D.backward: expected dy of shape {y.shape}, got {dy.shape}")
+        if "arg" in self._cache:
+            return core.maxpool_backward(np.asarray(dy, y.dtype), self._cache["arg"], self._cache["shape"])
         xr = self._cache["tiled"]
         taken = np.zeros(y.shape, bool)                  # windows whose maximum already has its gradient
         if xr is not None:

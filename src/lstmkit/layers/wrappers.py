@@ -160,5 +160,6 @@ class TimeDistributed(Layer):
         if self._bt is None:
             raise RuntimeError("TimeDistributed.backward called before forward")
         B, T = self._bt
+        self.layer.input_grad = self.input_grad
         dx = self.layer.backward(np.asarray(dy).reshape(B * T, *dy.shape[2:]))
         return None if dx is None else dx.reshape(B, T, *dx.shape[1:])

@@ -51,6 +51,8 @@ class Sequential(Model):
         return x
 
     def backward(self, dy: np.ndarray) -> Any:
+        if self.layers:
+            self.layers[0].input_grad = self.input_grad
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy

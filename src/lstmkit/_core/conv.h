@@ -1,0 +1,250 @@
+/* Convolutions and dense products (included by body.h, after wgrad.h's micro-kernel): im2col packed straight
+ * into the micro-kernel's panels, never formed whole.
+ *
+ * With x (N, H, W, C) NHWC, zero-padded to xp (N, Hp, Wp, C), the kernel w (kh·kw·C, O) and K = kh·kw·C taps,
+ *
+ *     y[p, o] = b[o] + Σ_k xp[base(p) + off(k)] · w[k, o]           (forward, p = (n, u, v) an output pixel)
+ *     dW[k, o] += Σ_p xp[base(p) + off(k)] · dy[p, o],  db[o] += Σ_p dy[p, o]      (weight gradient)
+ *
+ * where base(p) = ((n·Hp + u·sh)·Wp + v·sw)·C is the pixel's window corner and off(k) = (i·dh·Wp + j·dw)·C + c the
+ * tap k = (i, j, c) inside it. A dense layer is the 1×1 case (H = W = 1, C its inputs); the input gradient at
+ * stride 1 is the forward over dy padded "full" with the kernel flipped (conv.py builds it).
+ *
+ * Forward: threads take runs of MRP-pixel tiles; a tile's receptive fields go straight into an A micro-panel
+ * (k-major), the weights were packed once (lk_conv_forward, before the job), and the tile of y is written with
+ * the bias (and ReLU) added while it is in L1. Weight gradient: threads take runs of pixels, each summing into its
+ * own (K + 1, O) buffer; then each adds a share of the rows of every buffer into dW. Padding is copied once, by
+ * all threads (their images), before either. */
+
+typedef struct { const REAL *src; long Hs, Ws; } FN(Image);
+
+/* The input as the products read it: x itself, or its zero-padded copy (made here, each thread its images, then
+ * one barrier). */
+static FN(Image) FN(padded_input)(const LkConv *s, int tid, int n) {
+    FN(Image) im = {(const REAL *)s->x, s->H, s->W};
+    if (!s->xpad) return im;
+    const int C = s->C, W = s->W, Hp = s->Hp, Wp = s->Wp;
+    REAL *xp = (REAL *)s->xpad;
+    for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++)
+        for (int h = 0; h < Hp; h++) {
+            REAL *row = xp + ((img * Hp + h) * Wp) * C;
+            const int in = h - s->pt;
+            if (in < 0 || in >= s->H) {
+                memset(row, 0, sizeof(REAL) * (size_t)Wp * C);
+                continue;
+            }
+            const int right = Wp - s->pl - W;
+            memset(row, 0, sizeof(REAL) * (size_t)s->pl * C);
+            memcpy(row + (long)s->pl * C, (const REAL *)s->x + ((img * s->H + in) * W) * C,
+                   sizeof(REAL) * (size_t)W * C);
+            if (right > 0) memset(row + (long)(s->pl + W) * C, 0, sizeof(REAL) * (size_t)right * C);
+        }
+    lk_barrier(n);
+    im.src = xp;
+    im.Hs = Hp;
+    im.Ws = Wp;
+    return im;
+}
+
+/* A run of taps contiguous in the input: its first tap's offset from a pixel's window corner, its index (from
+ * the start of the range it was made for) and its length. Taps (i, j, 0..C-1) are one run; with no dilation
+ * across, a kernel row's taps are. */
+#ifndef LK_RUN
+#define LK_RUN
+typedef struct { long off; int k, len; } Run;
+#endif
+
+/* The runs of taps [k0, k1) into run[]; returns how many (at most k1 - k0). */
+static int FN(runs)(const LkConv *s, const FN(Image) *im, int k0, int k1, Run *run) {
+    int count = 0;
+    for (int k = k0; k < k1;) {
+        const int ij = k / s->C, c = k % s->C, len = s->C - c < k1 - k ? s->C - c : k1 - k;
+        const long off = ((long)(ij / s->kw) * s->dil_h * im->Ws + (long)(ij % s->kw) * s->dil_w) * s->C + c;
+        if (count && run[count - 1].off + run[count - 1].len == off)
+            run[count - 1].len += len;
+        else
+            run[count++] = (Run){off, k - k0, len};
+        k += len;
+    }
+    return count;
+}
+
+/* The window corners of ``count`` pixels from p (n, u, v) on, advancing (n, u, v) past them. */
+static void FN(corners)(const LkConv *s, const FN(Image) *im, int *n, int *u, int *v, int count, long *base) {
+    for (int r = 0; r < count; r++) {
+        base[r] = (((long)*n * im->Hs + (long)*u * s->sh) * im->Ws + (long)*v * s->sw) * s->C;
+        if (++*v == s->Wo) {
+            *v = 0;
+            if (++*u == s->Ho) { *u = 0; ++*n; }
+        }
+    }
+}
+
+static void FN(pixel_at)(const LkConv *s, long p, int *n, int *u, int *v) {
+    const long hw = (long)s->Ho * s->Wo;
+    *n = (int)(p / hw);
+    *u = (int)(p % hw / s->Wo);
+    *v = (int)(p % s->Wo);
+}
+
+/* Bp: the weights' rows [0, K) as column panels of NR (k-major, zero past O), block by block of KC rows: element
+ * (k, o) of w at w[k·wk + o·wo]. Block k0 starts at Bp + k0·Opad, its panel q at + q·kc·NR. */
+static void FN(pack_weights)(const LkConv *s, REAL *Bp) {
+    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O);
+    const REAL *w = (const REAL *)s->w;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = K - k0 < KC ? K - k0 : KC;
+        for (int j0 = 0; j0 < Opad; j0 += NR) {
+            REAL *panel = Bp + (long)k0 * Opad + (long)j0 * kc;
+            for (int k = 0; k < kc; k++)
+                for (int j = 0; j < NR; j++)
+                    panel[(long)k * NR + j] = j0 + j < O ? w[(long)(k0 + k) * s->wk + (long)(j0 + j) * s->wo] : 0;
+        }
+    }
+}
+
+static void FN(conv_forward_job)(void *arg, int tid, int n) {
+    LkConv *s = (LkConv *)arg;
+    const FN(Image) im = FN(padded_input)(s, tid, n);
+    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O);
+    const long P = (long)s->N * s->Ho * s->Wo, tiles = (P + MRP - 1) / MRP;
+    const long t0 = tiles * tid / n, t1 = tiles * (tid + 1) / n;
+    if (t0 >= t1) return;
+    const int blocks = (K + KC - 1) / KC;
+    Run *run = malloc(sizeof(Run) * (size_t)(K + blocks));
+    int *first = malloc(sizeof(int) * (size_t)(blocks + 1));          /* block b's runs: first[b] .. first[b + 1] */
+    REAL *Ap = FN(alloc)((long)MRP * KC);
+    if (!run || !first || !Ap) {
+        s->failed = 1;
+        free(run);
+        free(first);
+        free(Ap);
+        return;
+    }
+    long *off = malloc(sizeof(long) * (size_t)K);                       /* each tap's offset from the corner */
+    if (!off) {
+        s->failed = 1;
+        free(run);
+        free(first);
+        free(Ap);
+        return;
+    }
+    for (int k = 0; k < K; k++) {
+        Run one;
+        FN(runs)(s, &im, k, k + 1, &one);
+        off[k] = one.off;
+    }
+    const int rs = s->sw * s->C;                                       /* pixel to pixel along a row */
+    first[0] = 0;
+    for (int b = 0; b < blocks; b++)
+        first[b + 1] = first[b] + FN(runs)(s, &im, b * KC, (b + 1) * KC < K ? (b + 1) * KC : K, run + first[b]);
+    const REAL *Bp = (const REAL *)s->packed, *bias = (const REAL *)s->bias;
+    int pn, pu, pv;
+    FN(pixel_at)(s, t0 * MRP, &pn, &pu, &pv);
+    long base[MRP];
+    for (long t = t0; t < t1; t++) {
+        const long p0 = t * MRP;
+        const int rows = P - p0 < MRP ? (int)(P - p0) : MRP;
+        FN(corners)(s, &im, &pn, &pu, &pv, rows, base);
+        for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
+        const int one_row = rows == MRP && base[MRP - 1] - base[0] == (long)(MRP - 1) * rs;
+        REAL *Y = (REAL *)s->y + p0 * O;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            const int kc = K - k0 < KC ? K - k0 : KC;
+            if (one_row) {                                 /* read where they lie, if the stride has a kernel */
+                int done = 1;
+                for (int j0 = 0; j0 < O && done; j0 += NR)
+                    done = FN(kern_rows)(kc, im.src + base[0], off + k0, Bp + (long)k0 * Opad + (long)j0 * kc,
+                                         Y + j0, O, O - j0 < NR ? O - j0 : NR, rs, k0 > 0);
+                if (done) continue;
+            }
+            const Run *r0 = run + first[k0 / KC], *r1 = run + first[k0 / KC + 1];
+            for (int r = 0; r < MRP; r++) {                              /* the tile's receptive fields */
+                const REAL *px = im.src + base[r];
+                for (const Run *q = r0; q < r1; q++) {
+                    const REAL *src = px + q->off;
+                    REAL *dst = Ap + (long)q->k * MRP + r;
+                    for (int t = 0; t < q->len; t++) dst[(long)t * MRP] = src[t];
+                }
+            }
+            for (int j0 = 0; j0 < O; j0 += NR)
+                FN(kern_pp)(kc, Ap, Bp + (long)k0 * Opad + (long)j0 * kc, Y + j0, O, rows, O - j0 < NR ? O - j0 : NR,
+                            k0 > 0);
+        }
+        if (bias || s->relu)
+            for (int r = 0; r < rows; r++) {
+                REAL *y = Y + (long)r * O;
+                if (bias) for (int j = 0; j < O; j++) y[j] += bias[j];
+                if (s->relu) for (int j = 0; j < O; j++) y[j] = y[j] > 0 ? y[j] : 0;
+            }
+    }
+    free(run);
+    free(first);
+    free(off);
+    free(Ap);
+}
+
+/* The weight gradient: this thread's pixels [p0, p1) into its own buffer part (Kb, O) (Kb = K + 1 with a bias:
+ * its last tap reads 1), then, after a barrier, its share of the rows of every thread's buffer into dW. */
+static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
+    LkConv *s = (LkConv *)arg;
+    const FN(Image) im = FN(padded_input)(s, tid, n);
+    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), Kb = K + (s->bias != NULL);
+    const long P = (long)s->N * s->Ho * s->Wo, p0 = P * tid / n, p1 = P * (tid + 1) / n;
+    const int panels = (Kb + MRP - 1) / MRP;
+    REAL *part = (REAL *)s->parts[tid];
+    Run *run = malloc(sizeof(Run) * (size_t)panels * MRP);           /* panel m's runs: run + m·MRP, nrun[m] */
+    int *nrun = malloc(sizeof(int) * (size_t)panels);
+    long *base = malloc(sizeof(long) * KC);
+    REAL *Ap = FN(alloc)((long)MRP * KC), *Bp = FN(alloc)((long)Opad * KC);
+    const int ok = run && nrun && base && Ap && Bp;
+    if (!ok) s->failed = 1;
+    if (ok) {
+        for (int m = 0; m < panels; m++)
+            nrun[m] = m * MRP < K ? FN(runs)(s, &im, m * MRP, (m + 1) * MRP < K ? (m + 1) * MRP : K, run + m * MRP) : 0;
+        memset(part, 0, sizeof(REAL) * (size_t)Kb * O);
+        int pn, pu, pv;
+        FN(pixel_at)(s, p0, &pn, &pu, &pv);
+        const REAL *dy = (const REAL *)s->dy + p0 * O;
+        for (long q0 = p0; q0 < p1; q0 += KC) {
+            const int kc = p1 - q0 < KC ? (int)(p1 - q0) : KC;
+            FN(corners)(s, &im, &pn, &pu, &pv, kc, base);
+            FN(pack_b)(dy, O, O, (int)0, kc, Bp);                          /* dy rows q0.. as panels */
+            for (int m0 = 0; m0 < Kb; m0 += MRP) {
+                const int rows = Kb - m0 < MRP ? Kb - m0 : MRP;
+                const Run *r0 = run + (m0 / MRP) * MRP, *r1 = r0 + nrun[m0 / MRP];
+                if (r1 - r0 == 1 && r0->len == MRP) {                         /* MRP taps side by side: read */
+                    for (int j0 = 0; j0 < O; j0 += NR)                        /* where they lie */
+                        FN(kern_at)(kc, im.src + r0->off, base, Bp + (long)j0 * kc, part + (long)m0 * O + j0, O,
+                                    MRP, O - j0 < NR ? O - j0 : NR);
+                    continue;
+                }
+                const int real = K - m0 < MRP ? (K - m0 > 0 ? K - m0 : 0) : MRP;   /* taps, then the bias's 1 */
+                for (int q = 0; q < kc; q++) {                                /* taps m0.. of each pixel */
+                    const REAL *px = im.src + base[q];
+                    REAL *dst = Ap + (long)q * MRP;
+                    for (const Run *u = r0; u < r1; u++)
+                        for (int t = 0; t < u->len; t++) dst[u->k + t] = px[u->off + t];
+                    for (int r = real; r < MRP; r++) dst[r] = m0 + r == K && K < Kb ? 1 : 0;
+                }
+                for (int j0 = 0; j0 < O; j0 += NR)
+                    FN(kern_pp)(kc, Ap, Bp + (long)j0 * kc, part + (long)m0 * O + j0, O, rows,
+                                O - j0 < NR ? O - j0 : NR, 1);
+            }
+            dy += (long)kc * O;
+        }
+    }
+    free(run);
+    free(nrun);
+    free(base);
+    free(Ap);
+    free(Bp);
+    lk_barrier(n);
+    if (s->failed) return;
+    const long e0 = (long)Kb * O * tid / n, e1 = (long)Kb * O * (tid + 1) / n;
+    REAL *dw = (REAL *)s->dw;
+    for (int t = 0; t < n; t++) {
+        const REAL *pt = (const REAL *)s->parts[t];
+        for (long e = e0; e < e1; e++) dw[e] += pt[e];
+    }
+}
