@@ -104,3 +104,34 @@ def test_a_script_that_imports_numpy_first_is_seen_as_such():
         env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
         r = subprocess.run([sys.executable, "-c", order], capture_output=True, text=True, env=env, timeout=120)
         assert r.returncode == 0 and r.stdout == want, (order, r.stdout, r.stderr)
+
+
+@needs_core
+def test_convolutions_dense_layers_and_pooling_run_on_the_core_with_blas_held(numpy_came_first, monkeypatch):
+    """The video model's products outside the scans (Conv2D, Dense, MaxPool2D) go to the core, each call with
+    NumPy's BLAS on one thread and the core on both cores: nothing in a training step is left to a spinning BLAS."""
+    from lstmkit import compiled_images
+    calls: list[tuple[str, int, int]] = []
+    real = compiled_images._run
+
+    def spy(name, args):
+        real(name, args)
+        calls.append((name, args.threads, blas_threads()))
+
+    monkeypatch.setattr(compiled_images, "_run", spy)
+    rng = np.random.default_rng(0)
+    model = lk.models.CNNLSTM(3, 3, 16, (8, 16), 32, 16, rng=rng)
+    x = rng.random((4, 8, 16, 16, 3), dtype=np.float32)
+    model.fit(x, rng.integers(0, 3, 4), epochs=1, batch_size=4, progress=False)
+    names = {n for n, _, _ in calls}
+    assert {"lk_conv_forward", "lk_conv_wgrad", "lk_maxpool_forward", "lk_maxpool_backward"} <= names
+    assert all(threads == 2 and blas == 1 for _, threads, blas in calls), calls
+
+
+def test_info_names_the_thread_pools_lstmkit_does_not_hold():
+    """`lstmkit info` in a process where PyTorch is loaded names its OpenMP pool (lstmkit's hold reaches BLAS
+    only); alone, it says there is none."""
+    import torch  # noqa: F401  (the test process has it: its OpenMP runtime is what must be named)
+    assert any("omp" in p.lower() for p in _blas.other_pools()), _blas.other_pools()
+    r = subprocess.run([sys.executable, "-m", "lstmkit", "info"], capture_output=True, text=True, timeout=120)
+    assert "others:  no other thread pool" in r.stdout, r.stdout + r.stderr

@@ -18,6 +18,15 @@ def libraries() -> list[dict[str, Any]]:
     return [i for i in threadpool_info() if i["user_api"] == "blas"]
 
 
+def other_pools() -> list[str]:
+    """The thread pools in this process that are not a BLAS (OpenMP runtimes: PyTorch's, scikit-learn's), each as
+    "library (N threads)": lstmkit's hold does not reach them, and their threads can take a core while they
+    work, or spin just after."""
+    from threadpoolctl import threadpool_info
+    return [f"{i.get('prefix') or i['internal_api']} ({i['num_threads']} threads)" for i in threadpool_info()
+            if i["user_api"] != "blas"]
+
+
 def threads() -> int:
     """The most threads any loaded BLAS runs its products on (1 without one)."""
     return max((i["num_threads"] for i in libraries()), default=1)

@@ -59,7 +59,7 @@ class Conv(ctypes.Structure):
 
     _fields_ = [(n, _I) for n in ("f64", "N", "H", "W", "C", "O", "Ho", "Wo", "kh", "kw", "sh", "sw", "dil_h",
                                   "dil_w", "pt", "pl", "Hp", "Wp", "relu", "threads")] + [
-        ("x", _P), ("xpad", _P), ("w", _P), ("wk", _L), ("wo", _L), ("bias", _P), ("y", _P), ("dy", _P), ("dw", _P),
+        ("x", _P), ("w", _P), ("wk", _L), ("wo", _L), ("bias", _P), ("y", _P), ("dy", _P), ("dw", _P),
         ("packed", _P), ("parts", _P * MAX_THREADS), ("failed", _I)]
 
 

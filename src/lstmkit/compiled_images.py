@@ -20,7 +20,6 @@ import numpy as np
 
 from . import compiled
 from ._boundary import Conv, Pool
-from .workspace import Workspace
 
 
 class Geometry(NamedTuple):
@@ -46,29 +45,24 @@ def _run(name: str, args: ctypes.Structure) -> None:
         raise MemoryError("lstmkit's compiled core could not allocate its buffers")
 
 
-def _conv_args(x: np.ndarray, g: Geometry, O: int, ws: Workspace | None) -> tuple[Conv, np.ndarray | None]:
-    """The struct's geometry for x (N, H, W, C), and the padded copy's buffer (None when there is no padding; from
-    ``ws`` when given)."""
+def _conv_args(x: np.ndarray, g: Geometry, O: int) -> Conv:
+    """The struct's geometry for x (N, H, W, C) (the core pads each image itself, in a buffer of each thread's)."""
     N, H, W, C = x.shape
     t, b, l, r = g.pads
-    shape = (N, H + t + b, W + l + r, C)
-    xpad = None if not any(g.pads) else ws.empty("xpad", shape, x.dtype) if ws else np.empty(shape, x.dtype)
-    args = Conv(f64=int(x.dtype == np.float64), N=N, H=H, W=W, C=C, O=O, Ho=g.Ho, Wo=g.Wo, kh=g.kh, kw=g.kw,
-                sh=g.sh, sw=g.sw, dil_h=g.dh, dil_w=g.dw, pt=t, pl=l, Hp=H + t + b, Wp=W + l + r,
-                x=x.ctypes.data, xpad=None if xpad is None else xpad.ctypes.data)
-    return args, xpad
+    return Conv(f64=int(x.dtype == np.float64), N=N, H=H, W=W, C=C, O=O, Ho=g.Ho, Wo=g.Wo, kh=g.kh, kw=g.kw,
+                sh=g.sh, sw=g.sw, dil_h=g.dh, dil_w=g.dw, pt=t, pl=l, Hp=H + t + b, Wp=W + l + r, x=x.ctypes.data)
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, g: Geometry, bias: np.ndarray | None = None, relu: bool = False,
-                 out: np.ndarray | None = None, ws: Workspace | None = None) -> np.ndarray:
+                 out: np.ndarray | None = None) -> np.ndarray:
     """y (N, Ho, Wo, O) = the convolution of x (N, H, W, C) with w (K, O), K = kh·kw·C taps (i, j, c) in that
     order (any strides: a transposed view works), plus ``bias`` (O,), then max(·, 0) with ``relu``. x contiguous,
-    w, bias and ``out`` of x's dtype (float32 or float64); the padded copy of x goes in ``ws`` when given."""
+    w, bias and ``out`` of x's dtype (float32 or float64)."""
     K, O = w.shape
     assert x.flags.c_contiguous and K == g.kh * g.kw * x.shape[3] and w.dtype == x.dtype
     y = np.empty((x.shape[0], g.Ho, g.Wo, O), x.dtype) if out is None else out
     assert y.flags.c_contiguous and y.shape == (x.shape[0], g.Ho, g.Wo, O) and y.dtype == x.dtype
-    args, xpad = _conv_args(x, g, O, ws)
+    args = _conv_args(x, g, O)
     item = x.dtype.itemsize
     args.w, args.wk, args.wo = w.ctypes.data, w.strides[0] // item, w.strides[1] // item
     if bias is not None:
@@ -76,12 +70,11 @@ def conv_forward(x: np.ndarray, w: np.ndarray, g: Geometry, bias: np.ndarray | N
         args.bias = bias.ctypes.data
     args.relu, args.y = int(relu), y.ctypes.data
     _run("lk_conv_forward", args)
-    del xpad
     return y
 
 
-def conv_weight_grad(x: np.ndarray, dy: np.ndarray, g: Geometry, bias: bool, out: np.ndarray | None = None,
-                     ws: Workspace | None = None) -> np.ndarray:
+def conv_weight_grad(x: np.ndarray, dy: np.ndarray, g: Geometry, bias: bool, out: np.ndarray | None = None
+                     ) -> np.ndarray:
     """(K [+ 1], O), added to ``out`` (zeros when None): row k = Σ over output pixels of tap k's input (x (N, H, W,
     C) as the forward read it) times dy (N, Ho, Wo, O); with ``bias`` a last row Σ dy."""
     N, Ho, Wo, O = dy.shape
@@ -89,10 +82,9 @@ def conv_weight_grad(x: np.ndarray, dy: np.ndarray, g: Geometry, bias: bool, out
     assert x.flags.c_contiguous and dy.flags.c_contiguous and dy.dtype == x.dtype and (Ho, Wo) == (g.Ho, g.Wo)
     dw = np.zeros((K + int(bias), O), x.dtype) if out is None else out
     assert dw.flags.c_contiguous and dw.shape == (K + int(bias), O) and dw.dtype == x.dtype
-    args, xpad = _conv_args(x, g, O, ws)
+    args = _conv_args(x, g, O)
     args.dy, args.dw, args.bias = dy.ctypes.data, dw.ctypes.data, (1 if bias else None)
     _run("lk_conv_wgrad", args)
-    del xpad
     return dw
 
 
@@ -114,21 +106,27 @@ def dense_weight_grad(x2: np.ndarray, dy2: np.ndarray, bias: bool) -> np.ndarray
 
 def maxpool_forward(x: np.ndarray, k: tuple[int, int], stride: tuple[int, int], pad: tuple[int, int],
                     out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """y (N, Ho, Wo, C), the max over each window of x (N, H, W, C) (contiguous), and arg: each winner's h·W + w."""
+    """y (N, Ho, Wo, C), the max over each window of x (N, H, W, C) (contiguous), and arg: each winner's tap i·kw + j
+    (uint8: windows of at most 256 taps)."""
+    assert k[0] * k[1] <= 256
     N, H, W, C = x.shape
     y = np.empty((N, *out_hw, C), x.dtype)
-    arg = np.empty(y.shape, np.int32)
+    arg = np.empty(y.shape, np.uint8)
     _run("lk_maxpool_forward", Pool(f64=int(x.dtype == np.float64), N=N, H=H, W=W, C=C, Ho=out_hw[0], Wo=out_hw[1],
                                     kh=k[0], kw=k[1], sh=stride[0], sw=stride[1], ph=pad[0], pw=pad[1],
                                     x=x.ctypes.data, y=y.ctypes.data, arg=arg.ctypes.data))
     return y, arg
 
 
-def maxpool_backward(dy: np.ndarray, arg: np.ndarray, shape: tuple[int, int, int, int]) -> np.ndarray:
-    """dx of ``shape`` (N, H, W, C): dy (N, Ho, Wo, C) added at each window's winner ``arg``."""
+def maxpool_backward(dy: np.ndarray, arg: np.ndarray, shape: tuple[int, int, int, int], k: tuple[int, int],
+                     stride: tuple[int, int], pad: tuple[int, int]) -> np.ndarray:
+    """dx of ``shape`` (N, H, W, C): dy (N, Ho, Wo, C) added at each window's winner ``arg`` (the forward's, of the
+    same window geometry)."""
     N, H, W, C = shape
     dy = np.ascontiguousarray(dy)
+    assert arg.shape == dy.shape and arg.dtype == np.uint8
     dx = np.empty(shape, dy.dtype)
     _run("lk_maxpool_backward", Pool(f64=int(dy.dtype == np.float64), N=N, H=H, W=W, C=C, Ho=dy.shape[1],
-                                     Wo=dy.shape[2], arg=arg.ctypes.data, dy=dy.ctypes.data, dx=dx.ctypes.data))
+                                     Wo=dy.shape[2], kh=k[0], kw=k[1], sh=stride[0], sw=stride[1], ph=pad[0],
+                                     pw=pad[1], arg=arg.ctypes.data, dy=dy.ctypes.data, dx=dx.ctypes.data))
     return dx

@@ -1,48 +1,54 @@
 /* Convolutions and dense products (included by body.h, after wgrad.h's micro-kernel): im2col packed straight
  * into the micro-kernel's panels, never formed whole.
  *
- * With x (N, H, W, C) NHWC, zero-padded to xp (N, Hp, Wp, C), the kernel w (kh·kw·C, O) and K = kh·kw·C taps,
+ * With x (N, H, W, C) NHWC, each image zero-padded to xp (Hp, Wp, C), the kernel w (kh·kw·C, O) and K = kh·kw·C
+ * taps,
  *
  *     y[p, o] = b[o] + Σ_k xp[base(p) + off(k)] · w[k, o]           (forward, p = (n, u, v) an output pixel)
  *     dW[k, o] += Σ_p xp[base(p) + off(k)] · dy[p, o],  db[o] += Σ_p dy[p, o]      (weight gradient)
  *
- * where base(p) = ((n·Hp + u·sh)·Wp + v·sw)·C is the pixel's window corner and off(k) = (i·dh·Wp + j·dw)·C + c the
- * tap k = (i, j, c) inside it. A dense layer is the 1×1 case (H = W = 1, C its inputs); the input gradient at
+ * where base(p) = (u·sh·Wp + v·sw)·C is the pixel's window corner in its image and off(k) = (i·dh·Wp + j·dw)·C + c
+ * the tap k = (i, j, c) inside it. A dense layer is the 1×1 case (H = W = 1, C its inputs); the input gradient at
  * stride 1 is the forward over dy padded "full" with the kernel flipped (conv.py builds it).
  *
  * Forward: threads take runs of MRP-pixel tiles; a tile's receptive fields go straight into an A micro-panel
  * (k-major), the weights were packed once (lk_conv_forward, before the job), and the tile of y is written with
- * the bias (and ReLU) added while it is in L1. Weight gradient: threads take runs of pixels, each summing into its
- * own (K + 1, O) buffer; then each adds a share of the rows of every buffer into dW. Padding is copied once, by
- * all threads (their images), before either. */
+ * the bias (and ReLU) added while it is in L1. Weight gradient: threads take runs of pixel blocks, each summing
+ * into its own (K + 1, O) buffer; then each adds a share of the rows of every buffer into dW. With padding, a
+ * thread copies the image its tiles are in into a padded buffer of its own (one image: in cache, and no padded
+ * copy of the batch is ever made), and tiles do not cross images; without, x is read as it lies and tiles run on
+ * across images (a dense layer's "images" are single pixels). */
 
-typedef struct { const REAL *src; long Hs, Ws; } FN(Image);
+/* Where a thread reads its pixels: x itself (n counted in a corner), or its own padded copy of image ``n`` (not). */
+typedef struct { const REAL *src; long Hs, Ws, per; int padded, n; REAL *buf; } FN(Image);
 
-/* The input as the products read it: x itself, or its zero-padded copy (made here, each thread its images, then
- * one barrier). */
-static FN(Image) FN(padded_input)(const LkConv *s, int tid, int n) {
-    FN(Image) im = {(const REAL *)s->x, s->H, s->W};
-    if (!s->xpad) return im;
-    const int C = s->C, W = s->W, Hp = s->Hp, Wp = s->Wp;
-    REAL *xp = (REAL *)s->xpad;
-    for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++)
-        for (int h = 0; h < Hp; h++) {
-            REAL *row = xp + ((img * Hp + h) * Wp) * C;
-            const int in = h - s->pt;
-            if (in < 0 || in >= s->H) {
-                memset(row, 0, sizeof(REAL) * (size_t)Wp * C);
-                continue;
-            }
-            const int right = Wp - s->pl - W;
-            memset(row, 0, sizeof(REAL) * (size_t)s->pl * C);
-            memcpy(row + (long)s->pl * C, (const REAL *)s->x + ((img * s->H + in) * W) * C,
-                   sizeof(REAL) * (size_t)W * C);
-            if (right > 0) memset(row + (long)(s->pl + W) * C, 0, sizeof(REAL) * (size_t)right * C);
-        }
-    lk_barrier(n);
-    im.src = xp;
-    im.Hs = Hp;
-    im.Ws = Wp;
+static int FN(needs_padding)(const LkConv *s) {
+    return s->pt || s->pl || s->Hp != s->H || s->Wp != s->W;
+}
+
+/* Ready to read image n (a no-op without padding, or when the buffer holds it already). */
+static void FN(image)(const LkConv *s, FN(Image) *im, int n) {
+    if (!im->padded || im->n == n) return;
+    const int C = s->C, W = s->W, rows = s->H + s->pt < s->Hp ? s->H : s->Hp - s->pt;
+    const int cols = s->W + s->pl < s->Wp ? s->W : s->Wp - s->pl;
+    for (int h = 0; h < rows; h++)                                   /* the borders stay as the calloc left them */
+        memcpy(im->buf + ((long)(h + s->pt) * s->Wp + s->pl) * C, (const REAL *)s->x + (((long)n * s->H + h) * W) * C,
+               sizeof(REAL) * (size_t)cols * C);
+    im->n = n;
+}
+
+/* The reader for this thread: NULL buffer when padding is needed and no memory is left (check ok). */
+static FN(Image) FN(reader)(const LkConv *s, int *ok) {
+    FN(Image) im = {(const REAL *)s->x, s->H, s->W, (long)s->H * s->W * s->C, 0, -1, NULL};
+    *ok = 1;
+    if (!FN(needs_padding)(s)) return im;
+    im.padded = 1;
+    im.Hs = s->Hp;
+    im.Ws = s->Wp;
+    im.per = 0;
+    im.buf = calloc((size_t)s->Hp * s->Wp * s->C + VL, sizeof(REAL));
+    im.src = im.buf;
+    *ok = im.buf != NULL;
     return im;
 }
 
@@ -69,10 +75,11 @@ static int FN(runs)(const LkConv *s, const FN(Image) *im, int k0, int k1, Run *r
     return count;
 }
 
-/* The window corners of ``count`` pixels from p (n, u, v) on, advancing (n, u, v) past them. */
+/* The window corners of ``count`` pixels from p (n, u, v) on, advancing (n, u, v) past them (with padding they
+ * are all in image n, the one the buffer holds). */
 static void FN(corners)(const LkConv *s, const FN(Image) *im, int *n, int *u, int *v, int count, long *base) {
     for (int r = 0; r < count; r++) {
-        base[r] = (((long)*n * im->Hs + (long)*u * s->sh) * im->Ws + (long)*v * s->sw) * s->C;
+        base[r] = (long)*n * im->per + ((long)*u * s->sh * im->Ws + (long)*v * s->sw) * s->C;
         if (++*v == s->Wo) {
             *v = 0;
             if (++*u == s->Ho) { *u = 0; ++*n; }
@@ -103,30 +110,49 @@ static void FN(pack_weights)(const LkConv *s, REAL *Bp) {
     }
 }
 
+/* A run of ``size`` pixels cut into pieces of at most ``piece``, per image with padding (pieces do not cross
+ * images), else end to end: piece t's first pixel and length. */
+static void FN(piece)(const LkConv *s, int padded, int piece, long t, long *p0, int *len) {
+    const long hw = (long)s->Ho * s->Wo, P = (long)s->N * hw;
+    if (!padded) {
+        *p0 = t * piece;
+        *len = P - *p0 < piece ? (int)(P - *p0) : piece;
+        return;
+    }
+    const long per = (hw + piece - 1) / piece, img = t / per;
+    *p0 = img * hw + (t % per) * piece;
+    *len = (img + 1) * hw - *p0 < piece ? (int)((img + 1) * hw - *p0) : piece;
+}
+
+static long FN(pieces)(const LkConv *s, int padded, int piece) {
+    const long hw = (long)s->Ho * s->Wo;
+    return padded ? (long)s->N * ((hw + piece - 1) / piece) : ((long)s->N * hw + piece - 1) / piece;
+}
+
 static void FN(conv_forward_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
-    const FN(Image) im = FN(padded_input)(s, tid, n);
-    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O);
-    const long P = (long)s->N * s->Ho * s->Wo, tiles = (P + MRP - 1) / MRP;
+    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), padded = FN(needs_padding)(s);
+    const long tiles = FN(pieces)(s, padded, MRP);
     const long t0 = tiles * tid / n, t1 = tiles * (tid + 1) / n;
     if (t0 >= t1) return;
+    int ok;
+    FN(Image) im = FN(reader)(s, &ok);
+    if (!ok) {
+        s->failed = 1;
+        return;
+    }
     const int blocks = (K + KC - 1) / KC;
     Run *run = malloc(sizeof(Run) * (size_t)(K + blocks));
     int *first = malloc(sizeof(int) * (size_t)(blocks + 1));          /* block b's runs: first[b] .. first[b + 1] */
     REAL *Ap = FN(alloc)((long)MRP * KC);
-    if (!run || !first || !Ap) {
-        s->failed = 1;
-        free(run);
-        free(first);
-        free(Ap);
-        return;
-    }
     long *off = malloc(sizeof(long) * (size_t)K);                       /* each tap's offset from the corner */
-    if (!off) {
+    if (!run || !first || !Ap || !off) {
         s->failed = 1;
         free(run);
         free(first);
         free(Ap);
+        free(off);
+        free(im.buf);
         return;
     }
     for (int k = 0; k < K; k++) {
@@ -139,15 +165,17 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
     for (int b = 0; b < blocks; b++)
         first[b + 1] = first[b] + FN(runs)(s, &im, b * KC, (b + 1) * KC < K ? (b + 1) * KC : K, run + first[b]);
     const REAL *Bp = (const REAL *)s->packed, *bias = (const REAL *)s->bias;
-    int pn, pu, pv;
-    FN(pixel_at)(s, t0 * MRP, &pn, &pu, &pv);
     long base[MRP];
     for (long t = t0; t < t1; t++) {
-        const long p0 = t * MRP;
-        const int rows = P - p0 < MRP ? (int)(P - p0) : MRP;
+        long p0;
+        int rows, pn, pu, pv;
+        FN(piece)(s, padded, MRP, t, &p0, &rows);
+        FN(pixel_at)(s, p0, &pn, &pu, &pv);
+        FN(image)(s, &im, pn);
         FN(corners)(s, &im, &pn, &pu, &pv, rows, base);
         for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
-        const int one_row = rows == MRP && base[MRP - 1] - base[0] == (long)(MRP - 1) * rs;
+        int one_row = rows == MRP;                         /* the tile's corners rs apart, as along a row */
+        for (int r = 1; r < MRP && one_row; r++) one_row = base[r] - base[r - 1] == rs;
         REAL *Y = (REAL *)s->y + p0 * O;
         for (int k0 = 0; k0 < K; k0 += KC) {
             const int kc = K - k0 < KC ? K - k0 : KC;
@@ -182,33 +210,37 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
     free(first);
     free(off);
     free(Ap);
+    free(im.buf);
 }
 
 /* The weight gradient: this thread's pixels [p0, p1) into its own buffer part (Kb, O) (Kb = K + 1 with a bias:
  * its last tap reads 1), then, after a barrier, its share of the rows of every thread's buffer into dW. */
 static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
-    const FN(Image) im = FN(padded_input)(s, tid, n);
     const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), Kb = K + (s->bias != NULL);
-    const long P = (long)s->N * s->Ho * s->Wo, p0 = P * tid / n, p1 = P * (tid + 1) / n;
-    const int panels = (Kb + MRP - 1) / MRP;
+    const int padded = FN(needs_padding)(s), panels = (Kb + MRP - 1) / MRP;
+    const long blocks = FN(pieces)(s, padded, KC), b0 = blocks * tid / n, b1 = blocks * (tid + 1) / n;
+    int have_image;
+    FN(Image) im = FN(reader)(s, &have_image);
     REAL *part = (REAL *)s->parts[tid];
     Run *run = malloc(sizeof(Run) * (size_t)panels * MRP);           /* panel m's runs: run + m·MRP, nrun[m] */
     int *nrun = malloc(sizeof(int) * (size_t)panels);
     long *base = malloc(sizeof(long) * KC);
     REAL *Ap = FN(alloc)((long)MRP * KC), *Bp = FN(alloc)((long)Opad * KC);
-    const int ok = run && nrun && base && Ap && Bp;
+    const int ok = have_image && run && nrun && base && Ap && Bp;
     if (!ok) s->failed = 1;
     if (ok) {
         for (int m = 0; m < panels; m++)
             nrun[m] = m * MRP < K ? FN(runs)(s, &im, m * MRP, (m + 1) * MRP < K ? (m + 1) * MRP : K, run + m * MRP) : 0;
         memset(part, 0, sizeof(REAL) * (size_t)Kb * O);
-        int pn, pu, pv;
-        FN(pixel_at)(s, p0, &pn, &pu, &pv);
-        const REAL *dy = (const REAL *)s->dy + p0 * O;
-        for (long q0 = p0; q0 < p1; q0 += KC) {
-            const int kc = p1 - q0 < KC ? (int)(p1 - q0) : KC;
+        for (long b = b0; b < b1; b++) {
+            long q0;
+            int kc, pn, pu, pv;
+            FN(piece)(s, padded, KC, b, &q0, &kc);
+            FN(pixel_at)(s, q0, &pn, &pu, &pv);
+            FN(image)(s, &im, pn);
             FN(corners)(s, &im, &pn, &pu, &pv, kc, base);
+            const REAL *dy = (const REAL *)s->dy + q0 * O;
             FN(pack_b)(dy, O, O, (int)0, kc, Bp);                          /* dy rows q0.. as panels */
             for (int m0 = 0; m0 < Kb; m0 += MRP) {
                 const int rows = Kb - m0 < MRP ? Kb - m0 : MRP;
@@ -231,9 +263,9 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
                     FN(kern_pp)(kc, Ap, Bp + (long)j0 * kc, part + (long)m0 * O + j0, O, rows,
                                 O - j0 < NR ? O - j0 : NR, 1);
             }
-            dy += (long)kc * O;
         }
     }
+    free(im.buf);
     free(run);
     free(nrun);
     free(base);

@@ -94,11 +94,10 @@ typedef struct {
  * H = W = kh = kw = 1. */
 typedef struct {
     int f64, N, H, W, C, O, Ho, Wo, kh, kw, sh, sw, dil_h, dil_w;
-    int pt, pl, Hp, Wp;               /* zeros above and left; the padded size (xpad's), when xpad is given */
+    int pt, pl, Hp, Wp;               /* zeros above and left; an image's padded size (H + pt + zeros below, ...) */
     int relu;
     int threads;
     const void *x;
-    void *xpad;                       /* scratch (N, Hp, Wp, C) for the zero-padded input, or NULL: no padding */
     const void *w;                    /* forward: element (k, o) at w[k·wk + o·wo] */
     long wk, wo;
     const void *bias;                 /* (O,) or NULL */
@@ -112,14 +111,14 @@ typedef struct {
 
 /* ---- lk_maxpool_forward / lk_maxpool_backward (image.c) ---------------------------------------------------
  * x (N, H, W, C) -> y (N, Ho, Wo, C), the max over each kh × kw window (padding never wins; a tie goes to the
- * first tap in row-major order, as PyTorch's); arg (N, Ho, Wo, C) the winning tap's h·W + w. Backward: dx (N, H,
- * W, C), zeroed here, receives dy at each window's argmax. */
+ * first tap in row-major order, as PyTorch's); arg (N, Ho, Wo, C) the winning tap i·kw + j (kh·kw ≤ 256).
+ * Backward: dx (N, H, W, C), zeroed here, receives dy at each window's winner. */
 typedef struct {
     int f64, N, H, W, C, Ho, Wo, kh, kw, sh, sw, ph, pw;
     int threads;
     const void *x;
     void *y;
-    int *arg;
+    unsigned char *arg;
     const void *dy;
     void *dx;
 } LkPool;

@@ -13,18 +13,19 @@
         for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++) {                          \
             const REAL *x = (const REAL *)s->x + img * s->H * s->W * C;                                           \
             REAL *y = (REAL *)s->y + img * s->Ho * s->Wo * C;                                                     \
-            int *arg = s->arg + img * s->Ho * s->Wo * C;                                                          \
+            unsigned char *arg = s->arg + img * s->Ho * s->Wo * C;                                                \
             for (int u = 0; u < s->Ho; u++)                                                                       \
                 for (int v = 0; v < s->Wo; v++) {                                                                 \
                     REAL *restrict yo = y + ((long)u * s->Wo + v) * C;                                            \
-                    int *restrict ao = arg + ((long)u * s->Wo + v) * C, first = 1;                                \
+                    unsigned char *restrict ao = arg + ((long)u * s->Wo + v) * C;                                 \
+                    int first = 1;                                                                                \
                     for (int i = 0; i < s->kh; i++) {                                                             \
                         const int h = u * s->sh - s->ph + i;                                                      \
                         if (h < 0 || h >= s->H) continue;                                                         \
                         for (int j = 0; j < s->kw; j++) {                                                         \
-                            const int w = v * s->sw - s->pw + j, at = h * s->W + w;                               \
+                            const int w = v * s->sw - s->pw + j, at = i * s->kw + j;                              \
                             if (w < 0 || w >= s->W) continue;                                                     \
-                            const REAL *restrict xi = x + (long)at * C;                                           \
+                            const REAL *restrict xi = x + ((long)h * s->W + w) * C;                               \
                             if (first) {                                                                          \
                                 for (int c = 0; c < C; c++) { yo[c] = xi[c]; ao[c] = at; }                        \
                                 first = 0;                                                                        \
@@ -47,10 +48,16 @@
         for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++) {                          \
             REAL *dx = (REAL *)s->dx + img * s->H * s->W * C;                                                     \
             const REAL *dy = (const REAL *)s->dy + img * outs * C;                                                \
-            const int *arg = s->arg + img * outs * C;                                                             \
+            const unsigned char *arg = s->arg + img * outs * C;                                                   \
             memset(dx, 0, sizeof(REAL) * (size_t)s->H * s->W * C);                                                \
-            for (long o = 0; o < outs; o++)                                                                       \
-                for (int c = 0; c < C; c++) dx[(long)arg[o * C + c] * C + c] += dy[o * C + c];                    \
+            for (int u = 0; u < s->Ho; u++)                                                                       \
+                for (int v = 0; v < s->Wo; v++) {                                                                 \
+                    const long o = (long)u * s->Wo + v, h0 = u * s->sh - s->ph, w0 = v * s->sw - s->pw;          \
+                    for (int c = 0; c < C; c++) {                                                                 \
+                        const int tap = arg[o * C + c];                                                           \
+                        dx[((h0 + tap / s->kw) * s->W + w0 + tap % s->kw) * C + c] += dy[o * C + c];             \
+                    }                                                                                             \
+                }                                                                                                 \
         }                                                                                                         \
     }
 

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .. import compiled
+from .. import _blas, compiled
 from .._version import __version__
 
 
 def add_parser(apps: Any) -> None:
     apps.add_parser("info", help="which kernel, CPU, SIMD level, threads and BLAS lstmkit runs with",
                     description="Print the kernel that runs the recurrent scans (compiled or NumPy), the CPU, the SIMD "
-                    "path, the threads a scan uses and NumPy's BLAS.")
+                    "path, the threads a scan uses, NumPy's BLAS and any other thread pool in the process that "
+                    "could take the core's cores.")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,4 +25,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"simd:    {info['simd']}")
     print(f"threads: {info['threads']} per scan")
     print(f"blas:    {compiled.blas_description()}")
+    others = _blas.other_pools()
+    print("others:  " + ("; ".join(others) + " — not held by lstmkit: their threads take cores while they work"
+                         if others else "no other thread pool in this process (lstmkit's own pool and BLAS only)"))
     return 0

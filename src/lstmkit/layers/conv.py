@@ -173,8 +173,7 @@ class Conv2D(Layer):
         if compiled.active():                            # the core: im2col packed straight into its GEMM's panels
             self._cache["x"] = x = np.ascontiguousarray(x)
             K = self.weight.value[..., 0].size
-            core.conv_forward(x, self.weight.value.reshape(K, -1), self._geometry(H, W), self._bias(), out=y,
-                              ws=self._ws[0])
+            core.conv_forward(x, self.weight.value.reshape(K, -1), self._geometry(H, W), self._bias(), out=y)
             return y
         self._split(lambda k, s: self._forward_part(k, x[s], y[s]))
         return y
@@ -263,7 +262,7 @@ class Conv2D(Layer):
         forward over dy padded "full" with the kernel flipped (stride 1), else as the NumPy path forms it."""
         N, H, W, C = x.shape
         g = self._geometry(H, W)
-        dWb = core.conv_weight_grad(x, dy, g, self.bias is not None, ws=self._ws[0])     # x padded as forward's
+        dWb = core.conv_weight_grad(x, dy, g, self.bias is not None)
         K = self.weight.value[..., 0].size
         self.weight.grad += dWb[:K].reshape(self.weight.shape)
         if self.bias is not None:
@@ -279,8 +278,7 @@ class Conv2D(Layer):
             return dx
         w_flip = self._ws[1].empty("w_flip", (kh, kw, self.out_channels, C), self.dtype)
         w_flip[...] = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
-        return core.conv_forward(dy, w_flip.reshape(-1, C), core.Geometry(kh, kw, 1, 1, dh, dw, full, H, W),
-                                 ws=self._ws[1])
+        return core.conv_forward(dy, w_flip.reshape(-1, C), core.Geometry(kh, kw, 1, 1, dh, dw, full, H, W))
 
     def _backward_part(self, k: int, x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
         """Writes this chunk's dx and returns its [dW; db] (K [+ 1], O)."""

@@ -75,7 +75,7 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
-        if compiled.active() and x.dtype in (np.float32, np.float64):
+        if compiled.active() and x.dtype in (np.float32, np.float64) and self.pool_size[0] * self.pool_size[1] <= 256:
             xp, _ = self._taps(x, -np.inf, pad=False)
             N, H, W, C = x.shape
             (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
@@ -111,7 +111,8 @@ class MaxPool2D(_Pool2D):
         if dy.shape != y.shape:
             raise ValueError(f"MaxPool2D.backward: expected dy of shape {y.shape}, got {dy.shape}")
         if "arg" in self._cache:
-            return core.maxpool_backward(np.asarray(dy, y.dtype), self._cache["arg"], self._cache["shape"])
+            return core.maxpool_backward(np.asarray(dy, y.dtype), self._cache["arg"], self._cache["shape"],
+                                         self.pool_size, self.stride, self.padding)
         xr = self._cache["tiled"]
         taken = np.zeros(y.shape, bool)                  # windows whose maximum already has its gradient
         if xr is not None:
