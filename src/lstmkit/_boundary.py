@@ -75,4 +75,5 @@ STRUCTS = (Forward, Backward, Grad, KindInfo, CtcForward, CtcOccupancy, Conv, Po
 # Each entry point and the struct it takes.
 ENTRIES = (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad),
            ("lk_ctc_forward", CtcForward), ("lk_ctc_occupancy", CtcOccupancy), ("lk_conv_forward", Conv),
-           ("lk_conv_wgrad", Conv), ("lk_maxpool_forward", Pool), ("lk_maxpool_backward", Pool))
+           ("lk_conv_wgrad", Conv), ("lk_conv_input_grad", Conv), ("lk_maxpool_forward", Pool),
+           ("lk_maxpool_backward", Pool))

@@ -88,6 +88,20 @@ def conv_weight_grad(x: np.ndarray, dy: np.ndarray, g: Geometry, bias: bool, out
     return dw
 
 
+def conv_input_grad(dy: np.ndarray, w: np.ndarray, g: Geometry, x_shape: tuple[int, int, int, int]) -> np.ndarray:
+    """dx (``x_shape``) of a convolution with w (K, O) (any strides), from dy (N, Ho, Wo, O): each output pixel's
+    dy · wᵀ added back over its receptive field (any stride, dilation, padding)."""
+    N, Ho, Wo, O = dy.shape
+    assert dy.flags.c_contiguous and w.shape == (g.kh * g.kw * x_shape[3], O) and w.dtype == dy.dtype
+    dx = np.empty(x_shape, dy.dtype)
+    args = _conv_args(dx, g, O)
+    item = dy.dtype.itemsize
+    args.w, args.wk, args.wo = w.ctypes.data, w.strides[0] // item, w.strides[1] // item
+    args.x, args.dy, args.y = None, dy.ctypes.data, dx.ctypes.data
+    _run("lk_conv_input_grad", args)
+    return dx
+
+
 _DENSE = Geometry(1, 1, 1, 1, 1, 1, (0, 0, 0, 0), 1, 1)
 
 

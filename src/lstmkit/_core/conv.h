@@ -94,20 +94,21 @@ static void FN(pixel_at)(const LkConv *s, long p, int *n, int *u, int *v) {
     *v = (int)(p % s->Wo);
 }
 
-/* Bp: the weights' rows [0, K) as column panels of NR (k-major, zero past O), block by block of KC rows: element
- * (k, o) of w at w[k·wk + o·wo]. Block k0 starts at Bp + k0·Opad, its panel q at + q·kc·NR. */
-static void FN(pack_weights)(const LkConv *s, REAL *Bp) {
-    const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O);
-    const REAL *w = (const REAL *)s->w;
-    for (int k0 = 0; k0 < K; k0 += KC) {
+/* Bp: rows [0, K) of a K × O matrix as column panels of NR (k-major, zero past O), block by block of KC rows:
+ * element (k, o) at w[k·wk + o·wo]. Block k0 starts at Bp + k0·Opad, its panel q at + q·kc·NR. Thread 0 packs,
+ * the others wait at the barrier (it is small beside the products). */
+static void FN(pack_shared)(const REAL *w, long wk, long wo, int K, int O, REAL *Bp, int tid, int n) {
+    const int Opad = FN(round_nr)(O);
+    for (int k0 = 0; k0 < K && tid == 0; k0 += KC) {
         const int kc = K - k0 < KC ? K - k0 : KC;
         for (int j0 = 0; j0 < Opad; j0 += NR) {
             REAL *panel = Bp + (long)k0 * Opad + (long)j0 * kc;
             for (int k = 0; k < kc; k++)
                 for (int j = 0; j < NR; j++)
-                    panel[(long)k * NR + j] = j0 + j < O ? w[(long)(k0 + k) * s->wk + (long)(j0 + j) * s->wo] : 0;
+                    panel[(long)k * NR + j] = j0 + j < O ? w[(long)(k0 + k) * wk + (long)(j0 + j) * wo] : 0;
         }
     }
+    lk_barrier(n);
 }
 
 /* A run of ``size`` pixels cut into pieces of at most ``piece``, per image with padding (pieces do not cross
@@ -132,6 +133,7 @@ static long FN(pieces)(const LkConv *s, int padded, int piece) {
 static void FN(conv_forward_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
     const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), padded = FN(needs_padding)(s);
+    FN(pack_shared)((const REAL *)s->w, s->wk, s->wo, K, O, (REAL *)s->packed, tid, n);
     const long tiles = FN(pieces)(s, padded, MRP);
     const long t0 = tiles * tid / n, t1 = tiles * (tid + 1) / n;
     if (t0 >= t1) return;
@@ -279,4 +281,69 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
         const REAL *pt = (const REAL *)s->parts[t];
         for (long e = e0; e < e1; e++) dw[e] += pt[e];
     }
+}
+
+/* The input gradient by scattering (any stride, dilation, padding; few input channels): per tile of output pixels,
+ * dcols (rows, K) = dy (rows, O) · Wᵀ in the micro-kernel (dy's rows read where they lie), then each pixel's row
+ * added back over its receptive field in a padded image of the thread's own, which is then cut into dx. Threads
+ * take whole images (receptive fields overlap only within one). */
+static void FN(conv_input_grad_job)(void *arg, int tid, int n) {
+    LkConv *s = (LkConv *)arg;
+    const int C = s->C, K = s->kh * s->kw * C, O = s->O, Kpad = FN(round_nr)(K);
+    const long hw = (long)s->Ho * s->Wo, Hp = s->Hp, Wp = s->Wp;
+    FN(pack_shared)((const REAL *)s->w, s->wo, s->wk, O, K, (REAL *)s->packed, tid, n);       /* Wᵀ: O × K */
+    REAL *pad = calloc((size_t)(Hp * Wp * C + VL), sizeof(REAL)), *tile = FN(alloc)((long)MRP * Kpad);
+    REAL *Ap = FN(alloc)((long)MRP * KC);
+    Run *run = malloc(sizeof(Run) * (size_t)K);
+    long *at = malloc(sizeof(long) * (size_t)(O + 1));
+    if (!pad || !tile || !Ap || !run || !at) {
+        s->failed = 1;
+        free(pad), free(tile), free(Ap), free(run), free(at);
+        return;
+    }
+    FN(Image) im = {pad, Hp, Wp, 0, 1, -1, pad};
+    const int nrun = FN(runs)(s, &im, 0, K, run);
+    for (int k = 0; k <= O; k++) at[k] = k;
+    const REAL *Bp = (const REAL *)s->packed;
+    long base[MRP];
+    for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++) {
+        memset(pad, 0, sizeof(REAL) * (size_t)(Hp * Wp * C));
+        for (long p0 = 0; p0 < hw; p0 += MRP) {
+            const int rows = hw - p0 < MRP ? (int)(hw - p0) : MRP;
+            int pn = 0, pu = (int)(p0 / s->Wo), pv = (int)(p0 % s->Wo);
+            FN(corners)(s, &im, &pn, &pu, &pv, rows, base);
+            const REAL *dy = (const REAL *)s->dy + (img * hw + p0) * O;
+            for (int k0 = 0; k0 < O; k0 += KC) {
+                const int kc = O - k0 < KC ? O - k0 : KC;
+                for (int j0 = 0; j0 < K; j0 += NR) {
+                    const int cols = K - j0 < NR ? K - j0 : NR;
+                    const REAL *panel = Bp + (long)k0 * Kpad + (long)j0 * kc;
+                    if (rows == MRP && FN(kern_rows)(kc, dy, at + k0, panel, tile + j0, Kpad, cols, O, k0 > 0))
+                        continue;
+                    if (j0 == 0)                                          /* dy's rows, packed */
+                        for (int k = 0; k < kc; k++)
+                            for (int r = 0; r < MRP; r++) Ap[(long)k * MRP + r] = r < rows ? dy[(long)r * O + k0 + k] : 0;
+                    FN(kern_pp)(kc, Ap, panel, tile + j0, Kpad, rows, cols, k0 > 0);
+                }
+            }
+            for (int r = 0; r < rows; r++) {                              /* back over the receptive fields */
+                REAL *px = pad + base[r];
+                const REAL *row = tile + (long)r * Kpad;
+                for (int q = 0; q < nrun; q++)
+                    for (int t = 0; t < run[q].len; t++) px[run[q].off + t] += row[run[q].k + t];
+            }
+        }
+        REAL *dx = (REAL *)s->y + img * s->H * s->W * C;                 /* the image, unpadded */
+        for (int h = 0; h < s->H; h++) {
+            const long hp = h + s->pt;
+            if (hp >= Hp) {
+                memset(dx + (long)h * s->W * C, 0, sizeof(REAL) * (size_t)(s->H - h) * s->W * C);
+                break;
+            }
+            const int cols = s->W + s->pl <= Wp ? s->W : (int)(Wp - s->pl);
+            memcpy(dx + (long)h * s->W * C, pad + (hp * Wp + s->pl) * C, sizeof(REAL) * (size_t)cols * C);
+            if (cols < s->W) memset(dx + ((long)h * s->W + cols) * C, 0, sizeof(REAL) * (size_t)(s->W - cols) * C);
+        }
+    }
+    free(pad), free(tile), free(Ap), free(run), free(at);
 }

@@ -87,24 +87,24 @@ typedef struct {
     int failed;
 } LkGrad;
 
-/* ---- lk_conv_forward, lk_conv_wgrad: convolutions and dense products (conv.h) ------------------------------
+/* ---- lk_conv_forward, lk_conv_wgrad, lk_conv_input_grad: convolutions and dense products (conv.h) ----------
  * x (N, H, W, C) and y / dy (N, Ho, Wo, O), NHWC and contiguous; taps k = (i, j, c) of a kh × kw kernel, K of them.
  * Forward: y = conv(x, w) + bias, then max(·, 0) with relu. Weight gradient: dw (K [+ 1], O) += Σ over pixels of
- * each tap's input times dy, the last row Σ dy when bias is given (its value is not read). A dense layer is
- * H = W = kh = kw = 1. */
+ * each tap's input times dy, the last row Σ dy when bias is given (its value is not read). Input gradient: y
+ * (N, H, W, C) = dx, from dy and w (x is not read). A dense layer is H = W = kh = kw = 1. */
 typedef struct {
     int f64, N, H, W, C, O, Ho, Wo, kh, kw, sh, sw, dil_h, dil_w;
     int pt, pl, Hp, Wp;               /* zeros above and left; an image's padded size (H + pt + zeros below, ...) */
     int relu;
     int threads;
     const void *x;
-    const void *w;                    /* forward: element (k, o) at w[k·wk + o·wo] */
+    const void *w;                    /* forward, input gradient: element (k, o) at w[k·wk + o·wo] */
     long wk, wo;
     const void *bias;                 /* (O,) or NULL */
     void *y;                          /* forward out */
     const void *dy;                   /* weight gradient in */
     void *dw;                         /* weight gradient out, added to */
-    void *packed;                     /* scratch: the forward's packed weights (made by lk_conv_forward) */
+    void *packed;                     /* scratch: the packed weights (allocated by the entry point) */
     void *parts[LK_MAX_THREADS];      /* scratch: each thread's weight-gradient sums (made by lk_conv_wgrad) */
     int failed;
 } LkConv;

@@ -6,10 +6,11 @@
 
 #include "core.h"
 
-#define MAXPOOL(REAL, SUFFIX)                                                                                     \
+#define MAXPOOL(REAL, IT, SUFFIX)                                                                                 \
     static void maxpool_forward_##SUFFIX(void *arg, int tid, int n) {                                             \
         const LkPool *s = (const LkPool *)arg;                                                                    \
         const int C = s->C;                                                                                       \
+        IT win_tap[C];                                  /* REAL-sized, so that the loop over c vectorizes */      \
         for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++) {                          \
             const REAL *x = (const REAL *)s->x + img * s->H * s->W * C;                                           \
             REAL *y = (REAL *)s->y + img * s->Ho * s->Wo * C;                                                     \
@@ -27,17 +28,18 @@
                             if (w < 0 || w >= s->W) continue;                                                     \
                             const REAL *restrict xi = x + ((long)h * s->W + w) * C;                               \
                             if (first) {                                                                          \
-                                for (int c = 0; c < C; c++) { yo[c] = xi[c]; ao[c] = at; }                        \
+                                for (int c = 0; c < C; c++) { yo[c] = xi[c]; win_tap[c] = at; }                   \
                                 first = 0;                                                                        \
                                 continue;                                                                         \
                             }                                                                                     \
                             for (int c = 0; c < C; c++) {                                                         \
                                 const int win = xi[c] > yo[c] || xi[c] != xi[c];                                  \
                                 yo[c] = win ? xi[c] : yo[c];                                                      \
-                                ao[c] = win ? at : ao[c];                                                         \
+                                win_tap[c] = win ? (IT)at : win_tap[c];                                           \
                             }                                                                                     \
                         }                                                                                         \
                     }                                                                                             \
+                    for (int c = 0; c < C; c++) ao[c] = (unsigned char)win_tap[c];                                \
                 }                                                                                                 \
         }                                                                                                         \
     }                                                                                                             \
@@ -45,6 +47,9 @@
         const LkPool *s = (const LkPool *)arg;                                                                    \
         const int C = s->C;                                                                                       \
         const long outs = (long)s->Ho * s->Wo;                                                                    \
+        long at[256];                                   /* tap i·kw + j's offset from its window's corner */      \
+        for (int i = 0; i < s->kh; i++)                                                                           \
+            for (int j = 0; j < s->kw; j++) at[i * s->kw + j] = ((long)i * s->W + j) * C;                        \
         for (long img = (long)s->N * tid / n; img < (long)s->N * (tid + 1) / n; img++) {                          \
             REAL *dx = (REAL *)s->dx + img * s->H * s->W * C;                                                     \
             const REAL *dy = (const REAL *)s->dy + img * outs * C;                                                \
@@ -52,17 +57,15 @@
             memset(dx, 0, sizeof(REAL) * (size_t)s->H * s->W * C);                                                \
             for (int u = 0; u < s->Ho; u++)                                                                       \
                 for (int v = 0; v < s->Wo; v++) {                                                                 \
-                    const long o = (long)u * s->Wo + v, h0 = u * s->sh - s->ph, w0 = v * s->sw - s->pw;          \
-                    for (int c = 0; c < C; c++) {                                                                 \
-                        const int tap = arg[o * C + c];                                                           \
-                        dx[((h0 + tap / s->kw) * s->W + w0 + tap % s->kw) * C + c] += dy[o * C + c];             \
-                    }                                                                                             \
+                    const long o = (long)u * s->Wo + v;                                                           \
+                    REAL *corner = dx + (((long)u * s->sh - s->ph) * s->W + (long)v * s->sw - s->pw) * C;        \
+                    for (int c = 0; c < C; c++) corner[at[arg[o * C + c]] + c] += dy[o * C + c];                 \
                 }                                                                                                 \
         }                                                                                                         \
     }
 
-MAXPOOL(float, f32)
-MAXPOOL(double, f64)
+MAXPOOL(float, int, f32)
+MAXPOOL(double, long long, f64)
 
 /* Max pooling forward (LkPool, core.h). Returns the threads used. */
 int lk_maxpool_forward(LkPool *s) {

@@ -95,13 +95,14 @@ int lk_set_simd(int level) {
 
 typedef void (*job)(void *, int, int);
 
-enum { JOB_FORWARD = 0, JOB_BACKWARD = 1, JOB_WGRAD = 2, JOB_CONV = 3, JOB_CONV_WGRAD = 4, NJOBS };
+enum { JOB_FORWARD = 0, JOB_BACKWARD = 1, JOB_WGRAD = 2, JOB_CONV = 3, JOB_CONV_WGRAD = 4, JOB_CONV_INPUT = 5, NJOBS };
 
 #define JOBS(isa) {{forward_job_##isa##_f32, forward_job_##isa##_f64},                                          \
                    {backward_job_##isa##_f32, backward_job_##isa##_f64},                                        \
                    {wgrad_job_##isa##_f32, wgrad_job_##isa##_f64},                                              \
                    {conv_forward_job_##isa##_f32, conv_forward_job_##isa##_f64},                                \
-                   {conv_wgrad_job_##isa##_f32, conv_wgrad_job_##isa##_f64}}
+                   {conv_wgrad_job_##isa##_f32, conv_wgrad_job_##isa##_f64},                                    \
+                   {conv_input_grad_job_##isa##_f32, conv_input_grad_job_##isa##_f64}}
 
 static job pick(int which, int f64) {
     static const job generic[NJOBS][2] = JOBS(generic);
@@ -141,35 +142,31 @@ int lk_weight_grads(LkGrad *g) {
     return g->failed ? -1 : used;
 }
 
-/* The packed weights' size in elements: K rows, O columns rounded up to the panel width of the SIMD path. */
-static long packed_size(const LkConv *s) {
-    const int nr = (s->f64 ? 4 : 8) << lk_simd();     /* NR: two vectors of 16, 32 or 64 bytes */
-    return (long)s->kh * s->kw * s->C * ((s->O + nr - 1) / nr * nr);
+/* A K × O matrix's packed size in elements: O rounded up to the panel width of the SIMD path in use. */
+static long packed_size(long K, long O, int f64) {
+    const int nr = (f64 ? 4 : 8) << lk_simd();         /* NR: two vectors of 16, 32 or 64 bytes */
+    return K * ((O + nr - 1) / nr * nr);
 }
 
-/* Convolution or dense product forward (LkConv, core.h): the weights are packed here, once, then the threads
- * take tiles of pixels. Returns the threads used, or -1 when out of memory. */
-int lk_conv_forward(LkConv *s) {
+/* Run a convolution job with packed-weight scratch of a K × O matrix (the job's thread 0 packs it). */
+static int conv_run(LkConv *s, int which, long K, long O) {
     s->failed = 0;
-    const int f64 = s->f64;
     void *packed = NULL;                               /* aligned: the micro-kernel loads whole vectors */
-    if (posix_memalign(&packed, 64, (size_t)packed_size(s) * (f64 ? 8 : 4) + 64) != 0) return -1;
+    if (posix_memalign(&packed, 64, (size_t)packed_size(K, O, s->f64) * (s->f64 ? 8 : 4) + 64) != 0) return -1;
     s->packed = packed;
-    switch (lk_simd() * 2 + f64) {
-#if LK_X86
-    case 5: pack_weights_avx512_f64(s, packed); break;
-    case 4: pack_weights_avx512_f32(s, packed); break;
-    case 3: pack_weights_avx2_f64(s, packed); break;
-    case 2: pack_weights_avx2_f32(s, packed); break;
-#endif
-    case 1: pack_weights_generic_f64(s, packed); break;
-    default: pack_weights_generic_f32(s, packed); break;
-    }
-    int used = lk_pool_run(pick(JOB_CONV, f64), s, s->threads);
+    int used = lk_pool_run(pick(which, s->f64), s, s->threads);
     free(packed);
     s->packed = NULL;
     return s->failed ? -1 : used;
 }
+
+/* Convolution or dense product forward (LkConv, core.h): threads take tiles of pixels. Returns the threads used,
+ * or -1 when out of memory. */
+int lk_conv_forward(LkConv *s) { return conv_run(s, JOB_CONV, (long)s->kh * s->kw * s->C, s->O); }
+
+/* Convolution input gradient by scattering (LkConv, core.h): dy in, dx out in y. Returns the threads used, or -1
+ * when out of memory. */
+int lk_conv_input_grad(LkConv *s) { return conv_run(s, JOB_CONV_INPUT, s->O, (long)s->kh * s->kw * s->C); }
 
 /* Convolution or dense weight gradient (LkConv, core.h). Returns the threads used, or -1 when out of memory. */
 int lk_conv_wgrad(LkConv *s) {

@@ -259,7 +259,8 @@ class Conv2D(Layer):
 
     def _backward_core(self, x: np.ndarray, dy: np.ndarray) -> np.ndarray | None:
         """The core's backward: [dW; db] in one pass over the pixels, then dx (unless ``input_grad`` is off) as the
-        forward over dy padded "full" with the kernel flipped (stride 1), else as the NumPy path forms it."""
+        forward over dy padded "full" with the kernel flipped (stride 1, 8 channels or more), else by scattering each
+        pixel's dy · Wᵀ back over its receptive field."""
         N, H, W, C = x.shape
         g = self._geometry(H, W)
         dWb = core.conv_weight_grad(x, dy, g, self.bias is not None)
@@ -272,10 +273,8 @@ class Conv2D(Layer):
         (kh, kw), (dh, dw) = self.kernel_size, self.dilation
         t, b, l, r = g.pads
         full = ((kh - 1) * dh - t, (kh - 1) * dh - b, (kw - 1) * dw - l, (kw - 1) * dw - r)
-        if self.stride != (1, 1) or min(full) < 0:
-            dx = np.empty((N, H, W, C), self.dtype)
-            self._input_grad(self._ws[1], dy, dx)
-            return dx
+        if self.stride != (1, 1) or min(full) < 0 or C < _ROWS_MIN:      # few channels: the flipped forward's
+            return core.conv_input_grad(dy, self.weight.value.reshape(K, -1), g, x.shape)   # output would be thin
         w_flip = self._ws[1].empty("w_flip", (kh, kw, self.out_channels, C), self.dtype)
         w_flip[...] = self.weight.value[::-1, ::-1].transpose(0, 1, 3, 2)
         return core.conv_forward(dy, w_flip.reshape(-1, C), core.Geometry(kh, kw, 1, 1, dh, dw, full, H, W))
