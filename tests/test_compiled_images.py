@@ -132,3 +132,33 @@ def test_the_training_loop_asks_no_input_gradient_and_a_direct_backward_still_ge
     loss(model.forward(x), y)
     dx = model.backward(loss.backward())
     assert dx.shape == x.shape and np.abs(dx).sum() > 0
+
+
+@pytest.mark.parametrize("kernel", ["numpy", pytest.param("compiled", marks=needs_core)])
+def test_a_relu_after_a_convolution_runs_in_its_pass_with_the_same_outputs_and_gradients(monkeypatch, kernel):
+    """Sequential runs Conv2D + Activation("relu") as one pass (the core adds the ReLU in the tile); outputs and
+    every gradient equal the two layers run one after the other."""
+    if kernel == "numpy":
+        monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")
+    else:
+        monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
+    rng = np.random.default_rng(0)
+    model = lk.Sequential(lk.Conv2D(3, 5, 3, padding="same", dtype="float64", rng=rng), lk.Activation("relu"),
+                          lk.MaxPool2D(2), lk.Flatten(), lk.Dense(5 * 4 * 4, 2, dtype="float64", rng=rng))
+    x = rng.standard_normal((4, 8, 8, 3))
+    dy = rng.standard_normal((4, 2))
+    seen = []
+    model.layers[1].forward = lambda a: seen.append("relu") or lk.Activation.forward(model.layers[1], a)
+    y_apart = model.forward(x)                               # a forward replaced on the instance: run apart
+    dx_apart = model.backward(dy)
+    grads_apart = [p.grad.copy() for p in model.parameters()]
+    assert seen == ["relu"]
+    del model.layers[1].forward
+    for p in model.parameters():
+        p.grad[...] = 0
+    y = model.forward(x)
+    dx = model.backward(dy)
+    assert seen == ["relu"]                                  # fused: the activation's forward did not run
+    assert np.array_equal(y, y_apart) and np.array_equal(dx, dx_apart)
+    for a, b in zip((p.grad for p in model.parameters()), grads_apart):
+        assert np.array_equal(a, b)

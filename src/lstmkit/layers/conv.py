@@ -84,6 +84,14 @@ def padded(ws: Workspace, name: str, x: np.ndarray, pads: tuple[int, int, int, i
     return out
 
 
+def fuses_relu(layer: Layer, following: Layer | None) -> bool:
+    """Whether ``layer`` then ``following`` is a Conv2D and an Activation("relu") that can run as one pass (neither
+    one's forward replaced on the instance, as a tracer might)."""
+    from .core import Activation
+    return (isinstance(layer, Conv2D) and isinstance(following, Activation) and following.name == "relu"
+            and "forward" not in vars(layer) and "forward" not in vars(following))
+
+
 class Conv2D(Layer):
     """2-D convolution over NHWC images: x (N, H, W, in_channels) -> y (N, Ho, Wo, out_channels).
 
@@ -163,8 +171,9 @@ class Conv2D(Layer):
 
     # ---- forward / backward -----------------------------------------------------
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        """x (N, H, W, in_channels) -> y (N, Ho, Wo, out_channels)."""
+    def forward(self, x: np.ndarray, relu: bool = False) -> np.ndarray:
+        """x (N, H, W, in_channels) -> y (N, Ho, Wo, out_channels); with ``relu``, max(y, 0) in the same pass (a
+        Sequential asks for it when an ``Activation("relu")`` follows)."""
         x = check_float_input("Conv2D", x, self.dtype, 4, f"(N, H, W, {self.in_channels})", last=self.in_channels)
         N, H, W, _ = x.shape
         Ho, Wo = self.output_shape(H, W)
@@ -173,10 +182,10 @@ class Conv2D(Layer):
         if compiled.active():                            # the core: im2col packed straight into its GEMM's panels
             self._cache["x"] = x = np.ascontiguousarray(x)
             K = self.weight.value[..., 0].size
-            core.conv_forward(x, self.weight.value.reshape(K, -1), self._geometry(H, W), self._bias(), out=y)
+            core.conv_forward(x, self.weight.value.reshape(K, -1), self._geometry(H, W), self._bias(), relu, out=y)
             return y
         self._split(lambda k, s: self._forward_part(k, x[s], y[s]))
-        return y
+        return np.maximum(y, 0, out=y) if relu else y
 
     def _bias(self) -> np.ndarray | None:
         return None if self.bias is None else self.bias.value

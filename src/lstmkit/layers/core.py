@@ -122,6 +122,14 @@ class Activation(Layer):
         self._x, self._y = x, y
         return y
 
+    def take(self, y: np.ndarray) -> np.ndarray:
+        """A ReLU's output formed by the layer before it (Conv2D's fused pass): kept for the backward as both input
+        and output (y > 0 exactly where the input was), and returned."""
+        if self.name != "relu":
+            raise ValueError(f"Activation({self.name}).take: only a ReLU's output can be formed by the layer before")
+        self._x = self._y = y
+        return y
+
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, y, n = self._x, self._y, self.name
         if x is None or y is None:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..layers.base import Layer, takes_lengths
+from ..layers.conv import fuses_relu
 from ..parameter import Parameter
 from .model import Model
 
@@ -43,7 +44,15 @@ class Sequential(Model):
         return ((str(i), layer) for i, layer in enumerate(self.layers))
 
     def forward(self, x: Any, lengths: Any = None) -> Any:
+        fused = False
         for i, layer in enumerate(self.layers):
+            if fused:                                    # this ReLU ran inside the convolution before it
+                fused = False
+                continue
+            following = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            if fuses_relu(layer, following):
+                x, fused = following.take(layer.forward(x, relu=True)), True
+                continue
             x = layer(x, lengths=lengths) if lengths is not None and takes_lengths(layer) else layer(x)
             if isinstance(x, tuple):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) returned a tuple; give recurrent "
