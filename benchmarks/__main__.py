@@ -137,7 +137,8 @@ def main(argv: list[str]) -> int:
         tables[name] = module.table(ours[name], theirs[name])
         print_table(title, tables[name])
     if "charlm" in suites and args.minutes is not None:
-        tables["charlm_quality"] = charlm.quality(args.minutes)
+        tables["charlm_quality"] = charlm.quality(args.minutes,
+                                                  env=EMULATE[args.emulate]["lstmkit"] if args.emulate else None)
         print_table(f"Char-LM: default model trained for {args.minutes:g} minutes on the bundled Shakespeare",
                     tables["charlm_quality"])
     if "order" in suites:

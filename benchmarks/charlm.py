@@ -10,6 +10,7 @@ validation loss.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -30,7 +31,7 @@ from lstmkit.models.charlm import CharLM, CharLMConfig
 from . import recurrent
 from .common import kernel_columns, numpy_kernel, time_ms
 
-SPEED_TARGET = 1.0
+SPEED_TARGET = 0.9                          # issue 30 (the compiled core's issue had 1.0)
 QUALITY_TARGETS = {10: 1.80, 30: 1.40}      # nats/char after that many minutes (30: the compiled-core issue)
 
 
@@ -141,14 +142,16 @@ def table(ours: dict[str, Any], theirs: dict[str, Any]) -> list[dict[str, object
              "sequence GEMMs / torch": ours["gemm_ms"] / th["median_ms"]}]
 
 
-def quality(minutes: float, out: str | Path | None = None) -> list[dict[str, object]]:
-    """Train the default model with the CLI for ``minutes``; report the validation loss it reaches."""
+def quality(minutes: float, out: str | Path | None = None, env: dict[str, str] | None = None
+            ) -> list[dict[str, object]]:
+    """Train the default model with the CLI for ``minutes``; report the validation loss it reaches. ``env``: what
+    the training process runs with besides this one's environment (``--emulate``'s settings)."""
     out = Path(out or f"runs/bench-charlm-{minutes:g}min")
     if out.exists():
         shutil.rmtree(out)          # a benchmark run always starts from scratch
     # In a process of its own, as a user runs it: lstmkit is imported before NumPy there (see lstmkit._blas).
     code = subprocess.run([sys.executable, "-m", "lstmkit.cli", "charlm", "train", "--out", str(out), "--minutes",
-                           str(minutes)]).returncode
+                           str(minutes)], env={**os.environ, **(env or {})}).returncode
     if code != 0:
         raise SystemExit(f"charlm training exited with {code}")
     _, meta = checkpoint.load(out / "latest.npz")
