@@ -125,6 +125,17 @@ static void FN(piece)(const LkConv *s, int padded, int piece, long t, long *p0, 
     *len = (img + 1) * hw - *p0 < piece ? (int)((img + 1) * hw - *p0) : piece;
 }
 
+/* Piece t of the run (FN(piece)): its first pixel p0, its image made ready, its pixels' window corners in base;
+ * returns its length. */
+static int FN(visit)(const LkConv *s, FN(Image) *im, int padded, int piece, long t, long *p0, long *base) {
+    int len, pn, pu, pv;
+    FN(piece)(s, padded, piece, t, p0, &len);
+    FN(pixel_at)(s, *p0, &pn, &pu, &pv);
+    FN(image)(s, im, pn);
+    FN(corners)(s, im, &pn, &pu, &pv, len, base);
+    return len;
+}
+
 static long FN(pieces)(const LkConv *s, int padded, int piece) {
     const long hw = (long)s->Ho * s->Wo;
     return padded ? (long)s->N * ((hw + piece - 1) / piece) : ((long)s->N * hw + piece - 1) / piece;
@@ -170,11 +181,7 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
     long base[MRP];
     for (long t = t0; t < t1; t++) {
         long p0;
-        int rows, pn, pu, pv;
-        FN(piece)(s, padded, MRP, t, &p0, &rows);
-        FN(pixel_at)(s, p0, &pn, &pu, &pv);
-        FN(image)(s, &im, pn);
-        FN(corners)(s, &im, &pn, &pu, &pv, rows, base);
+        const int rows = FN(visit)(s, &im, padded, MRP, t, &p0, base);
         for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
         int one_row = rows == MRP;                         /* the tile's corners rs apart, as along a row */
         for (int r = 1; r < MRP && one_row; r++) one_row = base[r] - base[r - 1] == rs;
@@ -237,11 +244,7 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
         memset(part, 0, sizeof(REAL) * (size_t)Kb * O);
         for (long b = b0; b < b1; b++) {
             long q0;
-            int kc, pn, pu, pv;
-            FN(piece)(s, padded, KC, b, &q0, &kc);
-            FN(pixel_at)(s, q0, &pn, &pu, &pv);
-            FN(image)(s, &im, pn);
-            FN(corners)(s, &im, &pn, &pu, &pv, kc, base);
+            const int kc = FN(visit)(s, &im, padded, KC, b, &q0, base);
             const REAL *dy = (const REAL *)s->dy + q0 * O;
             FN(pack_b)(dy, O, O, (int)0, kc, Bp);                          /* dy rows q0.. as panels */
             for (int m0 = 0; m0 < Kb; m0 += MRP) {
