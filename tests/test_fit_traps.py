@@ -55,3 +55,35 @@ def test_validation_split_warns_when_a_class_falls_on_one_side_only():
     with warnings.catch_warnings():
         warnings.simplefilter("error")                           # shuffled: every class on both sides, no warning
         model_3.fit(x[p], y[p], validation_split=0.2, epochs=1, progress=False)
+
+
+def test_float_class_labels_train_as_integers_and_fractions_get_a_clear_error():
+    """Labels read from a CSV come as floats: whole numbers are class indices (as Keras takes them), trained on
+    exactly as their integer form; a fraction is refused with what was expected, not a probability-shape error."""
+    x, y, lens = padded(128, 0)
+    runs = []
+    for labels in (y, y.astype(np.float64)):
+        m = model()
+        runs.append(m.fit(x, labels, lengths=lens, epochs=2, batch_size=32, progress=False).history)
+        runs[-1]["eval"] = [m.evaluate(x, labels, lengths=lens)["loss"]]
+    assert runs[0] == runs[1]
+    bad = y.astype(np.float64)
+    bad[3] = 0.5
+    with pytest.raises(ValueError, match=r"class indices, which must be integers; got values such as 0\.5 "
+                                         r"\(for class probabilities, give the logits' shape \(128, 2\)\)"):
+        lk.CrossEntropyLoss()(np.zeros((128, 2)), bad)
+
+
+def test_the_history_and_evaluate_hold_plain_python_numbers():
+    """Printing a history shows 0.93, not np.float64(0.93): every logged value and evaluate()'s figures are Python
+    numbers."""
+    x, y, lens = padded(96, 0)
+    xv, yv, lv = padded(32, 1)
+    m = model()
+    hist = m.fit(x, y, lengths=lens, validation_data=(xv, yv, lv), epochs=2, batch_size=32, metrics=["accuracy"],
+                 progress=False)
+    values = [v for vs in hist.history.values() for v in vs]
+    values += [v for row in hist.rows for v in row.values() if v is not None]
+    values += list(m.evaluate(xv, yv, lengths=lv).values())
+    assert values and all(type(v) in (int, float) for v in values), {type(v) for v in values}
+    assert "np." not in repr(hist.history)

@@ -139,8 +139,8 @@ def evaluate(model: Layer, x: Any, y: Any = None, loss: Any = None,
     _scan(model, data, _batches(np.arange(n_all)[shard(n_all, comm)], batch_size), "evaluate", score)
     packed = comm.allreduce_(sums)
     n = len(fns)
-    out = {f"{prefix}loss": packed[0] / n_all}
-    out.update({f"{prefix}{k}": (packed[1 + i] / packed[1 + n + i] if packed[1 + n + i] else math.nan)
+    out = {f"{prefix}loss": float(packed[0] / n_all)}         # Python floats, as the history's training loss
+    out.update({f"{prefix}{k}": (float(packed[1 + i] / packed[1 + n + i]) if packed[1 + n + i] else math.nan)
                 for i, k in enumerate(fns)})
     return out
 

@@ -8,7 +8,15 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from . import checkpoint
+
+
+def _plain(v: Any) -> Any:
+    """A NumPy scalar as the Python number it holds (a history prints 0.93, not np.float64(0.93)); others as
+    they are."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 class History:
@@ -30,11 +38,12 @@ class History:
     def add(self, step: int, elapsed: float, lr: float, train_loss: float | None = None,
             metrics: dict[str, float] | None = None) -> None:
         row: dict[str, Any] = dict.fromkeys(self.columns)
-        row.update({"step": step, "elapsed_s": round(elapsed, 3), "lr": lr, "train_loss": train_loss})
+        row.update({"step": int(step), "elapsed_s": round(float(elapsed), 3), "lr": _plain(lr),
+                    "train_loss": _plain(train_loss)})
         for k, v in (metrics or {}).items():
             if k not in row:
                 self.columns.append(k)
-            row[k] = v
+            row[k] = _plain(v)
         self.rows.append(row)
 
     @property
