@@ -4,6 +4,7 @@ a tiny training run that must learn, predict/eval, resume, and every bad input a
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,19 @@ def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
     warned = [ln for ln in r.stderr.splitlines() if "broken.mp4" in ln]
     assert r.returncode == 0 and len(warned) == 1 and warned[0].startswith("lstmkit: warning: skipping"), r.stderr
     assert "warnings.warn" not in r.stderr and "UserWarning" not in r.stderr, r.stderr
+
+
+def test_eval_refuses_a_folder_of_other_classes_before_decoding_or_caching_anything(tmp_path, capsys):
+    data = tmp_path / "d"
+    make_moving_set(data, per_class=2, frames=4, size=16, progress=False)
+    out = tmp_path / "run"
+    assert run(["train", str(data), "--out", str(out), "--steps", "1", "--frames", "4", "--size", "16",
+                "--val-fraction", "0.5", "--no-progress"]) == 0
+    other = tmp_path / "other"
+    (other / "left").mkdir(parents=True)
+    (other / "sideways").mkdir()
+    shutil.copy(data / "left" / "clip_0000.mp4", other / "left" / "a.mp4")
+    shutil.copy(data / "right" / "clip_0000.mp4", other / "sideways" / "b.mp4")
+    capsys.readouterr()
+    bad(["eval", str(out), str(other), "--no-progress"], capsys, "['sideways']", "not among the model's classes")
+    assert not (other / ".lstmkit-cache").exists()            # refused before the folder was decoded or cached

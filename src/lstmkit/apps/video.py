@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import functional, modelfile
 from ..data.dataset import Subset
-from ..data.video import VideoError, VideoFolder, decode
+from ..data.video import VideoError, VideoFolder, class_folders, decode
 from ..distributed import Comm, launched, world
 from ..fitting import fit
 from ..history import History, pyplot, save_figure
@@ -150,10 +150,10 @@ def predict(run: str | Path, files: list[str], top: int = 3) -> list[tuple[str, 
 def evaluate(run: str | Path, data: str, png: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
     """Accuracy, per-class precision and recall, and the confusion matrix on the clips under ``data``."""
     model, cfg = load(run)
-    ds = _folder(cfg, data, progress)
-    unknown = sorted(set(ds.classes) - set(cfg.classes))
+    unknown = sorted(set(class_folders(data)) - set(cfg.classes))   # before any clip is decoded or cached
     if unknown:
         raise VideoError(f"{data}: class folders {unknown} are not among the model's classes {cfg.classes}")
+    ds = _folder(cfg, data, progress)
     y = np.array([cfg.classes.index(ds.classes[c]) for c in ds.labels])
     pred = model.predict(ds, batch_size=64).argmax(axis=1)          # read a batch at a time from the cache
     K = len(cfg.classes)

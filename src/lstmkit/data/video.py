@@ -97,6 +97,18 @@ class _InMemory:
         return self.clips[np.asarray(slots, np.int64)]
 
 
+def class_folders(root: str | Path) -> list[str]:
+    """The class names under ``root`` (its sub-folders, sorted, hidden ones left out), read without opening a
+    video: what a caller can check before anything is decoded or cached."""
+    root = Path(root)
+    if not root.is_dir():
+        raise VideoError(f"{root}: no such folder (expected a folder with one sub-folder per class)")
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise VideoError(f"{root}: no class folders in it (expected {root}/<class>/<videos>)")
+    return classes
+
+
 class VideoFolder:
     """Clips under ``root/<class>/``, labelled by their folder; classes in sorted order. A dataset: a batch
     is read from the decoded cache on disk and made float32 only when asked for.
@@ -121,11 +133,7 @@ class VideoFolder:
         if frames < 1 or len(size) != 2 or min(size) < 1:
             raise VideoError(f"VideoFolder: frames and size must be positive, got frames={frames}, size={size}")
         self.frames, self.size, self.grayscale = int(frames), (int(size[0]), int(size[1])), bool(grayscale)
-        if not self.root.is_dir():
-            raise VideoError(f"{self.root}: no such folder (expected a folder with one sub-folder per class)")
-        self.classes = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
-        if not self.classes:
-            raise VideoError(f"{self.root}: no class folders in it (expected {self.root}/<class>/<videos>)")
+        self.classes = class_folders(self.root)
         files = [(p, c) for c, name in enumerate(self.classes)
                  for p in sorted((self.root / name).iterdir()) if p.is_file() and not p.name.startswith(".")]
         self.cache_dir = None if cache_dir == "" else Path(cache_dir) if cache_dir else self.root / ".lstmkit-cache"
