@@ -318,3 +318,37 @@ def test_inspect_help_states_what_its_memory_grows_with(capsys):
         main(["charlm", "inspect", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "memory grows with it" in text and "0.86 GB on the 2x512 default" in text, text
+
+
+def test_a_short_timed_budget_trains_a_narrower_model_unless_hidden_is_given(tmp_path, corpus, capsys):
+    """`--minutes 3` with the 2x512 default reached 3.22 bits/char in 191 steps on a news corpus (2x256: 2.30):
+    under 10 minutes the run takes 256 units and says so; --hidden still decides."""
+    small = ["--text", str(corpus), "--minutes", "0.01", "--batch-size", "4", "--seq-len", "8", "--no-progress"]
+    assert run_cli(["train", "--out", str(tmp_path / "short"), *small]) == 0
+    assert "a 2x256 model" in capsys.readouterr().err
+    _, meta = checkpoint.load(tmp_path / "short" / "latest.npz")
+    assert meta["model"]["hidden"] == 256
+    assert run_cli(["train", "--out", str(tmp_path / "chosen"), *small, "--hidden", "32"]) == 0
+    assert "model (the" not in capsys.readouterr().err
+    assert checkpoint.load(tmp_path / "chosen" / "latest.npz")[1]["model"]["hidden"] == 32
+
+
+def test_a_timed_run_validates_every_tenth_of_its_budget_even_before_eval_every_steps():
+    """`--eval-every 250` is more steps than a short run reaches: with --minutes, a validation is also due once a
+    tenth of the budget has passed since the last one (the decision on the run's clock, not timed here)."""
+    from types import SimpleNamespace
+
+    from lstmkit.training import Trainer
+    evals: list[dict] = []
+    t = SimpleNamespace(tcfg=SimpleNamespace(eval_every=250, minutes=3.0), history=SimpleNamespace(evals=evals),
+                        step=7, epoch=0, elapsed=17.9)
+    assert not Trainer._eval_due(t, 0)                       # 17.9 s of a 180 s budget: not yet
+    t.elapsed = 18.0
+    assert Trainer._eval_due(t, 0)                           # a tenth
+    evals.append({"elapsed_s": 18.0})
+    t.elapsed, t.step = 30.0, 9
+    assert not Trainer._eval_due(t, 0)                       # 12 s since the last one
+    t.step = 250
+    assert Trainer._eval_due(t, 0)                           # the step interval as before
+    t.tcfg.minutes, t.step, t.elapsed = None, 251, 1e6
+    assert not Trainer._eval_due(t, 0)                       # a step budget: the interval alone

@@ -304,8 +304,14 @@ class Trainer:
         return loss
 
     def _eval_due(self, epoch_before: int) -> bool:
-        every = self.tcfg.eval_every
-        return self.step % every == 0 if every is not None else self.epoch != epoch_before
+        """Validate now? At every ``eval_every`` steps (else at each epoch's end); with a step interval and a timed
+        budget, also once a tenth of the budget has passed since the last validation, so that a short run which
+        never reaches the interval still reports as it goes (``elapsed`` is the ranks' common clock)."""
+        every, minutes = self.tcfg.eval_every, self.tcfg.minutes
+        if every is None:
+            return self.epoch != epoch_before
+        last = self.history.evals[-1]["elapsed_s"] if self.history.evals else 0.0
+        return self.step % every == 0 or (minutes is not None and self.elapsed - last >= minutes * 6.0)
 
     def fit(self, progress: bool = True, log_every: int = 10, on_step: Callable[[Trainer], None] | None = None
             ) -> str:
