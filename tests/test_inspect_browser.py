@@ -85,9 +85,14 @@ def test_report_in_headless_chromium(browser, page, tmp_path):
     assert len(spans) == len(text)
     assert len(d.find_elements(By.CSS_SELECTOR, "#saturation svg circle")) == 2 * 3 * 384
 
-    # pick a cell: click the detector row of upper-case (speaker) lines
+    # the page opens on the strongest detector's cell; pick another: click a detector row with another cell
     before = colours(d)
-    row = next(r for r in d.find_elements(By.CSS_SELECTOR, "#detectors tbody tr") if "upper-case" in r.text)
+    opened = d.execute_script("return document.getElementById('cell').value")
+    rows = d.find_elements(By.CSS_SELECTOR, "#detectors tbody tr")
+    strongest = max((r for r in rows if r.get_attribute("data-cell")),
+                    key=lambda r: abs(float(r.find_elements(By.TAG_NAME, "td")[2].text)))
+    assert strongest.get_attribute("data-cell") == opened
+    row = next(r for r in rows if r.get_attribute("data-cell") not in ("", opened))
     ActionChains(d).move_to_element(row).click().perform()
     assert "on" in row.get_attribute("class")
     chosen = d.execute_script("return document.getElementById('cell').value")

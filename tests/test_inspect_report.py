@@ -88,3 +88,21 @@ def test_inspect_command_and_bad_input(tmp_path, capsys, monkeypatch):
         assert err.startswith("lstmkit: error:") and "\n" not in err and needle in err, (args, err)
     assert not (tmp_path / "x.html").exists()
     np.testing.assert_equal(out.stat().st_size > 0, True)
+
+
+def test_a_text_of_long_lines_opens_on_the_strongest_detector_and_calls_the_weak_ones_weak(pretrained, tmp_path):
+    """News articles are one long line each: "line position" then tracks nothing the model learned (a slow drift at
+    best) and the page used to open on it, the first property listed; it opens on the detector that tracks its
+    property most strongly, and one under WEAK_R is marked weak rather than shown as a "best cell"."""
+    model, vocab = pretrained
+    text = held_out(vocab, 3000).replace("\n", " ")
+    lk.inspect.charlm_report(model, vocab, text, tmp_path / "r.html", cells=8, progress=False)
+    data = embedded((tmp_path / "r.html").read_text())
+    for d in data["detectors"]:
+        assert d["weak"] == (not d["cells"] or abs(d["cells"][0]["r"]) < report.WEAK_R), d
+    assert any(d["weak"] for d in data["detectors"])
+    strong = [d for d in data["detectors"] if not d["weak"]]
+    assert strong and all(abs(d["cells"][0]["r"]) >= report.WEAK_R for d in strong)
+    best = max(strong, key=lambda d: abs(d["cells"][0]["r"]))
+    assert data["open"] == best["cells"][0]["cell"] is not None
+    assert best["feature"] != "line position"

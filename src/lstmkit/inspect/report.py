@@ -32,6 +32,9 @@ SIGMOID_GATES = {"i", "f", "o", "r", "z", "p"}        # (and probabilities): in 
 # What the page shows is quantised to these many levels: the heatmap's colours need no more, and fewer
 # distinct bytes deflate smaller (a few hundred KB for 20,000 characters and the default 12 cells).
 VALUE_LEVELS, GATE_LEVELS, PROB_LEVELS = 32, 8, 16
+# A detector whose best cell correlates less than this with its property is reported as weak (no cell tracks the
+# property in this text), and the page does not open on it.
+WEAK_R = 0.3
 
 
 class InspectError(ValueError):
@@ -181,12 +184,15 @@ def build(text: str, vocab_chars: str, data: dict[str, Any], tables: dict[str, A
         {"cell": index.get(int(c)), "name": f"{layer_label(owner[int(c)][0])} · cell {owner[int(c)][1]}",
          "r": round(float(r), 3)} for c, r in zip(d.cells, d.corr) if not math.isnan(r)]}
         for d in tables["detections"]]
+    for d in detectors:
+        d["weak"] = not d["cells"] or abs(d["cells"][0]["r"]) < WEAK_R
     payload = {"title": title, "text": text, "vocab": vocab_chars, "T": T,
                "bpc": float(np.nanmean(loss) / math.log(2)) if finite.size else None,
                "loss_max": loss_max, "loss": blob(lq), "guess_ids": blob(data["guess_ids"].T),
                "guess_p": blob(quantise(data["guess_p"].T, "p", PROB_LEVELS)),
                "levels": {"value": VALUE_LEVELS, "gate": GATE_LEVELS, "p": PROB_LEVELS},
                "gate_names": gate_names or [], "cells": cell_rows, "detectors": detectors,
+               "open": opening_cell(detectors),
                "saturation": tables["saturation"]}
     sizes = [len(b) for b in blobs]
     packed = base64.b64encode(zlib.compress(b"".join(blobs), 9)).decode("ascii")
@@ -194,6 +200,14 @@ def build(text: str, vocab_chars: str, data: dict[str, Any], tables: dict[str, A
     template = resources.files("lstmkit.inspect").joinpath("report.html").read_text(encoding="utf-8")
     data_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
     return template.replace("/*DATA*/null", data_json).replace("/*BLOB*/\"\"", json.dumps(packed))
+
+
+def opening_cell(detectors: list[dict[str, Any]]) -> int:
+    """The embedded cell the page opens on: the best cell of the detector that tracks its property most strongly
+    (|r|), not the first property listed (a text of long lines makes "line position" meaningless); cell 0 when no
+    detector is strong."""
+    strong = [d["cells"][0] for d in detectors if not d["weak"] and d["cells"][0]["cell"] is not None]
+    return max(strong, key=lambda c: abs(c["r"]))["cell"] if strong else 0
 
 
 def write_report(path: str | Path, html: str) -> Path:
