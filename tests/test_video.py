@@ -156,12 +156,17 @@ def test_bad_input_at_the_cli(tmp_path, capsys):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 
 
-def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
-    data = tmp_path / "d"
+def tiny_run(tmp_path, *budget: str):
+    """A folder of 12 small clips and a run trained on it for ``budget``: (data, run)."""
+    data, out = tmp_path / "d", tmp_path / "run"
     make_moving_set(data, per_class=2, frames=4, size=16, progress=False)
-    out = tmp_path / "run"
-    assert run(["train", str(data), "--out", str(out), "--epochs", "1", "--frames", "4", "--size", "16",
+    assert run(["train", str(data), "--out", str(out), *budget, "--frames", "4", "--size", "16",
                 "--val-fraction", "0.5", "--no-progress"]) == 0
+    return data, out
+
+
+def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
+    data, out = tiny_run(tmp_path, "--epochs", "1")
     capsys.readouterr()
     notvideo = tmp_path / "notes.mp4"
     notvideo.write_text("not a video")
@@ -186,11 +191,7 @@ def test_predict_on_a_file_that_is_not_a_video(tmp_path, capsys):
 
 
 def test_eval_refuses_a_folder_of_other_classes_before_decoding_or_caching_anything(tmp_path, capsys):
-    data = tmp_path / "d"
-    make_moving_set(data, per_class=2, frames=4, size=16, progress=False)
-    out = tmp_path / "run"
-    assert run(["train", str(data), "--out", str(out), "--steps", "1", "--frames", "4", "--size", "16",
-                "--val-fraction", "0.5", "--no-progress"]) == 0
+    data, out = tiny_run(tmp_path, "--steps", "1")
     other = tmp_path / "other"
     (other / "left").mkdir(parents=True)
     (other / "sideways").mkdir()
