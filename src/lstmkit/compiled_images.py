@@ -45,12 +45,16 @@ def _run(name: str, args: ctypes.Structure) -> None:
         raise MemoryError("lstmkit's compiled core could not allocate its buffers")
 
 
-def _conv_args(x: np.ndarray, g: Geometry, O: int) -> Conv:
-    """The struct's geometry for x (N, H, W, C) (the core pads each image itself, in a buffer of each thread's)."""
+def _conv_args(x: np.ndarray, g: Geometry, O: int, w: np.ndarray | None = None) -> Conv:
+    """The struct's geometry for x (N, H, W, C) (the core pads each image itself, in a buffer of each thread's),
+    and the weights w (K, O) by their element strides when given."""
     N, H, W, C = x.shape
     t, b, l, r = g.pads
-    return Conv(f64=int(x.dtype == np.float64), N=N, H=H, W=W, C=C, O=O, Ho=g.Ho, Wo=g.Wo, kh=g.kh, kw=g.kw,
+    args = Conv(f64=int(x.dtype == np.float64), N=N, H=H, W=W, C=C, O=O, Ho=g.Ho, Wo=g.Wo, kh=g.kh, kw=g.kw,
                 sh=g.sh, sw=g.sw, dil_h=g.dh, dil_w=g.dw, pt=t, pl=l, Hp=H + t + b, Wp=W + l + r, x=x.ctypes.data)
+    if w is not None:
+        args.w, args.wk, args.wo = w.ctypes.data, w.strides[0] // w.itemsize, w.strides[1] // w.itemsize
+    return args
 
 
 def conv_forward(x: np.ndarray, w: np.ndarray, g: Geometry, bias: np.ndarray | None = None, relu: bool = False,
@@ -62,9 +66,7 @@ def conv_forward(x: np.ndarray, w: np.ndarray, g: Geometry, bias: np.ndarray | N
     assert x.flags.c_contiguous and K == g.kh * g.kw * x.shape[3] and w.dtype == x.dtype
     y = np.empty((x.shape[0], g.Ho, g.Wo, O), x.dtype) if out is None else out
     assert y.flags.c_contiguous and y.shape == (x.shape[0], g.Ho, g.Wo, O) and y.dtype == x.dtype
-    args = _conv_args(x, g, O)
-    item = x.dtype.itemsize
-    args.w, args.wk, args.wo = w.ctypes.data, w.strides[0] // item, w.strides[1] // item
+    args = _conv_args(x, g, O, w)
     if bias is not None:
         bias = np.ascontiguousarray(bias, x.dtype)
         args.bias = bias.ctypes.data
@@ -94,9 +96,7 @@ def conv_input_grad(dy: np.ndarray, w: np.ndarray, g: Geometry, x_shape: tuple[i
     N, Ho, Wo, O = dy.shape
     assert dy.flags.c_contiguous and w.shape == (g.kh * g.kw * x_shape[3], O) and w.dtype == dy.dtype
     dx = np.empty(x_shape, dy.dtype)
-    args = _conv_args(dx, g, O)
-    item = dy.dtype.itemsize
-    args.w, args.wk, args.wo = w.ctypes.data, w.strides[0] // item, w.strides[1] // item
+    args = _conv_args(dx, g, O, w)
     args.x, args.dy, args.y = None, dy.ctypes.data, dx.ctypes.data
     _run("lk_conv_input_grad", args)
     return dx

@@ -56,20 +56,27 @@ static inline __attribute__((always_inline)) void FN(kern_nv)(int kc, const REAL
     }
 }
 
-static void FN(kern_pp)(int kc, const REAL *Ap, const REAL *Bp, REAL *C, long ldc, int rows, int cols, int acc) {
+/* kern_nv with its constants chosen from cols (one vector or two) and acc: each case its own inlined loop. */
+static inline __attribute__((always_inline)) void FN(kern)(int kc, const REAL *A, const long *at, const REAL *Bp,
+                                                           REAL *C, long ldc, int rows, int cols, int acc,
+                                                           const int rs) {
     if (cols > VL) {
-        if (acc) FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 2, 1, 1);
-        else FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 2, 0, 1);
+        if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 2, 1, rs);
+        else FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 2, 0, rs);
     } else {
-        if (acc) FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 1, 1, 1);
-        else FN(kern_nv)(kc, Ap, NULL, Bp, C, ldc, rows, cols, 1, 0, 1);
+        if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 1, 1, rs);
+        else FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 1, 0, rs);
     }
+}
+
+/* C (+)= Ap · Bp, A packed (MRP per step). */
+static void FN(kern_pp)(int kc, const REAL *Ap, const REAL *Bp, REAL *C, long ldc, int rows, int cols, int acc) {
+    FN(kern)(kc, Ap, NULL, Bp, C, ldc, rows, cols, acc, 1);
 }
 
 /* C += A · Bp with step k's MRP values of A at A + at[k] (unpacked). */
 static void FN(kern_at)(int kc, const REAL *A, const long *at, const REAL *Bp, REAL *C, long ldc, int rows, int cols) {
-    if (cols > VL) FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 2, 1, 1);
-    else FN(kern_nv)(kc, A, at, Bp, C, ldc, rows, cols, 1, 1, 1);
+    FN(kern)(kc, A, at, Bp, C, ldc, rows, cols, 1, 1);
 }
 
 /* C (=/+=) A · Bp over a full tile whose row r, step k lies at A + at[k] + r·rs (a row of pixels, rs apart), for the
@@ -79,15 +86,7 @@ static int FN(kern_rows)(int kc, const REAL *A, const long *at, const REAL *Bp, 
                          int acc) {
     switch (rs) {
 #define LK_RS(s)                                                                                                  \
-    case s:                                                                                                       \
-        if (cols > VL) {                                                                                          \
-            if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 2, 1, s);                                      \
-            else FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 2, 0, s);                                          \
-        } else {                                                                                                  \
-            if (acc) FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 1, 1, s);                                      \
-            else FN(kern_nv)(kc, A, at, Bp, C, ldc, MRP, cols, 1, 0, s);                                          \
-        }                                                                                                         \
-        return 1;
+    case s: FN(kern)(kc, A, at, Bp, C, ldc, MRP, cols, acc, s); return 1;
         LK_ROW_STRIDES(LK_RS)
 #undef LK_RS
     }

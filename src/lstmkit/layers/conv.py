@@ -47,6 +47,7 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..workspace import Workspace
 from .base import Layer, TorchLayout
+from .core import Activation
 
 # Below this many multiply-adds per call, splitting the batch over two threads costs more than it saves.
 _SPLIT_MIN = 1 << 24
@@ -87,7 +88,6 @@ def padded(ws: Workspace, name: str, x: np.ndarray, pads: tuple[int, int, int, i
 def fuses_relu(layer: Layer, following: Layer | None) -> bool:
     """Whether ``layer`` then ``following`` is a Conv2D and an Activation("relu") that can run as one pass (neither
     one's forward replaced on the instance, as a tracer might)."""
-    from .core import Activation
     return (isinstance(layer, Conv2D) and isinstance(following, Activation) and following.name == "relu"
             and "forward" not in vars(layer) and "forward" not in vars(following))
 

@@ -38,10 +38,8 @@ class _Pool2D(Layer):
     def config(self) -> dict[str, Any]:
         return {"pool_size": list(self.pool_size), "stride": list(self.stride), "padding": list(self.padding)}
 
-    def _taps(self, x: np.ndarray, fill: float, pad: bool = True
-              ) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
-        """The padded input (x itself unless ``pad``) and, per window tap (i, j), the slice of it that tap reads for
-        every output; checks x and sets the cache's shapes."""
+    def _check(self, x: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """x checked (N, H, W, C), and the output's (Ho, Wo); sets the cache's input shape."""
         x = np.asarray(x)
         x = check_float_input(self._name, x, x.dtype, 4, "(N, H, W, C)")
         N, H, W, C = x.shape
@@ -49,11 +47,17 @@ class _Pool2D(Layer):
         if H + 2 * ph < kh or W + 2 * pw < kw:
             raise ValueError(f"{self._name}: pool_size {self.pool_size} is larger than the padded input "
                              f"({H + 2 * ph}×{W + 2 * pw}); expected an input of at least that size")
-        Ho, Wo = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-        xp = padded(self._ws, "xpad", x, (ph, ph, pw, pw), fill) if pad else x
+        self._cache = {"shape": x.shape, "dtype": x.dtype}
+        return x, (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+
+    def _taps(self, x: np.ndarray, fill: float) -> tuple[np.ndarray, list[tuple[int, int, tuple[slice, ...]]]]:
+        """The padded input and, per window tap (i, j), the slice of it that tap reads for every output."""
+        x, Ho, Wo = self._check(x)
+        (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
+        xp = padded(self._ws, "xpad", x, (ph, ph, pw, pw), fill)
         taps = [(i, j, (slice(None), slice(i, i + sh * (Ho - 1) + 1, sh), slice(j, j + sw * (Wo - 1) + 1, sw)))
                 for i in range(kh) for j in range(kw)]
-        self._cache = {"shape": x.shape, "padded": xp.shape, "dtype": x.dtype, "taps": taps}
+        self._cache.update(padded=xp.shape, taps=taps)
         return xp, taps
 
     def _unpad(self, dxp: np.ndarray) -> np.ndarray:
@@ -76,11 +80,9 @@ class MaxPool2D(_Pool2D):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         if compiled.active() and x.dtype in (np.float32, np.float64) and self.pool_size[0] * self.pool_size[1] <= 256:
-            xp, _ = self._taps(x, -np.inf, pad=False)
-            N, H, W, C = x.shape
-            (kh, kw), (sh, sw), (ph, pw) = self.pool_size, self.stride, self.padding
-            out = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
-            y, arg = core.maxpool_forward(np.ascontiguousarray(x), self.pool_size, self.stride, self.padding, out)
+            x, Ho, Wo = self._check(x)
+            y, arg = core.maxpool_forward(np.ascontiguousarray(x), self.pool_size, self.stride, self.padding,
+                                          (Ho, Wo))
             self._cache.update(arg=arg, y=y)
             return y
         (kh, kw), (ph, pw) = self.pool_size, self.padding
