@@ -130,18 +130,19 @@ def _train(args: argparse.Namespace) -> int:
     else:
         model_names = shaping_names(_MODEL)
         shape = {k: given[k] for k in model_names if k in given}
-        if "hidden" not in shape and budget.keys() == {"minutes"} and budget["minutes"] < SHORT_BUDGET:
+        narrowed = "hidden" not in shape and budget.keys() == {"minutes"} and budget["minutes"] < SHORT_BUDGET
+        if narrowed:
             shape["hidden"] = SHORT_HIDDEN           # the default's width needs ~30 minutes to pay off
-            layers, width = shape.get("layers", _DEFAULT.layers), _DEFAULT.hidden
-            print(f"--minutes {budget['minutes']:g}: a {layers}x{SHORT_HIDDEN} model (the {width}-unit default is "
-                  f"sized for 30 minutes and reaches less in under {SHORT_BUDGET:g}; give --hidden to choose)",
-                  file=sys.stderr)
         training = {k: v for k, v in given.items() if k not in model_names}
         if args.eval_every is not None:
             training["eval_every"] = args.eval_every
         source = text or ct.BUNDLED
         trainer = ct.Trainer.new(args.out or DEFAULT_OUT, source, shape,
                                  ct.TrainConfig(**training, **(budget or {"minutes": 10.0})), comm=comm)
+        if narrowed:                                 # (said once the settings were accepted)
+            print(f"--minutes {budget['minutes']:g}: a {trainer.model.cfg.layers}x{SHORT_HIDDEN} model (the "
+                  f"{_DEFAULT.hidden}-unit default is sized for 30 minutes and reaches less in under "
+                  f"{SHORT_BUDGET:g}; give --hidden to choose)", file=sys.stderr)
         n = sum(p.value.size for p in trainer.model.parameters())
         print(f"training {n:,} parameters on {ct.source_name(source)} ({len(trainer.windows)} windows of "
               f"{trainer.tcfg.batch_size}x{trainer.tcfg.seq_len} per pass) -> {trainer.out}", file=sys.stderr)
