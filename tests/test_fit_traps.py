@@ -58,13 +58,15 @@ def test_validation_split_warns_when_a_class_falls_on_one_side_only():
 
 
 def test_float_class_labels_train_as_integers_and_fractions_get_a_clear_error():
-    """Labels read from a CSV come as floats: whole numbers are class indices (as Keras takes them), trained on
-    exactly as their integer form; a fraction is refused with what was expected, not a probability-shape error."""
+    """Labels read from a CSV come as floats: whole numbers are class indices (as Keras takes them), trained on and
+    scored (loss and accuracy) exactly as their integer form; a fraction is refused with what was expected, not a
+    probability-shape error."""
     x, y, lens = padded(128, 0)
     runs = []
     for labels in (y, y.astype(np.float64)):
         m = model()
-        runs.append(m.fit(x, labels, lengths=lens, epochs=2, batch_size=32, progress=False).history)
+        runs.append(m.fit(x, labels, lengths=lens, epochs=2, batch_size=32, metrics=["accuracy"],
+                          validation_data=(x, labels, lens), progress=False).history)
         runs[-1]["eval"] = [m.evaluate(x, labels, lengths=lens)["loss"]]
     assert runs[0] == runs[1]
     bad = y.astype(np.float64)

@@ -50,3 +50,19 @@ def check_finite(owner: str, x: np.ndarray, what: str) -> None:
         bad = int(np.count_nonzero(~np.isfinite(x)))
         if bad:
             raise ValueError(f"{owner}: {what} contains {bad} NaN or infinite value(s); expected finite numbers")
+
+
+def class_indices(owner: str, target: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
+    """A float target of the logits' shape without the class axis holds class indices (as Keras takes them): whole
+    numbers become int64; anything else is refused, naming what was expected. Other targets pass as they are."""
+    if np.issubdtype(target.dtype, np.integer) or target.shape != logits_shape[:-1] or not target.size:
+        return target
+    if not np.issubdtype(target.dtype, np.floating) and target.dtype != bool:
+        raise ValueError(f"{owner}: class indices must be integers, got dtype {target.dtype}")
+    whole = np.isfinite(target) & (target == np.round(target)) if target.dtype != bool else np.ones(target.shape, bool)
+    if not whole.all():
+        example = target[~whole].flat[0].item()
+        raise ValueError(f"{owner}: a target of shape {target.shape} holds class indices, which must be "
+                         f"integers; got values such as {example!r} (for class probabilities, give the logits' "
+                         f"shape {logits_shape})")
+    return target.astype(np.int64)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import functional as F
+from ._checks import class_indices
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -73,22 +74,6 @@ class MSELoss(_Loss):
         return (2 * diff * g).astype(diff.dtype, copy=False)
 
 
-def _class_indices(target: np.ndarray, logits_shape: tuple[int, ...]) -> np.ndarray:
-    """A float target of the logits' shape without the class axis holds class indices (as Keras takes them): whole
-    numbers become int64; anything else is refused, naming what was expected."""
-    if np.issubdtype(target.dtype, np.integer) or target.shape != logits_shape[:-1] or not target.size:
-        return target
-    if not np.issubdtype(target.dtype, np.floating) and target.dtype != bool:
-        raise ValueError(f"CrossEntropyLoss: class indices must be integers, got dtype {target.dtype}")
-    whole = np.isfinite(target) & (target == np.round(target)) if target.dtype != bool else np.ones(target.shape, bool)
-    if not whole.all():
-        example = target[~whole].flat[0].item()
-        raise ValueError(f"CrossEntropyLoss: a target of shape {target.shape} holds class indices, which must be "
-                         f"integers; got values such as {example!r} (for class probabilities, give the logits' "
-                         f"shape {logits_shape})")
-    return target.astype(np.int64)
-
-
 class CrossEntropyLoss(_Loss):
     """Softmax cross-entropy from logits.
 
@@ -114,7 +99,7 @@ class CrossEntropyLoss(_Loss):
         logits = _as_float(self.name, logits, "logits")
         if logits.ndim < 1 or logits.shape[-1] < 1:
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (..., C), got {logits.shape}")
-        target = _class_indices(np.asarray(target), logits.shape)
+        target = class_indices(self.name, np.asarray(target), logits.shape)
         C = logits.shape[-1]
         logp = F.log_softmax(logits, axis=-1)
         if np.issubdtype(target.dtype, np.integer):

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._checks import class_indices
 from .ctc import unpack_targets
 from .decoding import ctc_greedy, edit_distance
 
@@ -24,6 +25,7 @@ def _valid(pred: np.ndarray, y: np.ndarray, lengths: np.ndarray | None) -> np.nd
 
 def accuracy(pred: np.ndarray, y: np.ndarray, lengths: np.ndarray | None = None) -> tuple[float, float]:
     """Class accuracy: argmax of the logits against integer classes (or against one-hot/probability targets)."""
+    y = class_indices("accuracy", np.asarray(y), pred.shape)
     if np.issubdtype(y.dtype, np.integer) and pred.ndim == y.ndim + 1:
         ok = _valid(pred, y, lengths)
         hit = (pred.argmax(axis=-1) == y) & ok
