@@ -20,7 +20,21 @@ CASES = [
     ("LSTM", 1, 28, 65, 1000, 0.8),
     ("GRU", 64, 100, 128, 256, 0.8),
     ("BiLSTM", 64, 100, 128, 256, 0.9),
+    ("LSTM-P128", 64, 100, 128, 256, 1.0),     # issue 31: proj_size=128, against nn.LSTM(proj_size=128)
 ]
+
+
+def _layer(lib: Any, kind: str, I: int, H: int, **kw: Any) -> Any:
+    """The layer a case names in lstmkit or torch.nn: [Bi]LSTM, GRU, or LSTM-P<proj_size>."""
+    name, _, proj = kind.removeprefix("Bi").partition("-P")
+    if proj:
+        kw["proj_size"] = int(proj)
+    return getattr(lib, name)(I, H, bidirectional=kind.startswith("Bi"), **kw)
+
+
+def _width(kind: str, H: int) -> int:
+    """Units of each direction's output: H, or the projection's."""
+    return int(kind.partition("-P")[2] or H)
 
 
 def key(kind: str, B: int, T: int, I: int, H: int) -> str:
@@ -32,25 +46,28 @@ def _data(B: int, T: int, I: int, H: int, D: int) -> tuple[np.ndarray, np.ndarra
     return (rng.standard_normal((B, T, I)).astype(np.float32), rng.standard_normal((B, T, D * H)).astype(np.float32))
 
 
-def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1) -> Callable[[], None]:
+def gemm_only(gates: int, B: int, T: int, I: int, H: int, directions: int = 1, h: int | None = None
+              ) -> Callable[[], None]:
     """Just the whole-sequence matrix products the frame makes around the scans, same shapes and buffers.
 
     Per direction: the input projection (T·B, I) @ (I, G·H) before the scan; dW_hh, dW_ih and dx over
     all steps after it. These run in NumPy's BLAS whichever kernel runs the scan, so with the compiled
     core they are the floor under the layer: its time minus theirs is what the scans and the rest cost.
+    ``h``: units of the state (a projection's), H by default.
     """
     rng = np.random.default_rng(0)
     G = gates * H
+    h = H if h is None else h
 
     def one() -> Callable[[], None]:
         x, w_ih = (rng.standard_normal(s).astype(np.float32) for s in ((T * B, I), (G, I)))
-        hs, dpre = np.ones((T + 1, B, H), np.float32), np.ones((T, B, G), np.float32)
+        hs, dpre = np.ones((T + 1, B, h), np.float32), np.ones((T, B, G), np.float32)
         xproj, dx = (np.empty(s, np.float32) for s in ((T * B, G), (T * B, I)))
         d2 = dpre.reshape(T * B, G)
 
         def run() -> None:
             np.matmul(x, w_ih.T, out=xproj)
-            d2.T @ hs[:-1].reshape(T * B, H)
+            d2.T @ hs[:-1].reshape(T * B, h)
             d2.T @ x
             np.matmul(d2, w_ih, out=dx)
         return run
@@ -68,17 +85,16 @@ def run_lstmkit(repeat: int) -> dict[str, Any]:
     out = {}
     for kind, B, T, I, H, _ in CASES:
         bi = kind.startswith("Bi")
-        layer = {"LSTM": lk.LSTM, "GRU": lk.GRU}[kind.removeprefix("Bi")](I, H, bidirectional=bi,
-                                                                           rng=np.random.default_rng(0))
-        x, dy = _data(B, T, I, H, 2 if bi else 1)
+        layer = _layer(lk, kind, I, H, rng=np.random.default_rng(0))
+        x, dy = _data(B, T, I, _width(kind, H), 2 if bi else 1)
 
         def step(layer: Any = layer, x: np.ndarray = x, dy: np.ndarray = dy) -> None:
             layer.forward(x)
             layer.backward(dy)
 
         out[key(kind, B, T, I, H)] = both_kernels(step, repeat)
-        out[key(kind, B, T, I, H)]["gemm_ms"] = time_ms(gemm_only(layer.gates, B, T, I, H, 2 if bi else 1),
-                                                         repeat)["median_ms"]
+        out[key(kind, B, T, I, H)]["gemm_ms"] = time_ms(
+            gemm_only(layer.gates, B, T, I, H, 2 if bi else 1, _width(kind, H)), repeat)["median_ms"]
     return out
 
 
@@ -88,9 +104,8 @@ def run_torch(repeat: int) -> dict[str, Any]:
     out = {}
     for kind, B, T, I, H, _ in CASES:
         bi = kind.startswith("Bi")
-        layer = {"LSTM": torch.nn.LSTM, "GRU": torch.nn.GRU}[kind.removeprefix("Bi")](I, H, bidirectional=bi,
-                                                                                       batch_first=True)
-        x, dy = _data(B, T, I, H, 2 if bi else 1)
+        layer = _layer(torch.nn, kind, I, H, batch_first=True)
+        x, dy = _data(B, T, I, _width(kind, H), 2 if bi else 1)
         xt, dyt = torch.from_numpy(x).requires_grad_(True), torch.from_numpy(dy)
 
         def step(layer: Any = layer, xt: Any = xt, dyt: Any = dyt) -> None:

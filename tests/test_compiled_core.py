@@ -33,11 +33,12 @@ def test_ci_builds_the_core():
 
 
 def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel: str, seed: int = 0,
-              B: int = 4, I: int = 5, H: int = 11):
-    """Output, dx, state gradients and parameter gradients of one forward + backward on the given kernel."""
+              B: int = 4, I: int = 5, H: int = 11, **options: int):
+    """Output, dx, state gradients and parameter gradients of one forward + backward on the given kernel
+    (``options``: constructor arguments over the oracle table's)."""
     k = KINDS[kind]
     rng = np.random.default_rng(seed)
-    layer = k.ours(I, H, num_layers=2, bidirectional=bi, dtype=dtype, **k.kwargs)
+    layer = k.ours(I, H, num_layers=2, bidirectional=bi, dtype=dtype, **{**k.kwargs, **options})
     # weights of scale 0.3 (over √(H/11) for wide layers): large enough for nonlinear gates, small enough that
     # float32 gradients do not explode
     scale = 0.3 / max(1.0, (H / 11) ** 0.5)
@@ -45,7 +46,7 @@ def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel
     T = 7
     x = rng.standard_normal((B, T, I)).astype(dtype)
     D = 2 if bi else 1
-    h0 = rng.standard_normal((2 * D, B, H)).astype(dtype)
+    h0 = rng.standard_normal((2 * D, B, layer.state_size)).astype(dtype)       # P units with a projection
     state = (h0, rng.standard_normal((2 * D, B, H)).astype(dtype)) if layer.kernel.has_cell else h0
     before = os.environ.get("LSTMKIT_KERNEL")
     os.environ["LSTMKIT_KERNEL"] = kernel
@@ -63,7 +64,7 @@ def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel
     return [y, dx, *(init if isinstance(init, tuple) else (init,)), *grads]
 
 
-NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU", "PEEPHOLE"]
+NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU", "PEEPHOLE", "LSTM_PROJ"]
 
 
 def assert_core_equals_numpy(kind: str, dtype: str, tol: float, cases: list[tuple[int, bool, list[int] | None]],
@@ -104,6 +105,22 @@ def test_small_batches_step_on_the_unpacked_weights_as_the_numpy_kernel(simd, ki
         cases = [(1, False, None), (2, True, [7, 4]), (3, False, [2, 7, 5])]
         assert all(compiled.direct(B, 259) for B, _, _ in cases)
         assert_core_equals_numpy(kind, dtype, tol, cases, threads=3, I=21, H=259)
+    finally:
+        compiled.set_simd(None)
+
+
+@needs_core
+@pytest.mark.parametrize("simd", compiled.SIMD)
+@pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])
+def test_a_projected_state_of_any_width_on_any_threads_equals_the_numpy_kernel(simd, dtype, tol):
+    """LSTM(proj_size=P): the core forms h_t = W_hr m_t and its gradient in the scan, each thread a slice of h's
+    P units and of the cell's H (two barriers a step). P and H off every vector width, more threads than some
+    slices have units, batches off the register blocks, one and two directions, ragged."""
+    compiled.set_simd(simd)
+    try:
+        for threads, H, P, I in ((3, 40, 17, 9), (2, 21, 1, 4), (4, 7, 5, 30)):
+            cases = [(13, False, None), (2, True, [7, 4]), (5, False, [2, 7, 5, 1, 6])]
+            assert_core_equals_numpy("LSTM_PROJ", dtype, tol, cases, threads=threads, I=I, H=H, proj_size=P)
     finally:
         compiled.set_simd(None)
 
@@ -275,18 +292,27 @@ def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypat
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     x = np.ones((2, 3, 3))
     with pytest.raises(ValueError, match=r"Planted: lstmkit's compiled core has no cell kind 'layer_norm_lstm' "
-                                         r"\(it runs lstm, gru, rnn_tanh, rnn_relu, peephole_lstm\)"):
+                                         r"\(it runs lstm, gru, rnn_tanh, rnn_relu, peephole_lstm, projected_lstm\)"):
         _planted("layer_norm_lstm").forward(x)
-    # a name the core knows, on a kernel of another shape (a cell state the GRU lacks; extra weights the LSTM lacks)
-    with pytest.raises(ValueError, match=r"kind 'gru' has \(gates, cell, split, extra rows\) = \(3, False, True, 0\)"):
+    # a name the core knows, on a kernel of another shape (a cell state the GRU lacks; extra weights the LSTM lacks;
+    # a projection the LSTM lacks, or lacking the projected LSTM's)
+    with pytest.raises(ValueError, match=r"kind 'gru' has \(gates, cell, split, extra rows, projection\) = "
+                                         r"\(3, False, True, 0, False\)"):
         _planted("gru").forward(x)
     with pytest.raises(ValueError, match="kind 'lstm' has"):
         _planted("lstm", extra=(("weight_peephole", 3),)).forward(x)
-    # a kind of the right gates whose layer has other shapes (a projected state) is refused too
+    with pytest.raises(ValueError, match=r"kind 'projected_lstm' has .* = \(4, True, False, 0, True\), but this "
+                                         r"kernel has \(4, True, False, 0, False\)"):
+        _planted("projected_lstm").forward(x)
+    with pytest.raises(ValueError, match="kind 'lstm' has"):
+        layer = lk.LSTM(3, 4, proj_size=2, dtype="float64")
+        layer.kernel = dataclasses.replace(layer.kernel, compiled="lstm")
+        layer.forward(x)
+    # a kind of the right shape whose layer has other weights is refused too
     with pytest.raises(ValueError, match=r"runs W_hh of shape \(16, 4\) and the extra parameters \[\]; this layer "
                                          r"has W_hh \(16, 2\) and \['weight_hr'\]"):
         layer = lk.LSTM(3, 4, proj_size=2, dtype="float64")
-        layer.kernel = dataclasses.replace(layer.kernel, compiled="lstm")
+        layer.kernel = dataclasses.replace(layer.kernel, compiled="lstm", projection=None)
         layer.forward(x)
     # the core's own guard: an id past its table is an error, not another kind's equations
     assert compiled._load().lk_scan_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1)) == -2
@@ -300,8 +326,9 @@ def test_the_core_names_its_kinds_and_each_python_kind_is_one_of_them():
     if not compiled.available():
         assert compiled.kinds() == {}
         return
-    assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm"]
-    for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE):
+    from lstmkit.layers.projected import PROJECTED
+    assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm", "projected_lstm"]
+    for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE, PROJECTED):
         assert compiled.kind_of(kernel).gates == kernel.gates
 
 

@@ -41,13 +41,15 @@ SIMD = ("generic", "avx2", "avx512")                       # the core's SIMD pat
 
 
 class Kind(NamedTuple):
-    """One line of core.h's LK_KINDS: id, gate blocks, whether a cell state, whether split, extra rows."""
+    """One line of core.h's LK_KINDS: id, gate blocks, whether a cell state, whether split, extra rows, whether the
+    state is a projection of the step's h."""
 
     id: int
     gates: int
     cell: bool
     split: bool
     extra: int
+    proj: bool = False
 
 
 
@@ -244,7 +246,7 @@ def kinds() -> dict[str, Kind]:
             if not info:
                 break
             v = info.contents
-            found[v.name.decode()] = Kind(k, v.gates, bool(v.cell), bool(v.split), v.extra)
+            found[v.name.decode()] = Kind(k, v.gates, bool(v.cell), bool(v.split), v.extra, bool(v.proj))
         _kinds = found
     return _kinds
 
@@ -258,10 +260,11 @@ def kind_of(kernel: ScanKernel) -> Kind:
         raise ValueError(f"{kernel.name}: lstmkit's compiled core has no cell kind {kernel.compiled!r} (it runs "
                          f"{', '.join(known) or 'none'}); set Kernel.compiled to one of those, or to None to run this "
                          "kind on its NumPy kernel")
-    mine = (kernel.gates, kernel.has_cell, kernel.loop_bias_gates > 0, sum(rows for _, rows in kernel.extra))
-    if mine != (kind.gates, kind.cell, kind.split, kind.extra):
+    mine = (kernel.gates, kernel.has_cell, kernel.loop_bias_gates > 0, sum(rows for _, rows in kernel.extra),
+            kernel.projection is not None)
+    if mine != kind[1:]:
         raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} has (gates, cell, split, extra "
-                         f"rows) = {(kind.gates, kind.cell, kind.split, kind.extra)}, but this kernel has {mine}")
+                         f"rows, projection) = {kind[1:]}, but this kernel has {mine}")
     return kind
 
 
@@ -288,6 +291,14 @@ def _check(used: int, args: ctypes.Structure) -> None:
         raise MemoryError("lstmkit's compiled core could not allocate its buffers")
 
 
+def _projection(kernel: ScanKernel, w: Weights, H: int, dt: np.dtype) -> tuple[np.ndarray | None, int]:
+    """(W_hr (P, H) contiguous, P) for a kind whose state is projected, else (None, H)."""
+    if kernel.projection is None:
+        return None, H
+    w_hr = np.ascontiguousarray(w.extra[kernel.projection], dt)
+    return w_hr, w_hr.shape[0]
+
+
 def _stacked(kernel: ScanKernel, extra: dict[str, np.ndarray], dt: np.dtype) -> np.ndarray | None:
     """The kernel's extra parameters one above the other, (rows, H) contiguous, as the core reads them."""
     if not kernel.extra:
@@ -300,22 +311,24 @@ def _stacked(kernel: ScanKernel, extra: dict[str, np.ndarray], dt: np.dtype) -> 
 
 def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
                  ws: Workspace, y: np.ndarray | None = None) -> ScanRecord:
-    """One layer and direction forward on the core: inp (T, B, I), h0 and c0 (B, H) -> the kernel's record.
+    """One layer and direction forward on the core: inp (T, B, I), h0 (B, P) and c0 (B, H) -> the kernel's record
+    (P = H but for kinds whose state is projected: the record's aux then also holds m (T, B, H), which h projects).
 
     W_ih x_t is formed inside the scan, step by step (kept apart from W_hh h for split kinds), except for small
     batches (``direct``), where one GEMM before the scan measured faster; the scan adds the biases as it goes.
-    With ``y`` (T, B, H) (a time-major view of the layer's (B, T, H) output) h_1..h_T are written there too.
+    With ``y`` (T, B, P) (a time-major view of the layer's (B, T, P) output) h_1..h_T are written there too.
     """
     kind = kind_of(kernel)
     T, B, _ = inp.shape
     dt = inp.dtype
     GH = w.w_ih.shape[0]
     H = GH // kind.gates
-    if w.w_hh.shape != (GH, H) or set(w.extra) != {name for name, _ in kernel.extra}:
-        raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} runs W_hh of shape {(GH, H)} "
+    w_hr, P = _projection(kernel, w, H, dt)
+    if w.w_hh.shape != (GH, P) or set(w.extra) - {kernel.projection} != {name for name, _ in kernel.extra}:
+        raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} runs W_hh of shape {(GH, P)} "
                          f"and the extra parameters {[n for n, _ in kernel.extra]}; this layer has W_hh "
                          f"{w.w_hh.shape} and {sorted(w.extra)}")
-    small = direct(B, H)                 # W_ih x_t: one GEMM before the scan; else the scan forms it (x given)
+    small = direct(B, H) and not kind.proj     # W_ih x_t: one GEMM before the scan; else the scan forms it
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
     x = None if small else np.ascontiguousarray(inp, dt)
@@ -323,8 +336,9 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         np.matmul(inp.reshape(T * B, -1), w_ih.T, out=gates.reshape(T * B, GH))
     bias, b_loop = w.folded_biases(kernel.loop_bias_gates * H)
     bias = np.zeros(GH, dt) if bias is None else np.ascontiguousarray(bias, dt)
-    hs = ws.empty("hs", (T + 1, B, H), dt)
+    hs = ws.empty("hs", (T + 1, B, P), dt)
     hs[0] = h0
+    ms = ws.empty("m", (T, B, H), dt) if kind.proj else None
     cs = tanh_cs = hproj = None
     if kind.cell:
         cs, tanh_cs = ws.empty("cs", (T + 1, B, H), dt), ws.empty("tanh_cs", (T, B, H), dt)
@@ -334,7 +348,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     y_t = y_b = 0
     if y is not None:
         y2, y_t, y_b = _steps(y, dt)
-        assert y2 is y and y.shape == (T, B, H) and y.flags.writeable
+        assert y2 is y and y.shape == (T, B, P) and y.flags.writeable
     extra = _stacked(kernel, w.extra, dt)
     w_t = w.w_hh.T                      # a view: the core packs it, or reads W_hh's rows as they lie (small batches)
     item = dt.itemsize
@@ -343,26 +357,34 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         threads=threads(), gates=_ptr(gates), w_hh_t=_ptr(w_t), wk=w_t.strides[0] // item, wn=w_t.strides[1] // item,
         x=_ptr(x), w_ih=_ptr(None if small else w_ih), bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
-        cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b)
+        cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b, P=P, w_hr=_ptr(w_hr),
+        ms=_ptr(ms))
     _check(_lib.lk_scan_forward(ctypes.byref(args)), args)
     if not kernel.gate_names:
         return ScanRecord(hs)
-    return ScanRecord(hs, gates, cs, {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj})
+    aux = {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj}
+    if ms is not None:
+        aux["m"] = ms
+    return ScanRecord(hs, gates, cs, aux)
 
 
 def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.ndarray, inject: dict,
                   ws: Workspace, dinp: np.ndarray) -> ScanGrads:
     """As ``kernel.backward``, on the core: the pre-activations' gradients (T, B, G·H), the initial state's, the
-    biases' and the kind's extra parameters'; the input's gradient dinp (T, B, I) = dpre_x,t · W_ih is formed in the
-    same scan, step by step. dhs (T, B, H) and dinp may be time-major views of (B, T, ·) arrays."""
+    biases' and the kind's extra parameters' (and the projection's: Σ_t dL/dh_tᵀ m_t); the input's gradient dinp
+    (T, B, I) = dpre_x,t · W_ih is formed in the same scan, step by step. dhs (T, B, P) and dinp may be time-major
+    views of (B, T, ·) arrays."""
     kind = kind_of(kernel)
-    T, B, H = dhs.shape
+    T, B, P = dhs.shape
     dt = record.hs.dtype
-    GH = kind.gates * H
+    GH = w.w_ih.shape[0]
+    H = GH // kind.gates
+    w_hr, _ = _projection(kernel, w, H, dt)
     dpre_x = ws.empty("dpre", (T, B, GH), dt)
     dpre_h = ws.empty("dhp", (T, B, GH), dt) if kind.split else dpre_x
+    dh_all = ws.empty("dh_all", (T, B, P), dt) if kind.proj else None
     last = np.full(B, -1, np.intc)
-    dh_n = np.zeros((B, H), dt)
+    dh_n = np.zeros((B, P), dt)
     dc_n = np.zeros((B, H), dt) if kind.cell else None
     for t, (idx, dh, dc) in inject.items():
         last[idx] = t
@@ -375,7 +397,7 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
     dinp2, dx_t, dx_b = _steps(dinp, dt)
     assert dinp2 is dinp
     extra = _stacked(kernel, w.extra, dt)
-    dh0 = np.empty((B, H), dt)
+    dh0 = np.empty((B, P), dt)
     dc0 = np.empty((B, H), dt) if kind.cell else None
     db_x, db_h = np.empty(GH, dt), np.empty(GH, dt)
     d_extra = None if extra is None else np.empty_like(extra)
@@ -387,7 +409,7 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
         w_hh=_ptr(np.ascontiguousarray(w.w_hh, dt)), w_ih=_ptr(w_ih), extra=_ptr(extra), dhs=_ptr(dhs), dhs_t=dhs_t,
         dhs_b=dhs_b, last=last.ctypes.data, dh_n=_ptr(dh_n), dc_n=_ptr(dc_n), dpre_x=_ptr(dpre_x), dpre_h=_ptr(dpre_h),
         dh0=_ptr(dh0), dc0=_ptr(dc0), db_x=_ptr(db_x), db_h=_ptr(db_h), d_extra=_ptr(d_extra), dx=_ptr(dinp),
-        dx_t=dx_t, dx_b=dx_b)
+        dx_t=dx_t, dx_b=dx_b, P=P, w_hr=_ptr(w_hr), ms=_ptr(record.aux.get("m")), dh_all=_ptr(dh_all))
     _check(_lib.lk_scan_backward(ctypes.byref(args)), args)
     grads = {}
     if d_extra is not None:
@@ -395,6 +417,10 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
         for name, rows in kernel.extra:
             grads[name] = d_extra[at:at + rows]
             at += rows
+    if kernel.projection is not None:                   # d W_hr = Σ_t dL/dh_tᵀ m_t, over all steps at once
+        d_hr = np.zeros((P, H), dt)
+        weight_grads([(dh_all.reshape(T * B, P), record.aux["m"].reshape(T * B, H), d_hr)])
+        grads[kernel.projection] = d_hr
     return ScanGrads(dpre_x, dpre_h, dh0, dc0, grads, bias=(db_x, db_h))
 
 

@@ -129,6 +129,9 @@ static void FN(lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 0);
 static void FN(lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 0); }
 static void FN(peephole_lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 1); }
 static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 1); }
+/* projected LSTM: the LSTM's step, its h the m_t that the scan projects (core.h's proj) */
+static void FN(projected_lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 0); }
+static void FN(projected_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 0); }
 
 /* ---- GRU: r, z = σ(p), n = tanh(x_n + r ⊙ (W_hn h + b_hn)), h_t = n + z ⊙ (h − n) ------------------------------ */
 

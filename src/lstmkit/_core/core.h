@@ -7,25 +7,28 @@
 #define LK_MAX_THREADS 64
 
 /* ---- the cell kinds ---------------------------------------------------------------------------------------
- * One line each: X(id, name, gates, cell, split, extra rows). The name is the one a Python Kernel gives
+ * One line each: X(id, name, gates, cell, split, extra rows, proj). The name is the one a Python Kernel gives
  * (Kernel.compiled); gates: gate blocks in the weights; cell: 1 when the kind keeps a cell state c (the backward
  * carries dL/dc between steps), else that carry is a part of dL/dh_{t-1} the kind adds itself (GRU: dh ⊙ z);
  * split: 1 when the x- and h-side pre-activations enter apart (GRU's n gate: W_in x_t + r ⊙ (W_hn h + b_hn)), so
  * their gradients differ, b_hn stays inside the scan and W_ih x_t is kept apart from W_hh h; extra rows: the kind's
- * own per-unit parameters, (rows, H). Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
+ * own per-unit parameters, (rows, H); proj: 1 when the state fed back and output is h_t = W_hr m_t, P units, where
+ * m_t (H units) is what the kind's step writes as its h (the projected LSTM: m_t = o ⊙ tanh c_t) — the scan forms
+ * the projection and its gradient. Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
  * FN(<name>_backward); a new kind is its two functions and one line here. */
 #define LK_KINDS(X)                                                                                               \
-    X(LK_LSTM, lstm, 4, 1, 0, 0)                                                                                  \
-    X(LK_GRU, gru, 3, 0, 1, 0)                                                                                    \
-    X(LK_RNN_TANH, rnn_tanh, 1, 0, 0, 0)                                                                          \
-    X(LK_RNN_RELU, rnn_relu, 1, 0, 0, 0)                                                                          \
-    X(LK_PEEPHOLE_LSTM, peephole_lstm, 4, 1, 0, 3)
+    X(LK_LSTM, lstm, 4, 1, 0, 0, 0)                                                                               \
+    X(LK_GRU, gru, 3, 0, 1, 0, 0)                                                                                 \
+    X(LK_RNN_TANH, rnn_tanh, 1, 0, 0, 0, 0)                                                                       \
+    X(LK_RNN_RELU, rnn_relu, 1, 0, 0, 0, 0)                                                                       \
+    X(LK_PEEPHOLE_LSTM, peephole_lstm, 4, 1, 0, 3, 0)                                                             \
+    X(LK_PROJECTED_LSTM, projected_lstm, 4, 1, 0, 0, 1)
 
-#define LK_KIND_ID(id, name, gates, cell, split, extra) id,
+#define LK_KIND_ID(id, name, gates, cell, split, extra, proj) id,
 typedef enum { LK_KINDS(LK_KIND_ID) LK_NKINDS } LkKind;
 #undef LK_KIND_ID
 
-typedef struct { const char *name; int gates, cell, split, extra; } LkKindInfo;
+typedef struct { const char *name; int gates, cell, split, extra, proj; } LkKindInfo;
 
 /* ---- lk_scan_forward ---------------------------------------------------------------------------------------
  * Pointers are to float or double as ``f64`` says; (t, b, ·) rows of the (T, B, ·) arrays are B·width apart. */
@@ -42,11 +45,15 @@ typedef struct {
                                          but for the split gate's) */
     const void *b_loop;               /* split kinds: the split gate's h-side bias (H,) (GRU's b_hn), or NULL */
     const void *extra;                /* the kind's own parameters (extra rows, H), or NULL */
-    void *hs, *cs;                    /* (T+1, B, H) with hs[0], cs[0] set: h_0..h_T, c_0..c_T (cell kinds) */
+    void *hs, *cs;                    /* (T+1, B, H) with hs[0], cs[0] set: h_0..h_T, c_0..c_T (cell kinds); hs and
+                                         y are (·, B, P) for proj kinds */
     void *tanh_cs;                    /* cell kinds: (T, B, H) tanh(c_t) */
     void *hproj;                      /* split kinds: (T, B, H) the split gate's h side, W_hn h + b_hn */
     void *y;                          /* optional: a second copy of each h_t, at y + t·y_t + b·y_b */
     long y_t, y_b;
+    int P;                            /* proj kinds: units of h (W_hh^T is (P, G·H)); else unread */
+    const void *w_hr;                 /* proj kinds: W_hr (P, H), row-major */
+    void *ms;                         /* proj kinds: (T, B, H) m_t, which h_t projects */
     int failed;                       /* out: set when a thread could not get memory */
 } LkForward;
 
@@ -71,6 +78,9 @@ typedef struct {
     void *d_extra;                    /* out (extra rows, H): the gradient of ``extra`` */
     void *dx;                         /* optional out: row (t, b) at dx + t·dx_t + b·dx_b receives dpre_x,t · W_ih */
     long dx_t, dx_b;
+    int P;                            /* proj kinds: units of h: hs, dhs, dh_n, dh0 are P wide, W_hh (G·H, P) */
+    const void *w_hr, *ms;            /* proj kinds: W_hr (P, H) row-major; the forward's m_t (T, B, H) */
+    void *dh_all;                     /* proj kinds, out (T, B, P): all of dL/dh_t (W_hr's gradient is Σ dh_tᵀ m_t) */
     int failed;                       /* out: set when a thread could not get memory */
     void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
 } LkBackward;

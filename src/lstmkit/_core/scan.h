@@ -30,25 +30,25 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
 static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForward *s, FN(FwdRow) *q, int t,
                                                                   int off, const REAL *prod, const REAL *prod_x,
                                                                   int ld, void (*step)(const FN(FwdRow) *)) {
-    const int B = s->B, H = s->H, GH = lk_kinds[s->kind].gates * H;
+    const int B = s->B, H = s->H, GH = lk_kinds[s->kind].gates * H, proj = lk_kinds[s->kind].proj;
     REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
     for (int b = 0; b < B; b++) {
         const long o = ((long)t * B + b) * H + off, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
         q->gates = gates + ((long)t * B + b) * GH + off;
         q->prod = prod + (long)b * ld;
         q->prod_x = prod_x ? prod_x + (long)b * ld : NULL;
-        q->h_prev = hs + o;
-        q->h = hs + o1;
+        q->h_prev = proj ? NULL : hs + o;            /* proj kinds: the step writes m_t; the scan projects it */
+        q->h = proj ? (REAL *)s->ms + o : hs + o1;
         q->c_prev = cs ? cs + o : NULL;
         q->c = cs ? cs + o1 : NULL;
         q->tanh_c = s->tanh_cs ? (REAL *)s->tanh_cs + o : NULL;
         q->hproj = s->hproj ? (REAL *)s->hproj + o : NULL;
-        q->y = s->y ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
+        q->y = s->y && !proj ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
         step(q);
     }
 }
 
-#define LK_CASE(id, name, gates, cell, split, extra)                                                             \
+#define LK_CASE(id, name, gates, cell, split, extra, proj)                                                       \
     case id: FN(fwd_rows_of)(s, q, t, off, prod, prod_x, ld, FN(name##_forward)); return;
 /* Step t's rows, units [off, off + q->n), through kind s->kind's forward. */
 static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, const REAL *prod_x,
@@ -57,40 +57,63 @@ static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, cons
 }
 #undef LK_CASE
 
-/* Forward: pack this thread's columns of W_hh^T (gate block k, unit u: row k·H + u) and of W_ih, then step. */
+/* Proj kinds, after step t's m_t is whole: this thread's columns [r.u0, r.u0 + r.n) of h_t = m_t W_hrᵀ (and y). */
+static void FN(project)(const LkForward *s, const FN(Slice) *r, int t) {
+    const int B = s->B, H = s->H, P = s->P;
+    if (!r->n) return;
+    FN(gemm)(B, r->Npad, H, (const REAL *)s->ms + (long)t * B * H, H, r->packed, r->prod, r->Npad, 0);
+    REAL *h = (REAL *)s->hs + (long)(t + 1) * B * P + r->u0;
+    for (int b = 0; b < B; b++) {
+        memcpy(h + (long)b * P, r->prod + (long)b * r->Npad, sizeof(REAL) * (size_t)r->n);
+        if (s->y) memcpy((REAL *)s->y + t * s->y_t + b * s->y_b + r->u0, r->prod + (long)b * r->Npad,
+                         sizeof(REAL) * (size_t)r->n);
+    }
+}
+
+/* Forward: pack this thread's columns of W_hh^T (gate block k, unit u: row k·H + u) and of W_ih (and, proj kinds,
+ * its columns of W_hrᵀ), then step. h has P units for proj kinds (else H): the products with W_hh have P terms. */
 static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int T = s->T, B = s->B, H = s->H, I = s->I;
+    const int T = s->T, B = s->B, H = s->H, I = s->I, P = kind->proj ? s->P : H;
     const REAL *x = s->x;                            /* given: W_ih x_t is formed here (apart, for split kinds) */
     const REAL *hs = s->hs;
     const int direct = s->direct && s->wk == 1;      /* W_hh row-major: matrix-vector steps, no packing */
-    FN(Slice) p = FN(slice)(H, tid, nth, kind->gates, direct ? 0 : H, B);
+    FN(Slice) p = FN(slice)(H, tid, nth, kind->gates, direct ? 0 : P, B);
+    FN(Slice) r = FN(slice)(kind->proj ? P : 0, tid, nth, 1, H, B);    /* proj kinds: W_hrᵀ's columns */
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
     REAL *prod_x = x && kind->split ? FN(alloc)((long)B * p.Npad) : NULL;
-    long *rows = malloc(sizeof(long) * (size_t)(p.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
-    if (!p.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x) s->failed = 1;
+    long *rows = malloc(sizeof(long) * (size_t)(p.N + r.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
+    if (!p.ok || !r.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x) s->failed = 1;
     lk_barrier(nth);                                 /* all threads know whether memory was found */
     const int ok = !s->failed;
     if (ok) {
         FN(gate_rows)(rows, p.N, p.n, H, p.u0, s->wn);
-        if (!direct) FN(pack)(H, p.N, (const REAL *)s->w_hh_t, s->wk, rows, p.packed);
+        if (!direct) FN(pack)(P, p.N, (const REAL *)s->w_hh_t, s->wk, rows, p.packed);
         if (x) {                                     /* W_ih (G·H, I) row-major: element (k, row) at row·I + k */
             FN(gate_rows)(rows_x, p.N, p.n, H, p.u0, I);
             FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, rows_x, packed_x);
+        }
+        if (r.n) {                                   /* W_hr (P, H) row-major: W_hrᵀ's element (k, c) at c·H + k */
+            for (int c = 0; c < r.N; c++) rows[c] = (long)(r.u0 + c) * H;
+            FN(pack)(H, r.N, (const REAL *)s->w_hr, 1, rows, r.packed);
         }
     }
     FN(FwdRow) q = {.n = p.n, .H = H, .x_in = x == NULL, .bias = (const REAL *)s->bias + p.u0,
                     .b_loop = s->b_loop ? (const REAL *)s->b_loop + p.u0 : NULL,
                     .extra = s->extra ? (const REAL *)s->extra + p.u0 : NULL};
     for (int t = 0; t < T && ok; t++) {
-        const REAL *h_prev = hs + (long)t * B * H;
+        const REAL *h_prev = hs + (long)t * B * P;
         if (p.n && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
-        else if (p.n) FN(gemm)(B, p.Npad, H, h_prev, H, p.packed, p.prod, p.Npad, 0);
+        else if (p.n) FN(gemm)(B, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
         if (p.n && x)                                /* added to the h side's, or apart (split kinds) */
             FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad, !prod_x);
         if (p.n) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad);
         lk_barrier(nth);
+        if (kind->proj) {                            /* m_t is whole: h_t = W_hr m_t, then the next step needs it */
+            FN(project)(s, &r, t);
+            lk_barrier(nth);
+        }
     }
     fence();                                         /* the streamed gates are in memory for the backward */
     free(rows);
@@ -98,6 +121,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     free(packed_x);
     free(prod_x);
     FN(unslice)(&p);
+    FN(unslice)(&r);
 }
 
 /* One backward step of the small-batch scan, after this thread wrote its units' pre-activation gradients of step
@@ -134,14 +158,18 @@ static void FN(direct_back)(LkBackward *s, int tid, int nth, int t, int u0, int 
     }
 }
 
-/* One thread's part of the backward: its slice of units and its packed columns of W_hh, its columns [x0, x1) of
- * dx_t with W_ih packed for them, and its running buffers. */
+/* One thread's part of the backward: its slice of units [u0, u0 + n), its packed columns of W_hh (those of its
+ * units, or for proj kinds its slice of h's P units), its columns [x0, x1) of dx_t with W_ih packed for them, and
+ * its running buffers. */
 typedef struct {
     FN(Slice) p;
+    FN(Slice) r;                 /* proj kinds: W_hr's columns of this thread's units (K = P), for dL/dm_t */
+    int u0, n;
     int x0, x1, Nx, packs_x;
     REAL *packed_x, *prod_x;     /* W_ih's columns [x0, x1), packed; their product row by row */
     REAL *shares;                /* small batches: (2, B, H + I), this thread's shares of dh_{t-1} and dx_t */
-    REAL *dh_rec, *carry;        /* (B, n): see cells.h */
+    REAL *dh_rec, *carry;        /* (B, n): see cells.h (proj kinds: dh_rec holds dL/dm_t) */
+    REAL *zeros;                 /* proj kinds: (n,) zeros, the step's dh_out (dL/dm_t is all in dh_rec) */
     REAL *db_x, *db_h, *d_extra; /* running sums over steps and batch (all units; this thread writes its own) */
     long *cols;
 } FN(Back);
@@ -153,8 +181,11 @@ typedef struct {
  * its own, two steps' worth; after the step's barrier each adds up its units' (and columns') shares. */
 static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int B = s->B, H = s->H, GH = kind->gates * H, I = s->I, direct = s->direct;
-    k->p = FN(slice)(H, tid, nth, 1, direct ? 0 : GH, B);
+    const int B = s->B, H = s->H, GH = kind->gates * H, I = s->I, direct = s->direct, P = kind->proj ? s->P : H;
+    k->p = FN(slice)(P, tid, nth, 1, direct ? 0 : GH, B);
+    k->r = FN(slice)(kind->proj ? H : 0, tid, nth, 1, P, B);
+    k->u0 = kind->proj ? k->r.u0 : k->p.u0;
+    k->n = kind->proj ? k->r.n : k->p.n;
     k->x0 = (int)((long)I * tid / nth);
     k->x1 = (int)((long)I * (tid + 1) / nth);
     k->Nx = FN(round_nr)(k->x1 - k->x0);
@@ -163,13 +194,16 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     k->prod_x = k->packs_x ? FN(alloc)((long)B * k->Nx) : NULL;
     k->shares = direct ? FN(alloc)(2L * B * (H + I)) : NULL;
     s->shares[tid] = k->shares;
-    k->cols = malloc(sizeof(long) * (size_t)((k->p.N > I ? k->p.N : I) + 1));
-    k->dh_rec = FN(alloc)((long)B * k->p.n);
-    k->carry = FN(alloc)((long)B * k->p.n);
+    const int most = k->p.N > I ? k->p.N : I;
+    k->cols = malloc(sizeof(long) * (size_t)((most > k->r.N ? most : k->r.N) + 1));
+    k->dh_rec = FN(alloc)((long)B * k->n);
+    k->carry = FN(alloc)((long)B * k->n);
+    k->zeros = kind->proj ? calloc((size_t)k->n + 1, sizeof(REAL)) : NULL;
     k->db_x = calloc((size_t)GH, sizeof(REAL));
     k->db_h = calloc((size_t)GH, sizeof(REAL));
     k->d_extra = calloc((size_t)(kind->extra * H + 1), sizeof(REAL));
-    if (!k->p.ok || !k->cols || !k->dh_rec || !k->carry || !k->db_x || !k->db_h || !k->d_extra ||
+    if (!k->p.ok || !k->r.ok || !k->cols || !k->dh_rec || !k->carry || !k->db_x || !k->db_h || !k->d_extra ||
+        (kind->proj && !k->zeros) ||
         (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares))
         s->failed = 1;
     lk_barrier(nth);
@@ -179,9 +213,13 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
         FN(pack)(GH, k->x1 - k->x0, (const REAL *)s->w_ih, I, k->cols, k->packed_x);
     }
     for (int c = 0; c < k->p.N; c++) k->cols[c] = k->p.u0 + c;
-    if (!direct) FN(pack)(GH, k->p.N, (const REAL *)s->w_hh, H, k->cols, k->p.packed);
-    memset(k->dh_rec, 0, sizeof(REAL) * (size_t)B * k->p.n);
-    memset(k->carry, 0, sizeof(REAL) * (size_t)B * k->p.n);
+    if (!direct) FN(pack)(GH, k->p.N, (const REAL *)s->w_hh, P, k->cols, k->p.packed);
+    if (k->r.N) {                                    /* W_hr (P, H) row-major: element (p, unit u0 + c) at p·H + u0 + c */
+        for (int c = 0; c < k->r.N; c++) k->cols[c] = k->u0 + c;
+        FN(pack)(P, k->r.N, (const REAL *)s->w_hr, H, k->cols, k->r.packed);
+    }
+    memset(k->dh_rec, 0, sizeof(REAL) * (size_t)B * k->n);
+    memset(k->carry, 0, sizeof(REAL) * (size_t)B * k->n);
     return 1;
 }
 
@@ -190,8 +228,8 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
 static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackward *s, const FN(Back) *k, int t,
                                                                    void (*step)(const FN(BwdRow) *)) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int B = s->B, H = s->H, GH = kind->gates * H, n = k->p.n, u0 = k->p.u0;
-    const REAL *hs = s->hs, *cs = s->cs;
+    const int B = s->B, H = s->H, GH = kind->gates * H, n = k->n, u0 = k->u0, proj = kind->proj;
+    const REAL *hs = proj ? NULL : s->hs, *cs = s->cs;     /* (the kinds that read h have no projection) */
     REAL *dpre_x = s->dpre_x, *dpre_h = kind->split ? s->dpre_h : s->dpre_x;    /* one array unless split */
     FN(BwdRow) q = {.n = n, .H = H, .extra = s->extra ? (const REAL *)s->extra + u0 : NULL, .db_x = k->db_x + u0,
                     .db_h = k->db_h + u0, .d_extra = k->d_extra + u0};
@@ -199,18 +237,18 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
         REAL *dhr = k->dh_rec + (long)b * n, *car = k->carry + (long)b * n;
         if (s->last[b] == t)                         /* the final-state gradient enters at the last step */
             for (int j = 0; j < n; j++) {
-                dhr[j] += ((const REAL *)s->dh_n)[(long)b * H + u0 + j];
+                if (!proj) dhr[j] += ((const REAL *)s->dh_n)[(long)b * H + u0 + j];    /* (proj: in dh_all) */
                 if (kind->cell) car[j] += ((const REAL *)s->dc_n)[(long)b * H + u0 + j];
             }
         const long o = ((long)t * B + b) * H + u0, o1 = o + (long)B * H, og = ((long)t * B + b) * GH + u0;
         q.gates = (const REAL *)s->gates + og;
-        q.h_prev = hs + o;
-        q.h = hs + o1;
+        q.h_prev = hs ? hs + o : NULL;
+        q.h = hs ? hs + o1 : NULL;
         q.c_prev = cs ? cs + o : NULL;
         q.c = cs ? cs + o1 : NULL;
         q.tanh_c = s->tanh_cs ? (const REAL *)s->tanh_cs + o : NULL;
         q.hproj = s->hproj ? (const REAL *)s->hproj + o : NULL;
-        q.dh_out = (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
+        q.dh_out = proj ? k->zeros : (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
         q.dh_rec = dhr;
         q.carry = car;
         q.dpre_x = dpre_x + og;
@@ -219,7 +257,7 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
     }
 }
 
-#define LK_CASE(id, name, gates, cell, split, extra)                                                             \
+#define LK_CASE(id, name, gates, cell, split, extra, proj)                                                       \
     case id: FN(back_rows_of)(s, k, t, FN(name##_backward)); return;
 /* Step t's rows through kind s->kind's backward: a loop of its own for each kind, as fwd_rows. */
 static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
@@ -227,8 +265,35 @@ static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
 }
 #undef LK_CASE
 
+/* Proj kinds: this thread's columns [p.u0, p.u0 + p.n) of all of dL/dh_t into dh_all[t] (t = -1: dh0): ``rec``
+ * (B rows ld apart) from step t + 1, or NULL, plus the outputs' gradient and the final-state gradients entering at
+ * step t. */
+static void FN(proj_dh)(const LkBackward *s, const FN(Back) *k, int t, const REAL *rec, long ld) {
+    const int B = s->B, P = s->P, u0 = k->p.u0, n = k->p.n;
+    REAL *dst = t >= 0 ? (REAL *)s->dh_all + (long)t * B * P : (REAL *)s->dh0;
+    for (int b = 0; b < B; b++) {
+        REAL *d = dst + (long)b * P + u0;
+        for (int j = 0; j < n; j++) d[j] = rec ? rec[(long)b * ld + j] : 0;
+        if (t < 0) continue;
+        const REAL *out = (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
+        for (int j = 0; j < n; j++) d[j] += out[j];
+        if (s->last[b] == t)
+            for (int j = 0; j < n; j++) d[j] += ((const REAL *)s->dh_n)[(long)b * P + u0 + j];
+    }
+}
+
+/* Proj kinds, before step t's rows: dL/dm_t of this thread's units = dL/dh_t · W_hr, into dh_rec. */
+static void FN(proj_dm)(const LkBackward *s, const FN(Back) *k, int t) {
+    const int B = s->B, P = s->P, n = k->n;
+    if (!n) return;
+    FN(gemm)(B, k->r.Npad, P, (const REAL *)s->dh_all + (long)t * B * P, P, k->r.packed, k->r.prod, k->r.Npad, 0);
+    for (int b = 0; b < B; b++)
+        memcpy(k->dh_rec + (long)b * n, k->r.prod + (long)b * k->r.Npad, sizeof(REAL) * (size_t)n);
+}
+
 /* After step t's barrier, on the packed weights: this thread's columns of dx_t = dpre_x,t · W_ih, and dL/dh_{t-1}
- * of its units = dpre_h,t · W_hh (plus the carry of kinds without a cell). */
+ * of its units = dpre_h,t · W_hh (plus the carry of kinds without a cell; proj kinds: its slice of h's units, into
+ * dh_all[t - 1] or dh0). */
 static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, GH = kind->gates * s->H, n = k->p.n;
@@ -241,6 +306,10 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     }
     if (!n) return;
     FN(gemm)(B, k->p.Npad, GH, dpre_h + (long)t * B * GH, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
+    if (kind->proj) {
+        FN(proj_dh)(s, k, t - 1, k->p.prod, k->p.Npad);
+        return;
+    }
     for (int b = 0; b < B; b++)
         for (int j = 0; j < n; j++)
             k->dh_rec[(long)b * n + j] =
@@ -250,10 +319,10 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
 /* The backward's epilogue: this thread's units of dh_0, dc_0, the bias sums and the extra parameters' gradient. */
 static void FN(back_end)(LkBackward *s, const FN(Back) *k) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int B = s->B, H = s->H, n = k->p.n, u0 = k->p.u0;
+    const int B = s->B, H = s->H, n = k->n, u0 = k->u0;
     for (int b = 0; b < B; b++)
         for (int j = 0; j < n; j++) {
-            ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[(long)b * n + j];
+            if (!kind->proj) ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[(long)b * n + j];
             if (kind->cell) ((REAL *)s->dc0)[(long)b * H + u0 + j] = k->carry[(long)b * n + j];
         }
     for (int g = 0; g < kind->gates; g++)
@@ -276,7 +345,9 @@ static void FN(back_free)(FN(Back) *k) {
     free(k->packed_x);
     free(k->prod_x);
     free(k->cols);
+    free(k->zeros);
     FN(unslice)(&k->p);
+    FN(unslice)(&k->r);
 }
 
 /* Backward: the prologue, then each step in reverse — the kind's backward on this thread's rows, one barrier, the
@@ -284,9 +355,14 @@ static void FN(back_free)(FN(Back) *k) {
 static void FN(backward_job)(void *arg, int tid, int nth) {
     LkBackward *s = (LkBackward *)arg;
     FN(Back) k;
-    const int ok = FN(back_begin)(s, tid, nth, &k);
+    const int ok = FN(back_begin)(s, tid, nth, &k), proj = lk_kinds[s->kind].proj;
     const long half = (long)s->B * (s->H + s->I);
+    if (ok && proj) {                                /* dL/dh_{T-1}: the outputs' and the final state's */
+        FN(proj_dh)(s, &k, s->T - 1, NULL, 0);
+        lk_barrier(nth);
+    }
     for (int t = s->T - 1; t >= 0 && ok; t--) {
+        if (proj) FN(proj_dm)(s, &k, t);
         FN(back_rows)(s, &k, t);
         if (s->direct) {                             /* (meets the others at the step's barrier inside) */
             FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry);
@@ -294,6 +370,7 @@ static void FN(backward_job)(void *arg, int tid, int nth) {
         }
         lk_barrier(nth);                             /* every unit's pre-activation gradient of step t is written */
         FN(back_products)(s, &k, t);
+        if (proj) lk_barrier(nth);                   /* all of dL/dh_{t-1} is written before its dL/dm_{t-1} */
     }
     if (ok) FN(back_end)(s, &k);
     if (s->direct) lk_barrier(nth);                  /* the others have read this thread's shares */

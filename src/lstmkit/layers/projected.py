@@ -3,7 +3,9 @@ that is output and fed back is h_t = W_hr (o ⊙ tanh c_t), P < H units, with W_
 ``weight_hr_l{k}`` (P, H); W_hh is (4H, P). The equations are in docs/design.md beside the LSTM's.
 
 This file is the whole of the kind: its reference step, its shapes (``layout``: h of P
-units, c of H), its kernel (a plain scan and its backward); ``LSTM(proj_size=P)`` runs it.
+units, c of H), its kernel (a plain scan and its backward; compiled: the LSTM's step in
+``_core/cells.h``, the projection in the core's scan, ``core.h``'s proj column);
+``LSTM(proj_size=P)`` runs it.
 Stacking, directions, lengths, dropout, initial states, model files and ``lk.inspect`` come
 from the frame (``rnn_base.py``, ``scan.py``).
 """
@@ -88,7 +90,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
 
 
 PROJECTED = Kernel("LSTM", ("i", "f", "g", "o"), _forward, _backward, projected_lstm_step, has_cell=True,
-                   layout=_layout)
+                   layout=_layout, compiled="projected_lstm", projection="weight_hr")
 
 
 def check_proj_size(name: str, proj_size: Any, hidden_size: int) -> int:

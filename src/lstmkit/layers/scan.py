@@ -105,6 +105,8 @@ class Kernel:
     has_cell: bool = False
     extra: tuple[tuple[str, int], ...] = ()        # extra per-direction parameters: (name, rows), each (rows, H)
     compiled: str | None = None                    # the compiled core's name for this kind (core.h's LK_KINDS)
+    projection: str | None = None                  # the parameter (P, H) that projects the step's h to the state
+                                                   # fed back (the projected LSTM's weight_hr), or None
     layout: Callable[..., Shapes] | None = None    # (kernel, in_k, H, bias, **options) -> Shapes, where a kind's
                                                    # sizes are not the standard ones of ``shapes``
 
