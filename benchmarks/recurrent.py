@@ -21,14 +21,19 @@ CASES = [
     ("GRU", 64, 100, 128, 256, 0.8),
     ("BiLSTM", 64, 100, 128, 256, 0.9),
     ("LSTM-P128", 64, 100, 128, 256, 1.0),     # issue 31: proj_size=128, against nn.LSTM(proj_size=128)
+    ("LayerNormLSTM", 64, 100, 128, 256, 1.0),  # issue 31: against torch_layer_norm_lstm's formulation
 ]
 
 
 def _layer(lib: Any, kind: str, I: int, H: int, **kw: Any) -> Any:
-    """The layer a case names in lstmkit or torch.nn: [Bi]LSTM, GRU, or LSTM-P<proj_size>."""
+    """The layer a case names in lstmkit or torch.nn: [Bi]LSTM, GRU, LSTM-P<proj_size>, LayerNormLSTM."""
     name, _, proj = kind.removeprefix("Bi").partition("-P")
     if proj:
         kw["proj_size"] = int(proj)
+    if name == "LayerNormLSTM" and lib.__name__ == "torch.nn":
+        from .torch_layer_norm import TorchLayerNormLSTM
+        kw.pop("batch_first")
+        return TorchLayerNormLSTM(I, H)
     return getattr(lib, name)(I, H, bidirectional=kind.startswith("Bi"), **kw)
 
 

@@ -40,6 +40,19 @@ def torch_peephole_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: di
     return torch.sigmoid(p_o + w_co * c_t) * torch.tanh(c_t), c_t
 
 
+def torch_layer_norm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: dict[str, torch.Tensor]) -> tuple:
+    """Ba et al. 2016: the x and h sides normalised over all 4H, then the cell state before its tanh (ε = 1e-5)."""
+    norm = torch.nn.functional.layer_norm
+    G = w["weight_ih"].shape[0]
+    p = norm(x @ w["weight_ih"].T, (G,), w["ln_ih"].reshape(-1)) + norm(h @ w["weight_hh"].T, (G,),
+                                                                        w["ln_hh"].reshape(-1))
+    if "bias_ih" in w:
+        p = p + w["bias_ih"] + w["bias_hh"]
+    p_i, p_f, p_g, p_o = p.chunk(4, -1)
+    c_t = torch.sigmoid(p_f) * c + torch.sigmoid(p_i) * torch.tanh(p_g)
+    return torch.sigmoid(p_o) * torch.tanh(norm(c_t, (c_t.shape[-1],), w["ln_c"][0], w["ln_c"][1])), c_t
+
+
 @dataclass
 class Kind:
     ours: type
@@ -55,6 +68,7 @@ KINDS = {
     "RNN_RELU": Kind(lk.SimpleRNN, {"nonlinearity": "relu"}, module=torch.nn.RNN),
     "PEEPHOLE": Kind(lk.PeepholeLSTM, step=torch_peephole_step),
     "LSTM_PROJ": Kind(lk.LSTM, {"proj_size": 3}, module=torch.nn.LSTM),     # h of 3 units, c of H
+    "LAYER_NORM": Kind(lk.LayerNormLSTM, step=torch_layer_norm_step),
     "LSTM_BY_STEP": Kind(lk.LSTM, step=torch_lstm_step),       # the step oracle itself, checked on a known kind
 }
 

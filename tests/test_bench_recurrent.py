@@ -44,3 +44,25 @@ def test_both_kernels_times_the_numpy_kernel_too(monkeypatch: pytest.MonkeyPatch
     out = both_kernels(lambda: seen.append(os.environ.get("LSTMKIT_KERNEL")), 5)
     assert "numpy_ms" in out and "LSTMKIT_KERNEL" not in os.environ
     assert seen.count("numpy") >= 5 and seen.count(None) >= 5
+
+
+def test_the_bench_torch_layer_norm_lstm_is_lstmkits_equations() -> None:
+    """The PyTorch side of the LayerNormLSTM row computes what lstmkit's layer does (same weights, float64): the
+    ratio compares one computation."""
+    import torch
+    from benchmarks.torch_layer_norm import TorchLayerNormLSTM
+
+    import lstmkit as lk
+    rng = np.random.default_rng(0)
+    theirs = TorchLayerNormLSTM(5, 6).double()
+    ours = lk.LayerNormLSTM(5, 6, dtype="float64")
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.copy_(torch.from_numpy(rng.standard_normal(tuple(p.shape))))
+    v = {n: p.detach().numpy() for n, p in theirs.named_parameters()}
+    ours.load_torch_state_dict({"weight_ih_l0": v["w_ih"], "weight_hh_l0": v["w_hh"], "bias_ih_l0": v["b"][0],
+                                "bias_hh_l0": v["b"][1], "ln_ih_l0": v["g_x"].reshape(4, 6),
+                                "ln_hh_l0": v["g_h"].reshape(4, 6), "ln_c_l0": np.stack([v["g_c"], v["b_c"]])})
+    x = rng.standard_normal((3, 7, 5))
+    y, _ = ours.forward(x)
+    np.testing.assert_allclose(theirs(torch.from_numpy(x))[0].detach().numpy(), y, rtol=0, atol=1e-12)

@@ -64,7 +64,7 @@ def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel
     return [y, dx, *(init if isinstance(init, tuple) else (init,)), *grads]
 
 
-NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU", "PEEPHOLE", "LSTM_PROJ"]
+NATIVE = ["LSTM", "GRU", "RNN_TANH", "RNN_RELU", "PEEPHOLE", "LSTM_PROJ", "LAYER_NORM"]
 
 
 def assert_core_equals_numpy(kind: str, dtype: str, tol: float, cases: list[tuple[int, bool, list[int] | None]],
@@ -291,9 +291,10 @@ def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypat
     import dataclasses
     monkeypatch.delenv("LSTMKIT_KERNEL", raising=False)
     x = np.ones((2, 3, 3))
-    with pytest.raises(ValueError, match=r"Planted: lstmkit's compiled core has no cell kind 'layer_norm_lstm' "
-                                         r"\(it runs lstm, gru, rnn_tanh, rnn_relu, peephole_lstm, projected_lstm\)"):
-        _planted("layer_norm_lstm").forward(x)
+    with pytest.raises(ValueError, match=r"Planted: lstmkit's compiled core has no cell kind 'no_such_kind' "
+                                         r"\(it runs lstm, gru, rnn_tanh, rnn_relu, peephole_lstm, projected_lstm, "
+                                         r"layer_norm_lstm\)"):
+        _planted("no_such_kind").forward(x)
     # a name the core knows, on a kernel of another shape (a cell state the GRU lacks; extra weights the LSTM lacks;
     # a projection the LSTM lacks, or lacking the projected LSTM's)
     with pytest.raises(ValueError, match=r"kind 'gru' has \(gates, cell, split, extra rows, projection\) = "
@@ -317,7 +318,7 @@ def test_a_kind_the_core_does_not_know_is_refused_never_run_as_another(monkeypat
     # the core's own guard: an id past its table is an error, not another kind's equations
     assert compiled._load().lk_scan_forward(compiled.Forward(kind=99, T=1, B=1, H=1, threads=1)) == -2
     monkeypatch.setenv("LSTMKIT_KERNEL", "numpy")            # the NumPy kernel needs no name from the core
-    assert _planted("layer_norm_lstm").forward(x)[0].shape == (2, 3, 4)
+    assert _planted("no_such_kind").forward(x)[0].shape == (2, 3, 4)
 
 
 def test_the_core_names_its_kinds_and_each_python_kind_is_one_of_them():
@@ -326,9 +327,11 @@ def test_the_core_names_its_kinds_and_each_python_kind_is_one_of_them():
     if not compiled.available():
         assert compiled.kinds() == {}
         return
+    from lstmkit.layers.layernorm import _LAYER_NORM
     from lstmkit.layers.projected import PROJECTED
-    assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm", "projected_lstm"]
-    for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE, PROJECTED):
+    assert list(compiled.kinds()) == ["lstm", "gru", "rnn_tanh", "rnn_relu", "peephole_lstm", "projected_lstm",
+                                      "layer_norm_lstm"]
+    for kernel in (_LSTM, _GRU, _RNN["tanh"], _RNN["relu"], _PEEPHOLE, PROJECTED, _LAYER_NORM):
         assert compiled.kind_of(kernel).gates == kernel.gates
 
 

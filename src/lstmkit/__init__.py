@@ -39,6 +39,7 @@ from .layers import (
                      GlobalAvgPool2D,
                      GRUCell,
                      Layer,
+                     LayerNormLSTM,
                      LSTMCell,
                      MaxPool2D,
                      PeepholeLSTM,
@@ -54,7 +55,7 @@ from .random import get_rng, manual_seed
 
 __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "evaluate", "predict",
            "Dense", "Activation", "Dropout", "Flatten", "Embedding",
-           "LSTM", "GRU", "SimpleRNN", "PeepholeLSTM", "LSTMCell", "GRUCell", "SimpleRNNCell",
+           "LSTM", "GRU", "SimpleRNN", "PeepholeLSTM", "LayerNormLSTM", "LSTMCell", "GRUCell", "SimpleRNNCell",
            "MSELoss", "CrossEntropyLoss",
            "CTCLoss",
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",

@@ -42,7 +42,8 @@ SIMD = ("generic", "avx2", "avx512")                       # the core's SIMD pat
 
 class Kind(NamedTuple):
     """One line of core.h's LK_KINDS: id, gate blocks, whether a cell state, whether split, extra rows, whether the
-    state is a projection of the step's h."""
+    state is a projection of the step's h; then how the core runs it: whether its step needs whole rows, and the
+    rows of H it saves per step (``saved``)."""
 
     id: int
     gates: int
@@ -50,6 +51,8 @@ class Kind(NamedTuple):
     split: bool
     extra: int
     proj: bool = False
+    whole: bool = False
+    saved: int = 0
 
 
 
@@ -246,7 +249,8 @@ def kinds() -> dict[str, Kind]:
             if not info:
                 break
             v = info.contents
-            found[v.name.decode()] = Kind(k, v.gates, bool(v.cell), bool(v.split), v.extra, bool(v.proj))
+            found[v.name.decode()] = Kind(k, v.gates, bool(v.cell), bool(v.split), v.extra, bool(v.proj),
+                                          bool(v.whole), v.saved)
         _kinds = found
     return _kinds
 
@@ -260,11 +264,11 @@ def kind_of(kernel: ScanKernel) -> Kind:
         raise ValueError(f"{kernel.name}: lstmkit's compiled core has no cell kind {kernel.compiled!r} (it runs "
                          f"{', '.join(known) or 'none'}); set Kernel.compiled to one of those, or to None to run this "
                          "kind on its NumPy kernel")
-    mine = (kernel.gates, kernel.has_cell, kernel.loop_bias_gates > 0, sum(rows for _, rows in kernel.extra),
+    mine = (kernel.gates, kernel.has_cell, kernel.split, sum(rows for _, rows in kernel.extra),
             kernel.projection is not None)
-    if mine != kind[1:]:
+    if mine != kind[1:6]:
         raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} has (gates, cell, split, extra "
-                         f"rows, projection) = {kind[1:]}, but this kernel has {mine}")
+                         f"rows, projection) = {kind[1:6]}, but this kernel has {mine}")
     return kind
 
 
@@ -328,7 +332,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         raise ValueError(f"{kernel.name}: the compiled core's kind {kernel.compiled!r} runs W_hh of shape {(GH, P)} "
                          f"and the extra parameters {[n for n, _ in kernel.extra]}; this layer has W_hh "
                          f"{w.w_hh.shape} and {sorted(w.extra)}")
-    small = direct(B, H) and not kind.proj     # W_ih x_t: one GEMM before the scan; else the scan forms it
+    small = direct(B, H) and not (kind.proj or kind.whole)  # W_ih x_t: one GEMM first; else the scan forms it
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
     x = None if small else np.ascontiguousarray(inp, dt)
@@ -339,6 +343,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     hs = ws.empty("hs", (T + 1, B, P), dt)
     hs[0] = h0
     ms = ws.empty("m", (T, B, H), dt) if kind.proj else None
+    saved = ws.empty("saved", (T, B, kind.saved * H + 4), dt) if kind.saved else None
     cs = tanh_cs = hproj = None
     if kind.cell:
         cs, tanh_cs = ws.empty("cs", (T + 1, B, H), dt), ws.empty("tanh_cs", (T, B, H), dt)
@@ -358,13 +363,15 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         x=_ptr(x), w_ih=_ptr(None if small else w_ih), bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
         cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b, P=P, w_hr=_ptr(w_hr),
-        ms=_ptr(ms))
+        ms=_ptr(ms), saved=_ptr(saved))
     _check(_lib.lk_scan_forward(ctypes.byref(args)), args)
     if not kernel.gate_names:
         return ScanRecord(hs)
     aux = {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj}
     if ms is not None:
         aux["m"] = ms
+    if saved is not None:
+        aux["saved"] = saved
     return ScanRecord(hs, gates, cs, aux)
 
 
@@ -409,7 +416,8 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
         w_hh=_ptr(np.ascontiguousarray(w.w_hh, dt)), w_ih=_ptr(w_ih), extra=_ptr(extra), dhs=_ptr(dhs), dhs_t=dhs_t,
         dhs_b=dhs_b, last=last.ctypes.data, dh_n=_ptr(dh_n), dc_n=_ptr(dc_n), dpre_x=_ptr(dpre_x), dpre_h=_ptr(dpre_h),
         dh0=_ptr(dh0), dc0=_ptr(dc0), db_x=_ptr(db_x), db_h=_ptr(db_h), d_extra=_ptr(d_extra), dx=_ptr(dinp),
-        dx_t=dx_t, dx_b=dx_b, P=P, w_hr=_ptr(w_hr), ms=_ptr(record.aux.get("m")), dh_all=_ptr(dh_all))
+        dx_t=dx_t, dx_b=dx_b, P=P, w_hr=_ptr(w_hr), ms=_ptr(record.aux.get("m")), dh_all=_ptr(dh_all),
+        saved=_ptr(record.aux.get("saved")))
     _check(_lib.lk_scan_backward(ctypes.byref(args)), args)
     grads = {}
     if d_extra is not None:

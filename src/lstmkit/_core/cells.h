@@ -17,12 +17,13 @@ typedef struct {
     REAL *h, *c, *tanh_c;    /* h_t, c_t, tanh(c_t) */
     REAL *hproj;             /* split kinds: the split gate's h side, kept for the backward */
     REAL *y;                 /* a second copy of h_t, or NULL */
+    REAL *saved;             /* kinds that save rows (core.h): this row's record for the backward, else NULL */
 } FN(FwdRow);
 
 /* What a kind's backward reads and writes for one row (pointers + u0 as above). */
 typedef struct {
     int n, H;
-    const REAL *gates, *h_prev, *h, *c_prev, *c, *tanh_c, *hproj, *extra;
+    const REAL *gates, *h_prev, *h, *c_prev, *c, *tanh_c, *hproj, *extra, *saved;
     const REAL *dh_out;      /* dL/dh_t from the outputs */
     const REAL *dh_rec;      /* dL/dh_t from step t + 1 (through W_hh, and the carry of kinds without a cell) */
     REAL *carry;             /* cell kinds: dL/dc_t in, dL/dc_{t-1} out; others: the part of dL/dh_{t-1} that
@@ -132,6 +133,103 @@ static void FN(peephole_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_w
 /* projected LSTM: the LSTM's step, its h the m_t that the scan projects (core.h's proj) */
 static void FN(projected_lstm_forward)(const FN(FwdRow) *q) { FN(lstm_forward_with)(q, 0); }
 static void FN(projected_lstm_backward)(const FN(BwdRow) *q) { FN(lstm_backward_with)(q, 0); }
+
+/* ---- layer-normalised LSTM (layers/layernorm.py): p = LN(W_ih x_t; γ_ih) + LN(W_hh h; γ_hh) + b, c_t as the
+ *      LSTM's, h_t = o ⊙ tanh(LN(c_t; γ_c, β_c)). A whole kind: q->n = H, every unit of the row (the norms reach
+ *      over all of it); split: the x side (prod_x, or gates) and the h side (prod) arrive apart, bias = b_ih + b_hh.
+ *      extra rows: γ_ih (4), γ_hh (4), γ_c, β_c; saved: x̂ (4H), ĥ (4H), ĉ (H), then σ_x, σ_h, σ_c ---- */
+
+#define SPAN(N) for (int j = 0, m; m = (N) - j < VL ? (N) - j : VL, j < (N); j += VL)
+
+/* out[0..N) = (a − mean) / σ and *sigma = σ = √(var + ε), the variance over the deviations (as layernorm.py). */
+static void FN(normalise)(const REAL *a, int N, REAL *out, REAL *sigma) {
+    V acc = {0};
+    SPAN(N) acc += FN(loadn)(a + j, m);
+    const REAL mean = FN(hsum)(acc) / N;
+    V sq = {0};
+    SPAN(N) {
+        V d = FN(loadn)(a + j, m) - mean;
+        for (int l = m; l < VL; l++) d[l] = 0;                 /* (past the row: not a deviation) */
+        FN(storen)(out + j, d, m);
+        sq += d * d;
+    }
+    const REAL s = (REAL)sqrt((double)(FN(hsum)(sq) / N) + 1e-5);
+    SPAN(N) FN(storen)(out + j, FN(loadn)(out + j, m) / s, m);
+    *sigma = s;
+}
+
+static void FN(layer_norm_lstm_forward)(const FN(FwdRow) *q) {
+    const int H = q->H, G = 4 * H;
+    REAL *xh = q->saved, *hh = q->saved + G, *ch = q->saved + 2 * G, *sig = q->saved + 9 * H;
+    const REAL *gx = q->extra, *gh = q->extra + 4 * H, *gc = q->extra + 8 * H, *bc = q->extra + 9 * H;
+    FN(normalise)(q->prod_x ? q->prod_x : q->gates, G, xh, sig);
+    FN(normalise)(q->prod, G, hh, sig + 1);
+    SPAN(H) {
+        V p[4];
+        for (int k = 0; k < 4; k++)
+            p[k] = FN(loadn)(gx + k * H + j, m) * FN(loadn)(xh + k * H + j, m) +
+                   FN(loadn)(gh + k * H + j, m) * FN(loadn)(hh + k * H + j, m) + FN(loadn)(q->bias + k * H + j, m);
+        V i = FN(sigmoid)(p[0]), f = FN(sigmoid)(p[1]), g = FN(tanh)(p[2]), o = FN(sigmoid)(p[3]);
+        FN(put_gate)(q, 0, j, m, i); FN(put_gate)(q, 1, j, m, f);
+        FN(put_gate)(q, 2, j, m, g); FN(put_gate)(q, 3, j, m, o);
+        FN(storen)(q->c + j, f * FN(loadn)(q->c_prev + j, m) + i * g, m);
+        FN(storen)(q->h + j, o, m);                          /* o, until LN(c_t) is known */
+    }
+    FN(normalise)(q->c, H, ch, sig + 2);
+    SPAN(H) {
+        V tz = FN(tanh)(FN(loadn)(gc + j, m) * FN(loadn)(ch + j, m) + FN(loadn)(bc + j, m));
+        FN(stream)(q->tanh_c + j, tz, m);
+        FN(put_h)(q, j, m, FN(loadn)(q->h + j, m) * tz);
+    }
+}
+
+static void FN(layer_norm_lstm_backward)(const FN(BwdRow) *q) {
+    const int H = q->H, G = 4 * H;
+    const REAL *xh = q->saved, *hh = q->saved + G, *ch = q->saved + 2 * G, *sig = q->saved + 9 * H;
+    const REAL *gx = q->extra, *gh = q->extra + 4 * H, *gc = q->extra + 8 * H;
+    REAL *dp = q->dpre_x;                                    /* dL/dp first, then the x side's gradient over it */
+    V s1 = {0}, s2 = {0};
+    SPAN(H) {                                                /* dL/dp_o and dL/dLN(c_t) */
+        V dh = FN(loadn)(q->dh_out + j, m) + FN(loadn)(q->dh_rec + j, m);
+        V o = FN(loadn)(q->gates + 3 * H + j, m), tz = FN(loadn)(q->tanh_c + j, m), c_hat = FN(loadn)(ch + j, m);
+        V dz = dh * o * (1 - tz * tz);
+        FN(storen)(dp + 3 * H + j, dh * tz * (o * (1 - o)), m);
+        FN(acc)(q->d_extra + 8 * H, j, m, dz * c_hat);
+        FN(acc)(q->d_extra + 9 * H, j, m, dz);
+        V dzg = dz * FN(loadn)(gc + j, m);
+        FN(storen)(dp + j, dzg, m);                          /* (held in the i block until dL/dc_t) */
+        s1 += dzg;
+        s2 += dzg * c_hat;
+    }
+    const REAL m1 = FN(hsum)(s1) / H, m2 = FN(hsum)(s2) / H, sc = sig[2];
+    V x1 = {0}, x2 = {0}, h1 = {0}, h2 = {0};
+    SPAN(H) {
+        V i = FN(loadn)(q->gates + j, m), f = FN(loadn)(q->gates + H + j, m), g = FN(loadn)(q->gates + 2 * H + j, m);
+        V dc = (FN(loadn)(dp + j, m) - m1 - FN(loadn)(ch + j, m) * m2) / sc + FN(loadn)(q->carry + j, m);
+        V d[4] = {dc * g * (i * (1 - i)), dc * FN(loadn)(q->c_prev + j, m) * (f * (1 - f)), dc * i * (1 - g * g),
+                  FN(loadn)(dp + 3 * H + j, m)};
+        FN(storen)(q->carry + j, dc * f, m);                 /* dL/dc_{t-1} */
+        for (int k = 0; k < 4; k++) {
+            const int at = k * H + j;
+            V xk = FN(loadn)(xh + at, m), hk = FN(loadn)(hh + at, m);
+            V ax = FN(loadn)(gx + at, m) * d[k], ah = FN(loadn)(gh + at, m) * d[k];
+            FN(storen)(dp + at, d[k], m);
+            FN(acc)(q->db_x, at, m, d[k]);
+            FN(acc)(q->db_h, at, m, d[k]);
+            FN(acc)(q->d_extra, at, m, d[k] * xk);
+            FN(acc)(q->d_extra + G, at, m, d[k] * hk);
+            x1 += ax; x2 += ax * xk; h1 += ah; h2 += ah * hk;
+        }
+    }
+    const REAL mx1 = FN(hsum)(x1) / G, mx2 = FN(hsum)(x2) / G, mh1 = FN(hsum)(h1) / G, mh2 = FN(hsum)(h2) / G;
+    SPAN(G) {                                                /* back through each side's norm */
+        V d = FN(loadn)(dp + j, m);
+        FN(storen)(q->dpre_h + j, (FN(loadn)(gh + j, m) * d - mh1 - FN(loadn)(hh + j, m) * mh2) / sig[1], m);
+        FN(storen)(dp + j, (FN(loadn)(gx + j, m) * d - mx1 - FN(loadn)(xh + j, m) * mx2) / sig[0], m);
+    }
+}
+
+#undef SPAN
 
 /* ---- GRU: r, z = σ(p), n = tanh(x_n + r ⊙ (W_hn h + b_hn)), h_t = n + z ⊙ (h − n) ------------------------------ */
 

@@ -7,28 +7,33 @@
 #define LK_MAX_THREADS 64
 
 /* ---- the cell kinds ---------------------------------------------------------------------------------------
- * One line each: X(id, name, gates, cell, split, extra rows, proj). The name is the one a Python Kernel gives
+ * One line each: X(id, name, gates, cell, split, extra rows, proj, whole, saved). The name is the one a Python
+ * Kernel gives
  * (Kernel.compiled); gates: gate blocks in the weights; cell: 1 when the kind keeps a cell state c (the backward
  * carries dL/dc between steps), else that carry is a part of dL/dh_{t-1} the kind adds itself (GRU: dh ⊙ z);
  * split: 1 when the x- and h-side pre-activations enter apart (GRU's n gate: W_in x_t + r ⊙ (W_hn h + b_hn)), so
  * their gradients differ, b_hn stays inside the scan and W_ih x_t is kept apart from W_hh h; extra rows: the kind's
  * own per-unit parameters, (rows, H); proj: 1 when the state fed back and output is h_t = W_hr m_t, P units, where
  * m_t (H units) is what the kind's step writes as its h (the projected LSTM: m_t = o ⊙ tanh c_t) — the scan forms
- * the projection and its gradient. Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
+ * the projection and its gradient; whole: 1 when the kind's step needs every unit of a row at once (a norm over
+ * them): the scans then give each thread whole rows of the batch (q->n = H) instead of a slice of the units;
+ * saved: rows of H the kind keeps per step for its backward beyond the gates and states, plus 4 numbers (the
+ * ``saved`` array, (T, B, saved·H + 4)). Each kind has a forward and a backward in cells.h, FN(<name>_forward) and
  * FN(<name>_backward); a new kind is its two functions and one line here. */
 #define LK_KINDS(X)                                                                                               \
-    X(LK_LSTM, lstm, 4, 1, 0, 0, 0)                                                                               \
-    X(LK_GRU, gru, 3, 0, 1, 0, 0)                                                                                 \
-    X(LK_RNN_TANH, rnn_tanh, 1, 0, 0, 0, 0)                                                                       \
-    X(LK_RNN_RELU, rnn_relu, 1, 0, 0, 0, 0)                                                                       \
-    X(LK_PEEPHOLE_LSTM, peephole_lstm, 4, 1, 0, 3, 0)                                                             \
-    X(LK_PROJECTED_LSTM, projected_lstm, 4, 1, 0, 0, 1)
+    X(LK_LSTM, lstm, 4, 1, 0, 0, 0, 0, 0)                                                                         \
+    X(LK_GRU, gru, 3, 0, 1, 0, 0, 0, 0)                                                                           \
+    X(LK_RNN_TANH, rnn_tanh, 1, 0, 0, 0, 0, 0, 0)                                                                 \
+    X(LK_RNN_RELU, rnn_relu, 1, 0, 0, 0, 0, 0, 0)                                                                 \
+    X(LK_PEEPHOLE_LSTM, peephole_lstm, 4, 1, 0, 3, 0, 0, 0)                                                       \
+    X(LK_PROJECTED_LSTM, projected_lstm, 4, 1, 0, 0, 1, 0, 0)                                                     \
+    X(LK_LAYER_NORM_LSTM, layer_norm_lstm, 4, 1, 1, 10, 0, 1, 9)
 
-#define LK_KIND_ID(id, name, gates, cell, split, extra, proj) id,
+#define LK_KIND_ID(id, name, gates, cell, split, extra, proj, whole, saved) id,
 typedef enum { LK_KINDS(LK_KIND_ID) LK_NKINDS } LkKind;
 #undef LK_KIND_ID
 
-typedef struct { const char *name; int gates, cell, split, extra, proj; } LkKindInfo;
+typedef struct { const char *name; int gates, cell, split, extra, proj, whole, saved; } LkKindInfo;
 
 /* ---- lk_scan_forward ---------------------------------------------------------------------------------------
  * Pointers are to float or double as ``f64`` says; (t, b, ·) rows of the (T, B, ·) arrays are B·width apart. */
@@ -54,6 +59,7 @@ typedef struct {
     int P;                            /* proj kinds: units of h (W_hh^T is (P, G·H)); else unread */
     const void *w_hr;                 /* proj kinds: W_hr (P, H), row-major */
     void *ms;                         /* proj kinds: (T, B, H) m_t, which h_t projects */
+    void *saved;                      /* kinds that save rows: (T, B, saved·H + 4), their record for the backward */
     int failed;                       /* out: set when a thread could not get memory */
 } LkForward;
 
@@ -81,6 +87,7 @@ typedef struct {
     int P;                            /* proj kinds: units of h: hs, dhs, dh_n, dh0 are P wide, W_hh (G·H, P) */
     const void *w_hr, *ms;            /* proj kinds: W_hr (P, H) row-major; the forward's m_t (T, B, H) */
     void *dh_all;                     /* proj kinds, out (T, B, P): all of dL/dh_t (W_hr's gradient is Σ dh_tᵀ m_t) */
+    const void *saved;                /* kinds that save rows: what the forward saved */
     int failed;                       /* out: set when a thread could not get memory */
     void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
 } LkBackward;

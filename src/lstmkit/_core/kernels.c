@@ -20,7 +20,8 @@
 
 #include "core.h"
 
-#define LK_KIND_INFO(id, name, gates, cell, split, extra, proj) {#name, gates, cell, split, extra, proj},
+#define LK_KIND_INFO(id, name, gates, cell, split, extra, proj, whole, saved)                                   \
+    {#name, gates, cell, split, extra, proj, whole, saved},
 static const LkKindInfo lk_kinds[LK_NKINDS] = {LK_KINDS(LK_KIND_INFO)};
 #undef LK_KIND_INFO
 
@@ -120,7 +121,7 @@ static job pick(int which, int f64) {
 int lk_scan_forward(LkForward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    if (lk_kinds[s->kind].proj) s->direct = 0;         /* the projection's steps are products of their own */
+    if (lk_kinds[s->kind].proj || lk_kinds[s->kind].whole) s->direct = 0;   /* products of their own */
     int used = lk_pool_run(pick(JOB_FORWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }
@@ -130,7 +131,7 @@ int lk_scan_forward(LkForward *s) {
 int lk_scan_backward(LkBackward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    if (lk_kinds[s->kind].proj) s->direct = 0;
+    if (lk_kinds[s->kind].proj || lk_kinds[s->kind].whole) s->direct = 0;
     int used = lk_pool_run(pick(JOB_BACKWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }

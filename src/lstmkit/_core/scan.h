@@ -1,7 +1,14 @@
 /* The scans (included by body.h): one forward and one backward for every kind, on a pool of threads that each own
  * a slice of the hidden units. Per step: the products with the recurrent weights (packed once per sequence into
  * column panels, or read as they lie for small batches), then the kind's own step (cells.h) on each row of the
- * thread's units, then one barrier (the next step needs all of h). */
+ * thread's units, then one barrier (the next step needs all of h). Whole kinds (core.h) instead give each thread
+ * whole rows of the batch and every unit: its rows' steps need no other thread's, so no barrier. */
+
+/* This thread's rows [*b0, *b1) of the batch: all B, or for whole kinds its share. */
+static inline void FN(rows_of)(int whole, int B, int tid, int nth, int *b0, int *b1) {
+    *b0 = whole ? (int)((long)B * tid / nth) : 0;
+    *b1 = whole ? (int)((long)B * (tid + 1) / nth) : B;
+}
 
 /* This thread's units [u0, u0 + n) of H, its packed columns of a weight (K rows) and a product buffer (B rows). */
 typedef struct { int u0, n, N, Npad; REAL *packed, *prod; int ok; } FN(Slice);
@@ -25,18 +32,23 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
     for (int c = 0; c < N; c++) rows[c] = ((long)(c / n) * H + u0 + c % n) * stride;
 }
 
-/* Step t's rows (units [off, off + q->n)) through the kind's forward ``step``: a constant in each case of
- * fwd_rows' switch, which inlines this, so each kind gets a loop of its own and no row dispatches. */
+/* Step t's rows [b0, b1) (units [off, off + q->n); the products' row b − b0) through the kind's forward ``step``:
+ * a constant in each case of fwd_rows' switch, which inlines this, so each kind gets a loop of its own and no row
+ * dispatches. */
 static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForward *s, FN(FwdRow) *q, int t,
                                                                   int off, const REAL *prod, const REAL *prod_x,
-                                                                  int ld, void (*step)(const FN(FwdRow) *)) {
-    const int B = s->B, H = s->H, GH = lk_kinds[s->kind].gates * H, proj = lk_kinds[s->kind].proj;
+                                                                  int ld, int b0, int b1,
+                                                                  void (*step)(const FN(FwdRow) *)) {
+    const LkKindInfo *kind = &lk_kinds[s->kind];
+    const int B = s->B, H = s->H, GH = kind->gates * H, proj = kind->proj;
+    const long saved_w = (long)kind->saved * H + 4;
     REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
-    for (int b = 0; b < B; b++) {
+    for (int b = b0; b < b1; b++) {
         const long o = ((long)t * B + b) * H + off, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
         q->gates = gates + ((long)t * B + b) * GH + off;
-        q->prod = prod + (long)b * ld;
-        q->prod_x = prod_x ? prod_x + (long)b * ld : NULL;
+        q->prod = prod + (long)(b - b0) * ld;
+        q->prod_x = prod_x ? prod_x + (long)(b - b0) * ld : NULL;
+        q->saved = s->saved ? (REAL *)s->saved + ((long)t * B + b) * saved_w : NULL;
         q->h_prev = proj ? NULL : hs + o;            /* proj kinds: the step writes m_t; the scan projects it */
         q->h = proj ? (REAL *)s->ms + o : hs + o1;
         q->c_prev = cs ? cs + o : NULL;
@@ -48,11 +60,11 @@ static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForwar
     }
 }
 
-#define LK_CASE(id, name, gates, cell, split, extra, proj)                                                       \
-    case id: FN(fwd_rows_of)(s, q, t, off, prod, prod_x, ld, FN(name##_forward)); return;
-/* Step t's rows, units [off, off + q->n), through kind s->kind's forward. */
+#define LK_CASE(id, name, gates, cell, split, extra, proj, whole, saved)                                         \
+    case id: FN(fwd_rows_of)(s, q, t, off, prod, prod_x, ld, b0, b1, FN(name##_forward)); return;
+/* Step t's rows [b0, b1), units [off, off + q->n), through kind s->kind's forward. */
 static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, const REAL *prod, const REAL *prod_x,
-                         int ld) {
+                         int ld, int b0, int b1) {
     switch (s->kind) { LK_KINDS(LK_CASE) }
 }
 #undef LK_CASE
@@ -75,14 +87,17 @@ static void FN(project)(const LkForward *s, const FN(Slice) *r, int t) {
 static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int T = s->T, B = s->B, H = s->H, I = s->I, P = kind->proj ? s->P : H;
+    const int T = s->T, B = s->B, H = s->H, I = s->I, P = kind->proj ? s->P : H, whole = kind->whole;
     const REAL *x = s->x;                            /* given: W_ih x_t is formed here (apart, for split kinds) */
     const REAL *hs = s->hs;
     const int direct = s->direct && s->wk == 1;      /* W_hh row-major: matrix-vector steps, no packing */
-    FN(Slice) p = FN(slice)(H, tid, nth, kind->gates, direct ? 0 : P, B);
+    int b0, b1;
+    FN(rows_of)(whole, B, tid, nth, &b0, &b1);
+    const int nb = b1 - b0;
+    FN(Slice) p = FN(slice)(H, whole ? 0 : tid, whole ? 1 : nth, kind->gates, direct ? 0 : P, nb);
     FN(Slice) r = FN(slice)(kind->proj ? P : 0, tid, nth, 1, H, B);    /* proj kinds: W_hrᵀ's columns */
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
-    REAL *prod_x = x && kind->split ? FN(alloc)((long)B * p.Npad) : NULL;
+    REAL *prod_x = x && kind->split ? FN(alloc)((long)nb * p.Npad) : NULL;
     long *rows = malloc(sizeof(long) * (size_t)(p.N + r.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
     if (!p.ok || !r.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x) s->failed = 1;
     lk_barrier(nth);                                 /* all threads know whether memory was found */
@@ -103,13 +118,15 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
                     .b_loop = s->b_loop ? (const REAL *)s->b_loop + p.u0 : NULL,
                     .extra = s->extra ? (const REAL *)s->extra + p.u0 : NULL};
     for (int t = 0; t < T && ok; t++) {
-        const REAL *h_prev = hs + (long)t * B * P;
-        if (p.n && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
-        else if (p.n) FN(gemm)(B, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
-        if (p.n && x)                                /* added to the h side's, or apart (split kinds) */
-            FN(gemm)(B, p.Npad, I, x + (long)t * B * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad, !prod_x);
-        if (p.n) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad);
-        lk_barrier(nth);
+        const REAL *h_prev = hs + ((long)t * B + b0) * P;
+        const int work = p.n && nb;
+        if (work && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
+        else if (work) FN(gemm)(nb, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
+        if (work && x)                               /* added to the h side's, or apart (split kinds) */
+            FN(gemm)(nb, p.Npad, I, x + ((long)t * B + b0) * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad,
+                     !prod_x);
+        if (work) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad, b0, b1);
+        if (!whole) lk_barrier(nth);                 /* (whole kinds: this thread's rows need no other's) */
         if (kind->proj) {                            /* m_t is whole: h_t = W_hr m_t, then the next step needs it */
             FN(project)(s, &r, t);
             lk_barrier(nth);
@@ -165,12 +182,15 @@ typedef struct {
     FN(Slice) p;
     FN(Slice) r;                 /* proj kinds: W_hr's columns of this thread's units (K = P), for dL/dm_t */
     int u0, n;
+    int b0, b1, nb;              /* this thread's rows of the batch (all B but for whole kinds) */
     int x0, x1, Nx, packs_x;
     REAL *packed_x, *prod_x;     /* W_ih's columns [x0, x1), packed; their product row by row */
     REAL *shares;                /* small batches: (2, B, H + I), this thread's shares of dh_{t-1} and dx_t */
     REAL *dh_rec, *carry;        /* (B, n): see cells.h (proj kinds: dh_rec holds dL/dm_t) */
     REAL *zeros;                 /* proj kinds: (n,) zeros, the step's dh_out (dL/dm_t is all in dh_rec) */
-    REAL *db_x, *db_h, *d_extra; /* running sums over steps and batch (all units; this thread writes its own) */
+    REAL *sums;                  /* db_x (G·H), db_h (G·H), d_extra (extra rows · H), one after the other: */
+    REAL *db_x, *db_h, *d_extra; /* running sums over steps and this thread's rows (all units; whole kinds add
+                                    every thread's at the end, the others write their own units) */
     long *cols;
 } FN(Back);
 
@@ -182,27 +202,31 @@ typedef struct {
 static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, I = s->I, direct = s->direct, P = kind->proj ? s->P : H;
-    k->p = FN(slice)(P, tid, nth, 1, direct ? 0 : GH, B);
-    k->r = FN(slice)(kind->proj ? H : 0, tid, nth, 1, P, B);
+    const int whole = kind->whole, mine = whole ? 0 : tid, of = whole ? 1 : nth;  /* whole kinds: every unit */
+    FN(rows_of)(whole, B, tid, nth, &k->b0, &k->b1);
+    const int nb = k->nb = k->b1 - k->b0;
+    k->p = FN(slice)(P, mine, of, 1, direct ? 0 : GH, nb);
+    k->r = FN(slice)(kind->proj ? H : 0, mine, of, 1, P, nb);
     k->u0 = kind->proj ? k->r.u0 : k->p.u0;
     k->n = kind->proj ? k->r.n : k->p.n;
-    k->x0 = (int)((long)I * tid / nth);
-    k->x1 = (int)((long)I * (tid + 1) / nth);
+    k->x0 = (int)((long)I * mine / of);
+    k->x1 = (int)((long)I * (mine + 1) / of);
     k->Nx = FN(round_nr)(k->x1 - k->x0);
     k->packs_x = s->dx && !direct;
     k->packed_x = k->packs_x ? FN(alloc)((long)k->Nx * GH) : NULL;
-    k->prod_x = k->packs_x ? FN(alloc)((long)B * k->Nx) : NULL;
+    k->prod_x = k->packs_x ? FN(alloc)((long)nb * k->Nx) : NULL;
+    k->sums = calloc((size_t)(2 * GH + kind->extra * H + 1), sizeof(REAL));
     k->shares = direct ? FN(alloc)(2L * B * (H + I)) : NULL;
-    s->shares[tid] = k->shares;
+    s->shares[tid] = whole ? k->sums : k->shares;
     const int most = k->p.N > I ? k->p.N : I;
     k->cols = malloc(sizeof(long) * (size_t)((most > k->r.N ? most : k->r.N) + 1));
-    k->dh_rec = FN(alloc)((long)B * k->n);
-    k->carry = FN(alloc)((long)B * k->n);
+    k->dh_rec = FN(alloc)((long)nb * k->n);
+    k->carry = FN(alloc)((long)nb * k->n);
     k->zeros = kind->proj ? calloc((size_t)k->n + 1, sizeof(REAL)) : NULL;
-    k->db_x = calloc((size_t)GH, sizeof(REAL));
-    k->db_h = calloc((size_t)GH, sizeof(REAL));
-    k->d_extra = calloc((size_t)(kind->extra * H + 1), sizeof(REAL));
-    if (!k->p.ok || !k->r.ok || !k->cols || !k->dh_rec || !k->carry || !k->db_x || !k->db_h || !k->d_extra ||
+    k->db_x = k->sums;
+    k->db_h = k->sums ? k->sums + GH : NULL;
+    k->d_extra = k->sums ? k->sums + 2 * GH : NULL;
+    if (!k->p.ok || !k->r.ok || !k->cols || !k->dh_rec || !k->carry || !k->sums ||
         (kind->proj && !k->zeros) ||
         (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares))
         s->failed = 1;
@@ -218,8 +242,8 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
         for (int c = 0; c < k->r.N; c++) k->cols[c] = k->u0 + c;
         FN(pack)(P, k->r.N, (const REAL *)s->w_hr, H, k->cols, k->r.packed);
     }
-    memset(k->dh_rec, 0, sizeof(REAL) * (size_t)B * k->n);
-    memset(k->carry, 0, sizeof(REAL) * (size_t)B * k->n);
+    memset(k->dh_rec, 0, sizeof(REAL) * (size_t)nb * k->n);
+    memset(k->carry, 0, sizeof(REAL) * (size_t)nb * k->n);
     return 1;
 }
 
@@ -229,12 +253,13 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
                                                                    void (*step)(const FN(BwdRow) *)) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, n = k->n, u0 = k->u0, proj = kind->proj;
+    const long saved_w = (long)kind->saved * H + 4;
     const REAL *hs = proj ? NULL : s->hs, *cs = s->cs;     /* (the kinds that read h have no projection) */
     REAL *dpre_x = s->dpre_x, *dpre_h = kind->split ? s->dpre_h : s->dpre_x;    /* one array unless split */
     FN(BwdRow) q = {.n = n, .H = H, .extra = s->extra ? (const REAL *)s->extra + u0 : NULL, .db_x = k->db_x + u0,
                     .db_h = k->db_h + u0, .d_extra = k->d_extra + u0};
-    for (int b = 0; b < B && n; b++) {
-        REAL *dhr = k->dh_rec + (long)b * n, *car = k->carry + (long)b * n;
+    for (int b = k->b0; b < k->b1 && n; b++) {
+        REAL *dhr = k->dh_rec + (long)(b - k->b0) * n, *car = k->carry + (long)(b - k->b0) * n;
         if (s->last[b] == t)                         /* the final-state gradient enters at the last step */
             for (int j = 0; j < n; j++) {
                 if (!proj) dhr[j] += ((const REAL *)s->dh_n)[(long)b * H + u0 + j];    /* (proj: in dh_all) */
@@ -248,6 +273,7 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
         q.c = cs ? cs + o1 : NULL;
         q.tanh_c = s->tanh_cs ? (const REAL *)s->tanh_cs + o : NULL;
         q.hproj = s->hproj ? (const REAL *)s->hproj + o : NULL;
+        q.saved = s->saved ? (const REAL *)s->saved + ((long)t * B + b) * saved_w : NULL;
         q.dh_out = proj ? k->zeros : (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
         q.dh_rec = dhr;
         q.carry = car;
@@ -257,7 +283,7 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
     }
 }
 
-#define LK_CASE(id, name, gates, cell, split, extra, proj)                                                       \
+#define LK_CASE(id, name, gates, cell, split, extra, proj, whole, saved)                                         \
     case id: FN(back_rows_of)(s, k, t, FN(name##_backward)); return;
 /* Step t's rows through kind s->kind's backward: a loop of its own for each kind, as fwd_rows. */
 static void FN(back_rows)(const LkBackward *s, const FN(Back) *k, int t) {
@@ -296,35 +322,57 @@ static void FN(proj_dm)(const LkBackward *s, const FN(Back) *k, int t) {
  * dh_all[t - 1] or dh0). */
 static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int B = s->B, GH = kind->gates * s->H, n = k->p.n;
+    const int B = s->B, GH = kind->gates * s->H, n = k->p.n, b0 = k->b0, nb = k->nb;
     const REAL *dpre_h = kind->split ? s->dpre_h : s->dpre_x;
-    if (s->dx && k->x1 > k->x0) {
-        FN(gemm)(B, k->Nx, GH, (const REAL *)s->dpre_x + (long)t * B * GH, GH, k->packed_x, k->prod_x, k->Nx, 0);
-        for (int b = 0; b < B; b++)
-            memcpy((REAL *)s->dx + t * s->dx_t + b * s->dx_b + k->x0, k->prod_x + (long)b * k->Nx,
+    const long row = ((long)t * B + b0) * GH;        /* this thread's first row of step t */
+    if (s->dx && k->x1 > k->x0 && nb) {
+        FN(gemm)(nb, k->Nx, GH, (const REAL *)s->dpre_x + row, GH, k->packed_x, k->prod_x, k->Nx, 0);
+        for (int b = 0; b < nb; b++)
+            memcpy((REAL *)s->dx + t * s->dx_t + (b0 + b) * s->dx_b + k->x0, k->prod_x + (long)b * k->Nx,
                    sizeof(REAL) * (size_t)(k->x1 - k->x0));
     }
-    if (!n) return;
-    FN(gemm)(B, k->p.Npad, GH, dpre_h + (long)t * B * GH, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
+    if (!n || !nb) return;
+    FN(gemm)(nb, k->p.Npad, GH, dpre_h + row, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
     if (kind->proj) {
         FN(proj_dh)(s, k, t - 1, k->p.prod, k->p.Npad);
         return;
     }
-    for (int b = 0; b < B; b++)
+    for (int b = 0; b < nb; b++)
         for (int j = 0; j < n; j++)
             k->dh_rec[(long)b * n + j] =
                 k->p.prod[(long)b * k->p.Npad + j] + (kind->cell ? 0 : k->carry[(long)b * n + j]);
 }
 
-/* The backward's epilogue: this thread's units of dh_0, dc_0, the bias sums and the extra parameters' gradient. */
-static void FN(back_end)(LkBackward *s, const FN(Back) *k) {
+/* Whole kinds' epilogue: every thread's sums (db_x, db_h, d_extra, each over its own rows) added up, each thread
+ * a share of their elements. */
+static void FN(back_sum_threads)(LkBackward *s, int tid, int nth) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int B = s->B, H = s->H, n = k->n, u0 = k->u0;
-    for (int b = 0; b < B; b++)
+    const long GH = (long)kind->gates * s->H, len = 2 * GH + (long)kind->extra * s->H;
+    lk_barrier(nth);                                 /* every thread's sums are complete */
+    for (long e = len * tid / nth; e < len * (tid + 1) / nth; e++) {
+        REAL v = 0;
+        for (int y = 0; y < nth; y++) v += ((const REAL *)s->shares[y])[e];
+        if (e < GH) ((REAL *)s->db_x)[e] = v;
+        else if (e < 2 * GH) ((REAL *)s->db_h)[e - GH] = v;
+        else ((REAL *)s->d_extra)[e - 2 * GH] = v;
+    }
+}
+
+/* The backward's epilogue: this thread's rows and units of dh_0, dc_0; its units of the bias sums and the extra
+ * parameters' gradient (whole kinds: every thread's sums added). */
+static void FN(back_end)(LkBackward *s, const FN(Back) *k, int tid, int nth) {
+    const LkKindInfo *kind = &lk_kinds[s->kind];
+    const int H = s->H, n = k->n, u0 = k->u0;
+    for (int b = k->b0; b < k->b1; b++)
         for (int j = 0; j < n; j++) {
-            if (!kind->proj) ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[(long)b * n + j];
-            if (kind->cell) ((REAL *)s->dc0)[(long)b * H + u0 + j] = k->carry[(long)b * n + j];
+            const long r = (long)(b - k->b0) * n + j;
+            if (!kind->proj) ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[r];
+            if (kind->cell) ((REAL *)s->dc0)[(long)b * H + u0 + j] = k->carry[r];
         }
+    if (kind->whole) {
+        FN(back_sum_threads)(s, tid, nth);
+        return;
+    }
     for (int g = 0; g < kind->gates; g++)
         for (int j = 0; j < n; j++) {
             long u = (long)g * H + u0 + j;
@@ -336,9 +384,7 @@ static void FN(back_end)(LkBackward *s, const FN(Back) *k) {
 }
 
 static void FN(back_free)(FN(Back) *k) {
-    free(k->db_x);
-    free(k->db_h);
-    free(k->d_extra);
+    free(k->sums);
     free(k->dh_rec);
     free(k->carry);
     free(k->shares);
@@ -355,7 +401,7 @@ static void FN(back_free)(FN(Back) *k) {
 static void FN(backward_job)(void *arg, int tid, int nth) {
     LkBackward *s = (LkBackward *)arg;
     FN(Back) k;
-    const int ok = FN(back_begin)(s, tid, nth, &k), proj = lk_kinds[s->kind].proj;
+    const int ok = FN(back_begin)(s, tid, nth, &k), proj = lk_kinds[s->kind].proj, whole = lk_kinds[s->kind].whole;
     const long half = (long)s->B * (s->H + s->I);
     if (ok && proj) {                                /* dL/dh_{T-1}: the outputs' and the final state's */
         FN(proj_dh)(s, &k, s->T - 1, NULL, 0);
@@ -368,11 +414,11 @@ static void FN(backward_job)(void *arg, int tid, int nth) {
             FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry);
             continue;
         }
-        lk_barrier(nth);                             /* every unit's pre-activation gradient of step t is written */
+        if (!whole) lk_barrier(nth);                 /* every unit's pre-activation gradient of step t is written */
         FN(back_products)(s, &k, t);
         if (proj) lk_barrier(nth);                   /* all of dL/dh_{t-1} is written before its dL/dm_{t-1} */
     }
-    if (ok) FN(back_end)(s, &k);
-    if (s->direct) lk_barrier(nth);                  /* the others have read this thread's shares */
+    if (ok) FN(back_end)(s, &k, tid, nth);
+    if (s->direct || whole) lk_barrier(nth);         /* the others have read this thread's shares */
     FN(back_free)(&k);
 }

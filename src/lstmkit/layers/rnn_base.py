@@ -95,7 +95,10 @@ class _RNNBase(Layer):
             for sfx in self._suffixes():
                 for base, shape in self.shapes[k].params.items():
                     key = f"{base}_l{k}{sfx}"
-                    self.params[key] = Parameter(uniform(shape, bound, self.dtype, rng), key)
+                    rows = kernel.initial.get(base)
+                    value = uniform(shape, bound, self.dtype, rng) if rows is None else \
+                        np.repeat(np.asarray(rows, self.dtype), shape[0] // len(rows))[:, None].repeat(shape[1], 1)
+                    self.params[key] = Parameter(value, key)
         self.state_size, self.cell_size = self.shapes[-1].h, self.shapes[-1].c   # h and c of every layer
         self.initial_state_grad: Any = None
         self._record: StackRecord | None = None
@@ -244,6 +247,8 @@ class _RNNBase(Layer):
         xproj = ws.empty("xproj", (T, B, G), self.dtype)           # W_ih x_t + biases for every step
         np.matmul(inp.reshape(T * B, -1), w.w_ih.T, out=xproj.reshape(T * B, G))
         bias, b_loop = w.folded_biases(kern.loop_bias_gates * H)    # both biases in one pass, but for those inside
+        if kern.apart:                                              # the kernel adds them after its own x side
+            bias, b_loop = None, bias
         if bias is not None:
             xproj += bias
         return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, w.extra)

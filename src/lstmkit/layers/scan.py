@@ -84,8 +84,9 @@ class Kernel:
     """One kind of recurrence, as the frame runs it.
 
     forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, extra) -> ScanRecord
-        xproj (T, B, G·H): input projections incl. biases (the kernel may overwrite it);
-        w_t = W_hh^T (H, G·H) and b_loop (the hh-bias of the last ``loop_bias_gates`` gates, or None);
+        xproj (T, B, G·H): input projections incl. biases (the kernel may overwrite it; with ``apart`` without
+        them); w_t = W_hh^T (H, G·H) and b_loop (the hh-bias of the last ``loop_bias_gates`` gates, or with
+        ``apart`` both biases b_ih + b_hh; or None);
         with ``prescaled`` all three were scaled by ``row_scale``, otherwise the kernel scales each
         step's pre-activations itself; ``extra`` {name: (rows, H)} this direction's extra parameters.
     backward(record, w_hh, dhs, inject, ws, extra) -> ScanGrads
@@ -107,8 +108,17 @@ class Kernel:
     compiled: str | None = None                    # the compiled core's name for this kind (core.h's LK_KINDS)
     projection: str | None = None                  # the parameter (P, H) that projects the step's h to the state
                                                    # fed back (the projected LSTM's weight_hr), or None
+    apart: bool = False                            # W_ih x_t and W_hh h reach the step apart and without biases:
+                                                   # the kernel adds them (layer norm normalises each side first)
+    initial: dict[str, tuple[float, ...]] = field(default_factory=dict)   # extra parameters that start at a value
+                                                   # per row (a norm's gain 1, its shift 0) instead of at random
     layout: Callable[..., Shapes] | None = None    # (kernel, in_k, H, bias, **options) -> Shapes, where a kind's
                                                    # sizes are not the standard ones of ``shapes``
+
+    @property
+    def split(self) -> bool:
+        """Whether the x- and h-side pre-activations enter apart, so their gradients differ (core.h's split)."""
+        return self.apart or self.loop_bias_gates > 0
 
     @property
     def gates(self) -> int:
