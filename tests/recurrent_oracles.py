@@ -40,6 +40,32 @@ def torch_peephole_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: di
     return torch.sigmoid(p_o + w_co * c_t) * torch.tanh(c_t), c_t
 
 
+def torch_gru_step(x: torch.Tensor, h: torch.Tensor, c: None, w: dict[str, torch.Tensor]) -> tuple:
+    """PyTorch's GRU: n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)), h_t = (1 − z) ⊙ n + z ⊙ h."""
+    gx, gh = x @ w["weight_ih"].T, h @ w["weight_hh"].T
+    if "bias_ih" in w:
+        gx, gh = gx + w["bias_ih"], gh + w["bias_hh"]
+    (xr, xz, xn), (hr, hz, hn) = gx.chunk(3, -1), gh.chunk(3, -1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return (1 - z) * n + z * h, None
+
+
+def torch_rnn_step(act: Callable[[torch.Tensor], torch.Tensor]) -> Callable[..., tuple]:
+    return lambda x, h, c, w: (act(_pre(x, h, w)), None)
+
+
+def torch_projected_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: dict[str, torch.Tensor]) -> tuple:
+    """The LSTM's step with h projected: h_t = W_hr (o ⊙ tanh c_t)."""
+    m, c_t = torch_lstm_step(x, h, c, w)
+    return m @ w["weight_hr"].T, c_t
+
+
+# The step form of every kind: what the regularisers' oracle runs (masks need the step, not the module).
+STEPS = {"LSTM": torch_lstm_step, "GRU": torch_gru_step, "RNN_TANH": torch_rnn_step(torch.tanh),
+         "RNN_RELU": torch_rnn_step(torch.relu), "LSTM_PROJ": torch_projected_step}
+
+
 def torch_layer_norm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, w: dict[str, torch.Tensor]) -> tuple:
     """Ba et al. 2016: the x and h sides normalised over all 4H, then the cell state before its tanh (ε = 1e-5)."""
     norm = torch.nn.functional.layer_norm
@@ -97,10 +123,14 @@ class StepOracle:
         self.step, self.L, self.D, self.has_cell = step, L, 2 if bi else 1, has_cell
         self.params = {k: t64(v, True) for k, v in params.items()}
 
-    def run(self, x: torch.Tensor, state: Any, lengths: list[int] | None) -> tuple[torch.Tensor, Any]:
+    def run(self, x: torch.Tensor, state: Any, lengths: list[int] | None, drops: Any = None
+            ) -> tuple[torch.Tensor, Any]:
+        """``drops``: the masks our layer drew (its StackRecord), applied where lstmkit applies them."""
         B, T, _ = x.shape
         lengths = lengths or [T] * B
         h0, c0 = state if self.has_cell else (state, None)
+        if drops is not None and drops.x_mask is not None:
+            x = x * t64(drops.x_mask)
         seqs = [x[b, :lengths[b]] for b in range(B)]
         h_n, c_n = [], []
         for k in range(self.L):
@@ -108,13 +138,19 @@ class StepOracle:
             for d in range(self.D):
                 s, sfx = k * self.D + d, "_reverse" if d else ""
                 w = {key[:-len(f"_l{k}{sfx}")]: p for key, p in self.params.items() if key.endswith(f"_l{k}{sfx}")}
+                ent = drops.layers[k].dirs[d] if drops is not None else None
+                if ent is not None and ent.wmask is not None:              # weight drop: W_hh ⊙ mask
+                    w = {**w, "weight_hh": w["weight_hh"] * t64(ent.wmask)}
                 ys, hs, cs = [], [], []
                 for b, seq in enumerate(seqs):
+                    w_b = w                                # recurrent dropout: (h ⊙ m_b) W_hhᵀ = h (W_hh ⊙ m_b)ᵀ
+                    if ent is not None and ent.rmask is not None:
+                        w_b = {**w, "weight_hh": w["weight_hh"] * t64(ent.rmask[b])[None, :]}
                     seq = seq.flip(0) if d else seq
                     h, c = h0[s, b:b + 1], None if c0 is None else c0[s, b:b + 1]
                     steps = []
                     for t in range(len(seq)):
-                        h, c = self.step(seq[t:t + 1], h, c, w)
+                        h, c = self.step(seq[t:t + 1], h, c, w_b)
                         steps.append(h)
                     y = torch.cat(steps)
                     ys.append(y.flip(0) if d else y)
@@ -124,7 +160,11 @@ class StepOracle:
                 h_n.append(torch.cat(hs))
                 c_n.append(torch.cat(cs) if self.has_cell else None)
             seqs = [torch.cat([outs[d][b] for d in range(self.D)], -1) for b in range(B)]
+            if drops is not None and drops.layers[k].drop is not None:      # between layers, a mask per element
+                seqs = [s * t64(drops.layers[k].drop[:len(s), b]) for b, s in enumerate(seqs)]
         y = torch.stack([torch.nn.functional.pad(s, (0, 0, 0, T - len(s))) for s in seqs])
+        if drops is not None and drops.y_mask is not None:
+            y = y * t64(drops.y_mask)
         hn = torch.stack(h_n)
         return y, ((hn, torch.stack(c_n)) if self.has_cell else hn)
 

@@ -33,12 +33,13 @@ def test_ci_builds_the_core():
 
 
 def run_layer(kind: str, dtype: str, bi: bool, lengths: list[int] | None, kernel: str, seed: int = 0,
-              B: int = 4, I: int = 5, H: int = 11, **options: int):
+              B: int = 4, I: int = 5, H: int = 11, **options: float):
     """Output, dx, state gradients and parameter gradients of one forward + backward on the given kernel
     (``options``: constructor arguments over the oracle table's)."""
     k = KINDS[kind]
     rng = np.random.default_rng(seed)
-    layer = k.ours(I, H, num_layers=2, bidirectional=bi, dtype=dtype, **{**k.kwargs, **options})
+    layer = k.ours(I, H, num_layers=2, bidirectional=bi, dtype=dtype, rng=np.random.default_rng(seed + 1),
+                   **{**k.kwargs, **options})           # (its own generator: both kernels draw the same masks)
     # weights of scale 0.3 (over √(H/11) for wide layers): large enough for nonlinear gates, small enough that
     # float32 gradients do not explode
     scale = 0.3 / max(1.0, (H / 11) ** 0.5)
@@ -121,6 +122,21 @@ def test_a_projected_state_of_any_width_on_any_threads_equals_the_numpy_kernel(s
         for threads, H, P, I in ((3, 40, 17, 9), (2, 21, 1, 4), (4, 7, 5, 30)):
             cases = [(13, False, None), (2, True, [7, 4]), (5, False, [2, 7, 5, 1, 6])]
             assert_core_equals_numpy("LSTM_PROJ", dtype, tol, cases, threads=threads, I=I, H=H, proj_size=P)
+    finally:
+        compiled.set_simd(None)
+
+
+@needs_core
+@pytest.mark.parametrize("simd", compiled.SIMD)
+@pytest.mark.parametrize("kind", NATIVE)
+def test_the_regularisers_on_every_simd_path_equal_the_numpy_kernel(simd, kind):
+    """Recurrent dropout's mask in the core's products (the packed steps, whole rows, the small batches'
+    matrix-vector steps on three threads), with weight drop and the sequence masks around it."""
+    reg = {"input_dropout": 0.2, "output_dropout": 0.3, "recurrent_dropout": 0.4, "weight_drop": 0.3}
+    compiled.set_simd(simd)
+    try:
+        assert_core_equals_numpy(kind, "float64", 1e-12, [(5, True, [7, 3, 1, 6, 2])], **reg)
+        assert_core_equals_numpy(kind, "float64", 1e-12, [(2, True, [7, 4])], threads=3, I=21, H=259, **reg)
     finally:
         compiled.set_simd(None)
 

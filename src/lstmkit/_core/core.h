@@ -60,6 +60,7 @@ typedef struct {
     const void *w_hr;                 /* proj kinds: W_hr (P, H), row-major */
     void *ms;                         /* proj kinds: (T, B, H) m_t, which h_t projects */
     void *saved;                      /* kinds that save rows: (T, B, saved·H + 4), their record for the backward */
+    const void *rmask;                /* optional (B, P): recurrent dropout's mask on h_{t-1} where it enters W_hh */
     int failed;                       /* out: set when a thread could not get memory */
 } LkForward;
 
@@ -88,6 +89,7 @@ typedef struct {
     const void *w_hr, *ms;            /* proj kinds: W_hr (P, H) row-major; the forward's m_t (T, B, H) */
     void *dh_all;                     /* proj kinds, out (T, B, P): all of dL/dh_t (W_hr's gradient is Σ dh_tᵀ m_t) */
     const void *saved;                /* kinds that save rows: what the forward saved */
+    const void *rmask;                /* optional (B, P): the forward's recurrent-dropout mask */
     int failed;                       /* out: set when a thread could not get memory */
     void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
 } LkBackward;

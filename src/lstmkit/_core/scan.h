@@ -98,8 +98,11 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     FN(Slice) r = FN(slice)(kind->proj ? P : 0, tid, nth, 1, H, B);    /* proj kinds: W_hrᵀ's columns */
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
     REAL *prod_x = x && kind->split ? FN(alloc)((long)nb * p.Npad) : NULL;
+    REAL *h_in = s->rmask ? FN(alloc)((long)nb * P) : NULL;             /* h_{t-1} ⊙ rmask, this thread's rows */
     long *rows = malloc(sizeof(long) * (size_t)(p.N + r.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
-    if (!p.ok || !r.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x) s->failed = 1;
+    if (!p.ok || !r.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x ||
+        (s->rmask && !h_in))
+        s->failed = 1;
     lk_barrier(nth);                                 /* all threads know whether memory was found */
     const int ok = !s->failed;
     if (ok) {
@@ -120,6 +123,11 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     for (int t = 0; t < T && ok; t++) {
         const REAL *h_prev = hs + ((long)t * B + b0) * P;
         const int work = p.n && nb;
+        if (work && h_in) {                          /* recurrent dropout: the state as W_hh sees it */
+            const REAL *m = (const REAL *)s->rmask + (long)b0 * P;
+            for (long e = 0; e < (long)nb * P; e++) h_in[e] = h_prev[e] * m[e];
+            h_prev = h_in;
+        }
         if (work && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
         else if (work) FN(gemm)(nb, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
         if (work && x)                               /* added to the h side's, or apart (split kinds) */
@@ -137,6 +145,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     free(rows_x);
     free(packed_x);
     free(prod_x);
+    free(h_in);
     FN(unslice)(&p);
     FN(unslice)(&r);
 }
@@ -162,9 +171,10 @@ static void FN(direct_back)(LkBackward *s, int tid, int nth, int t, int u0, int 
     const int x0 = (int)((long)I * tid / nth), x1 = (int)((long)I * (tid + 1) / nth);
     for (int b = 0; b < B; b++) {
         for (int j = 0; j < n; j++) {
-            REAL v = kind->cell ? 0 : carry[(long)b * n + j];
+            REAL v = 0;
             for (int y = 0; y < nth; y++) v += ((const REAL *)s->shares[y])[par + (long)b * HI + u0 + j];
-            dh_rec[(long)b * n + j] = v;
+            if (s->rmask) v *= ((const REAL *)s->rmask)[(long)b * H + u0 + j];      /* (recurrent dropout) */
+            dh_rec[(long)b * n + j] = v + (kind->cell ? 0 : carry[(long)b * n + j]);
         }
         if (s->dx)
             for (int c = x0; c < x1; c++) {
@@ -299,7 +309,8 @@ static void FN(proj_dh)(const LkBackward *s, const FN(Back) *k, int t, const REA
     REAL *dst = t >= 0 ? (REAL *)s->dh_all + (long)t * B * P : (REAL *)s->dh0;
     for (int b = 0; b < B; b++) {
         REAL *d = dst + (long)b * P + u0;
-        for (int j = 0; j < n; j++) d[j] = rec ? rec[(long)b * ld + j] : 0;
+        const REAL *m = s->rmask ? (const REAL *)s->rmask + (long)b * P + u0 : NULL;
+        for (int j = 0; j < n; j++) d[j] = rec ? rec[(long)b * ld + j] * (m ? m[j] : 1) : 0;
         if (t < 0) continue;
         const REAL *out = (const REAL *)s->dhs + t * s->dhs_t + b * s->dhs_b + u0;
         for (int j = 0; j < n; j++) d[j] += out[j];
@@ -337,10 +348,12 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
         FN(proj_dh)(s, k, t - 1, k->p.prod, k->p.Npad);
         return;
     }
-    for (int b = 0; b < nb; b++)
-        for (int j = 0; j < n; j++)
-            k->dh_rec[(long)b * n + j] =
-                k->p.prod[(long)b * k->p.Npad + j] + (kind->cell ? 0 : k->carry[(long)b * n + j]);
+    for (int b = 0; b < nb; b++) {
+        const REAL *m = s->rmask ? (const REAL *)s->rmask + (long)(b0 + b) * s->H + k->p.u0 : NULL;
+        for (int j = 0; j < n; j++)                  /* (recurrent dropout masks what came through W_hh) */
+            k->dh_rec[(long)b * n + j] = k->p.prod[(long)b * k->p.Npad + j] * (m ? m[j] : 1) +
+                                         (kind->cell ? 0 : k->carry[(long)b * n + j]);
+    }
 }
 
 /* Whole kinds' epilogue: every thread's sums (db_x, db_h, d_extra, each over its own rows) added up, each thread

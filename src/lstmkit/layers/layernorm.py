@@ -23,7 +23,7 @@ import numpy as np
 from ..functional import sigmoid
 from ..workspace import Workspace
 from .rnn_base import _RNNBase
-from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads
+from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads, masked
 
 EPS = 1e-5
 # What a step keeps for its backward, per row, in one (T, B, 9H + 4) array ``saved``: the normalised x side
@@ -69,7 +69,8 @@ def _views(saved: np.ndarray, H: int) -> tuple[np.ndarray, ...]:
 
 
 def _forward(xproj: np.ndarray, w_t: np.ndarray, bias: np.ndarray | None, h0: np.ndarray, c0: np.ndarray,
-             ws: Workspace, prescaled: bool, extra: dict[str, np.ndarray]) -> ScanRecord:
+             ws: Workspace, prescaled: bool, extra: dict[str, np.ndarray],
+             rmask: np.ndarray | None = None) -> ScanRecord:
     """xproj (T, B, 4H) = W_ih x_t without biases, w_t = W_hh^T (H, 4H), bias b_ih + b_hh (4H,) or None ->
     hs, cs (T + 1, B, H), gates (T, B, 4H) [i, f, g, o], aux tanh_c = tanh(LN(c_t)) (T, B, H) and saved."""
     T, B, G = xproj.shape
@@ -84,7 +85,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, bias: np.ndarray | None, h0: np
     _normalise(xproj, xhat, s_x)                          # the x side of every step at once
     acts = xproj                                          # becomes [i, f, g, o]
     for t in range(T):
-        _normalise(hs[t] @ w_t, hhat[t], s_h[t])
+        _normalise(masked(hs[t], rmask) @ w_t, hhat[t], s_h[t])
         a = acts[t]
         np.multiply(g_x, xhat[t], out=a)
         a += g_h * hhat[t]
@@ -102,7 +103,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, bias: np.ndarray | None, h0: np
 
 
 def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict, ws: Workspace,
-              extra: dict[str, np.ndarray]) -> ScanGrads:
+              extra: dict[str, np.ndarray], rmask: np.ndarray | None = None) -> ScanGrads:
     """Back through the scan -> the gradients of W_ih x_t and of W_hh h_{t−1} (T, B, 4H) (before their norms),
     dh_0, dc_0 (B, H), the gains' and the cell norm's shift's, and Σ dL/dp (both biases')."""
     acts, cs, tanh_cs = record.gates, record.cs, record.aux["tanh_c"]
@@ -130,7 +131,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
         np.multiply(dc * i, 1 - g * g, out=dp[:, 2 * H:3 * H])                    # ∂L/∂p_g
         dpre_h[t] = _norm_back(dp * g_h, hhat[t], s_h[t])                         # ∂L/∂(W_hh h_{t−1})
         dc_next = dc * f                                                          # ∂L/∂c_{t−1}
-        dh_next = dpre_h[t] @ w_hh                                                # ∂L/∂h_{t−1}
+        dh_next = masked(dpre_h[t] @ w_hh, rmask)                                 # ∂L/∂h_{t−1}
     sums = dp_all.reshape(T * B, G)
     d_ln = {"ln_ih": (sums * xhat.reshape(T * B, G)).sum(0).reshape(4, H),
             "ln_hh": (sums * hhat.reshape(T * B, G)).sum(0).reshape(4, H), "ln_c": d_ln_c}
@@ -156,6 +157,6 @@ class LayerNormLSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
-                 dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
+                 dtype: str = "float32", rng: np.random.Generator | None = None, **regularisers: float) -> None:
         super().__init__(_LAYER_NORM, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
-                         return_sequences, dtype, rng)
+                         return_sequences, dtype, rng, regularisers=regularisers)

@@ -14,7 +14,7 @@ import numpy as np
 from ..functional import sigmoid
 from ..workspace import Workspace
 from .rnn_base import _RNNBase
-from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads
+from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads, masked
 from .steps import preactivations
 
 
@@ -31,7 +31,8 @@ def peephole_lstm_step(x: np.ndarray, h: np.ndarray, c: np.ndarray, w: dict[str,
 
 
 def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c0: np.ndarray, ws: Workspace,
-             prescaled: bool, extra: dict[str, np.ndarray]) -> ScanRecord:
+             prescaled: bool, extra: dict[str, np.ndarray],
+             rmask: np.ndarray | None = None) -> ScanRecord:
     """xproj (T, B, 4H) incl. both biases, w_t = W_hh^T (H, 4H) -> hs, cs (T + 1, B, H), gates (T, B, 4H)."""
     T, B, G = xproj.shape
     H = G // 4
@@ -43,7 +44,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c
     acts = xproj                                          # becomes [i, f, g, o]
     for t in range(T):
         a = acts[t]
-        a += hs[t] @ w_t
+        a += masked(hs[t], rmask) @ w_t
         i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
         i += w_ci * cs[t]
         f += w_cf * cs[t]
@@ -59,7 +60,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c
 
 
 def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict, ws: Workspace,
-              extra: dict[str, np.ndarray]) -> ScanGrads:
+              extra: dict[str, np.ndarray], rmask: np.ndarray | None = None) -> ScanGrads:
     """Back through the scan -> d(pre-activations) (T, B, 4H), dh_0, dc_0 (B, H) and d weight_peephole (3, H)."""
     acts, cs, tanh_cs = record.gates, record.cs, record.aux["tanh_c"]
     T, B, G = acts.shape
@@ -83,7 +84,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
         dpeep[1] += (dp[:, H:2 * H] * cs[t]).sum(0)
         dpeep[2] += (dp_o * cs[t + 1]).sum(0)
         dc_next = dc * f + dp[:, :H] * w_ci + dp[:, H:2 * H] * w_cf              # ∂L/∂c_{t−1}
-        dh_next = dp @ w_hh                                                       # ∂L/∂h_{t−1}
+        dh_next = masked(dp @ w_hh, rmask)                                        # ∂L/∂h_{t−1}
     return ScanGrads(dpre, dpre, dh_next, dc_next, {"weight_peephole": dpeep})
 
 
@@ -102,6 +103,6 @@ class PeepholeLSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
-                 dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
+                 dtype: str = "float32", rng: np.random.Generator | None = None, **regularisers: float) -> None:
         super().__init__(_PEEPHOLE, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
-                         return_sequences, dtype, rng)
+                         return_sequences, dtype, rng, regularisers=regularisers)

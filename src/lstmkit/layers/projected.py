@@ -18,7 +18,7 @@ import numpy as np
 
 from ..functional import sigmoid
 from ..workspace import Workspace
-from .scan import Kernel, ScanGrads, ScanRecord, Shapes, add_final_grads
+from .scan import Kernel, ScanGrads, ScanRecord, Shapes, add_final_grads, masked
 from .steps import lstm_step
 
 
@@ -36,7 +36,8 @@ def _layout(kernel: Kernel, in_k: int, H: int, bias: bool, proj_size: int) -> Sh
 
 
 def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c0: np.ndarray, ws: Workspace,
-             prescaled: bool, extra: dict[str, np.ndarray]) -> ScanRecord:
+             prescaled: bool, extra: dict[str, np.ndarray],
+             rmask: np.ndarray | None = None) -> ScanRecord:
     """xproj (T, B, 4H) incl. both biases, w_t = W_hh^T (P, 4H) -> hs (T + 1, B, P), cs (T + 1, B, H), gates
     (T, B, 4H), aux tanh_c and m = o ⊙ tanh(c_t), each (T, B, H)."""
     T, B, G = xproj.shape
@@ -49,7 +50,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c
     acts = xproj                                          # becomes [i, f, g, o]
     for t in range(T):
         a = acts[t]
-        a += hs[t] @ w_t
+        a += masked(hs[t], rmask) @ w_t
         sigmoid(a[:, :2 * H], out=a[:, :2 * H])
         np.tanh(a[:, 2 * H:3 * H], out=a[:, 2 * H:3 * H])
         sigmoid(a[:, 3 * H:], out=a[:, 3 * H:])
@@ -62,7 +63,7 @@ def _forward(xproj: np.ndarray, w_t: np.ndarray, b_loop: None, h0: np.ndarray, c
 
 
 def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict, ws: Workspace,
-              extra: dict[str, np.ndarray]) -> ScanGrads:
+              extra: dict[str, np.ndarray], rmask: np.ndarray | None = None) -> ScanGrads:
     """Back through the scan -> d(pre-activations) (T, B, 4H), dh_0 (B, P), dc_0 (B, H) and d weight_hr (P, H)."""
     acts, cs, tanh_cs, ms = record.gates, record.cs, record.aux["tanh_c"], record.aux["m"]
     T, B, G = acts.shape
@@ -85,7 +86,7 @@ def _backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dic
         np.multiply(dc * cs[t], f * (1 - f), out=dp[:, H:2 * H])                  # ∂L/∂p_f
         np.multiply(dc * i, 1 - g * g, out=dp[:, 2 * H:3 * H])                    # ∂L/∂p_g
         dc_next = dc * f                                                          # ∂L/∂c_{t−1}
-        dh_next = dp @ w_hh                                                       # ∂L/∂h_{t−1} (B, P)
+        dh_next = masked(dp @ w_hh, rmask)                                        # ∂L/∂h_{t−1} (B, P)
     return ScanGrads(dpre, dpre, dh_next, dc_next, {"weight_hr": d_hr})
 
 

@@ -29,7 +29,7 @@ import numpy as np
 from ..workspace import Workspace
 from .projected import PROJECTED, check_proj_size
 from .rnn_base import _RNNBase
-from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads
+from .scan import Kernel, ScanGrads, ScanRecord, add_final_grads, masked
 from .steps import gru_step, lstm_step, rnn_relu_step, rnn_tanh_step
 
 # Derivative factors are formed for as many steps at a time as fit in this many bytes (stays in L2).
@@ -54,7 +54,8 @@ def _sigmoid_affine(pattern: str, H: int, dtype: str) -> tuple[np.ndarray, np.nd
 
 
 def _lstm_forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray, c0: np.ndarray,
-                  ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+                  ws: Workspace, prescaled: bool = True, extra: dict | None = None,
+                  rmask: np.ndarray | None = None) -> ScanRecord:
     """xproj (T, B, 4H) and w_t = W_hh^T (H, 4H), with the i, f, o columns halved if ``prescaled``.
 
     Returns the record: hs, cs (T + 1, B, H), gates (T, B, 4H) [i, f, g, o] (in xproj's buffer)
@@ -73,7 +74,7 @@ def _lstm_forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray
     ig = ws.empty("ig", (B, H), dt)
     for t in range(T):
         a = acts[t]
-        np.matmul(hs[t], w_t, out=rec)
+        np.matmul(masked(hs[t], rmask), w_t, out=rec)
         a += rec
         if not prescaled:
             a *= scale                          # [p_i/2, p_f/2, p_g, p_o/2]
@@ -91,7 +92,7 @@ def _lstm_forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray
 
 
 def _lstm_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                   ws: Workspace, extra: dict | None = None) -> ScanGrads:
+                   ws: Workspace, extra: dict | None = None, rmask: np.ndarray | None = None) -> ScanGrads:
     """Back through the LSTM scan: ``record`` from ``_lstm_forward``, w_hh (4H, H) the true weights,
     dhs (T, B, H) the outputs' gradient, ``inject`` the final-state gradients by step.
 
@@ -134,6 +135,8 @@ def _lstm_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject
             dp[:, 3 * H:] *= dh                                      # o: through h_t
             np.multiply(dc, acts[t, :, H:2 * H], out=dc_next)       # dL/dc_{t−1} = dc ⊙ f
             np.matmul(dp, w_hh, out=dh_next)                         # dL/dh_{t−1} (recurrent part)
+            if rmask is not None:
+                dh_next *= rmask
     return ScanGrads(dpre, dpre, dh_next, dc_next)
 
 
@@ -141,7 +144,8 @@ def _lstm_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject
 
 
 def _gru_forward(xproj: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0: np.ndarray,
-                 c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+                 c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None,
+                 rmask: np.ndarray | None = None) -> ScanRecord:
     """xproj (T, B, 3H) incl. b_ir + b_hr, b_iz + b_hz, b_in; w_t = W_hh^T (H, 3H); the r, z parts of both
     halved if ``prescaled``.
 
@@ -158,7 +162,7 @@ def _gru_forward(xproj: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0
     hs[0] = h0
     acts = xproj                                 # becomes [r, z, n]
     for t in range(T):
-        np.matmul(hs[t], w_t, out=rec)
+        np.matmul(masked(hs[t], rmask), w_t, out=rec)
         a = acts[t]
         rz = a[:, :2 * H]
         rz += rec[:, :2 * H]
@@ -182,7 +186,7 @@ def _gru_forward(xproj: np.ndarray, w_t: np.ndarray, b_hn: np.ndarray | None, h0
 
 
 def _gru_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                  ws: Workspace, extra: dict | None = None) -> ScanGrads:
+                  ws: Workspace, extra: dict | None = None, rmask: np.ndarray | None = None) -> ScanGrads:
     """Back through the GRU scan: ``record`` from ``_gru_forward``, w_hh (3H, H) the true weights,
     dhs (T, B, H) the outputs' gradient, ``inject`` the final-state gradients by step.
 
@@ -223,6 +227,8 @@ def _gru_backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject:
             dhp[t, :, :2 * H] = dx[:, :2 * H]
             np.multiply(dx[:, 2 * H:], acts[t, :, :H], out=dhp[t, :, 2 * H:])                    # r ⊙ d p_n
             np.matmul(dhp[t], w_hh, out=dh_next)
+            if rmask is not None:
+                dh_next *= rmask
             np.multiply(dh, acts[t, :, H:2 * H], out=tmp)                                        # + dh ⊙ z
             dh_next += tmp
     return ScanGrads(dxp, dhp, dh_next)
@@ -235,12 +241,13 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
     relu = nonlinearity == "relu"
 
     def forward(xproj: np.ndarray, w_t: np.ndarray, b_hh: None, h0: np.ndarray,
-                c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None) -> ScanRecord:
+                c0: None, ws: Workspace, prescaled: bool = True, extra: dict | None = None,
+                rmask: np.ndarray | None = None) -> ScanRecord:
         T, B, H = xproj.shape
         hs = ws.empty("hs", (T + 1, B, H), xproj.dtype)
         hs[0] = h0
         for t in range(T):
-            np.matmul(hs[t], w_t, out=hs[t + 1])   # h_t = act(x_t W_ih^T + b + h W_hh^T)
+            np.matmul(masked(hs[t], rmask), w_t, out=hs[t + 1])   # h_t = act(x_t W_ih^T + b + h W_hh^T)
             hs[t + 1] += xproj[t]
             if relu:
                 np.maximum(hs[t + 1], 0, out=hs[t + 1])
@@ -249,7 +256,7 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
         return ScanRecord(hs)
 
     def backward(record: ScanRecord, w_hh: np.ndarray, dhs: np.ndarray, inject: dict,
-                 ws: Workspace, extra: dict | None = None) -> ScanGrads:
+                 ws: Workspace, extra: dict | None = None, rmask: np.ndarray | None = None) -> ScanGrads:
         hs = record.hs
         T, B, H = dhs.shape
         factor = ws.empty("factor", (T, B, H), hs.dtype)      # act'(pre) from the outputs
@@ -265,6 +272,8 @@ def _make_rnn_kernels(nonlinearity: str) -> Kernel:
             dh_next += dhs[t]
             np.multiply(dh_next, factor[t], out=dpre[t])
             np.matmul(dpre[t], w_hh, out=dh_next)
+            if rmask is not None:
+                dh_next *= rmask
         return ScanGrads(dpre, dpre, dh_next)
 
     return Kernel(f"RNN_{nonlinearity.upper()}", (), forward, backward, rnn_relu_step if relu else rnn_tanh_step,
@@ -298,10 +307,11 @@ class LSTM(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
-                 dtype: str = "float32", rng: np.random.Generator | None = None, proj_size: int = 0) -> None:
+                 dtype: str = "float32", rng: np.random.Generator | None = None, proj_size: int = 0,
+                 **regularisers: float) -> None:
         P = check_proj_size(self._name, proj_size, hidden_size) if proj_size else 0
         super().__init__(PROJECTED if P else _LSTM, input_size, hidden_size, num_layers, bias, dropout,
-                         bidirectional, return_sequences, dtype, rng, {"proj_size": P} if P else None)
+                         bidirectional, return_sequences, dtype, rng, {"proj_size": P} if P else None, regularisers)
 
 
 class GRU(_RNNBase):
@@ -314,9 +324,9 @@ class GRU(_RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  dropout: float = 0.0, bidirectional: bool = False, return_sequences: bool | None = None,
-                 dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
+                 dtype: str = "float32", rng: np.random.Generator | None = None, **regularisers: float) -> None:
         super().__init__(_GRU, input_size, hidden_size, num_layers, bias, dropout, bidirectional,
-                         return_sequences, dtype, rng)
+                         return_sequences, dtype, rng, regularisers=regularisers)
 
 
 class SimpleRNN(_RNNBase):
@@ -333,10 +343,10 @@ class SimpleRNN(_RNNBase):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, nonlinearity: str = "tanh",
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  return_sequences: bool | None = None, dtype: str = "float32",
-                 rng: np.random.Generator | None = None) -> None:
+                 rng: np.random.Generator | None = None, **regularisers: float) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"SimpleRNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
         super().__init__(_RNN[nonlinearity], input_size, hidden_size, num_layers,
-                         bias, dropout, bidirectional, return_sequences, dtype, rng)
+                         bias, dropout, bidirectional, return_sequences, dtype, rng, regularisers=regularisers)
 

@@ -42,7 +42,10 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
+from . import regularise
 from .base import Layer
+from .regularise import Regularisers
+from .rnn_backward import StackBackward
 from .scan import DirectionRecord, Kernel, LayerRecord, ScanRecord, Shapes, StackRecord, Weights
 
 _STANDARD = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -56,7 +59,7 @@ def directions_side_by_side(B: int, H: int, gates: int) -> bool:
     return B * H * gates * H >= _SIDE_BY_SIDE_MIN and parallel.cores() >= 2
 
 
-class _RNNBase(Layer):
+class _RNNBase(StackBackward, Layer):
     """Stacked, optionally bidirectional recurrence over batch-first sequences.
 
     Parameters are named exactly as in PyTorch's ``state_dict``
@@ -69,13 +72,15 @@ class _RNNBase(Layer):
     def __init__(self, kernel: Kernel, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  return_sequences: bool | None = None, dtype: str = "float32",
-                 rng: np.random.Generator | None = None, options: dict[str, Any] | None = None) -> None:
+                 rng: np.random.Generator | None = None, options: dict[str, Any] | None = None,
+                 regularisers: dict[str, float] | None = None) -> None:
         name = self._name
         for label, v in (("input_size", input_size), ("hidden_size", hidden_size), ("num_layers", num_layers)):
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name}: {label} must be a positive integer, got {v!r}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+        self.regularisers = Regularisers.of(name, regularisers or {})
         self.dtype = check_dtype_name(name, dtype)
         self.kernel = kernel
         self.gates = kernel.gates
@@ -110,7 +115,8 @@ class _RNNBase(Layer):
         """Constructor arguments (without weights), e.g. to build a twin layer."""
         return {"input_size": self.input_size, "hidden_size": self.hidden_size, "num_layers": self.num_layers,
                 "bias": self.bias, "dropout": self.dropout, "bidirectional": self.bidirectional,
-                "return_sequences": self.return_sequences, "dtype": self.dtype.name, **self.options}
+                "return_sequences": self.return_sequences, "dtype": self.dtype.name, **self.options,
+                **self.regularisers.config()}
 
     @property
     def output_size(self) -> int:
@@ -214,13 +220,14 @@ class _RNNBase(Layer):
 
     # ---- forward -------------------------------------------------------
 
-    def _weights(self, k: int, d: int) -> Weights:
-        """Layer k, direction d's parameters, by role."""
-        return Weights(self._p("weight_ih", k, d), self._p("weight_hh", k, d), self._p("bias_ih", k, d),
+    def _weights(self, k: int, d: int, wmask: np.ndarray | None = None) -> Weights:
+        """Layer k, direction d's parameters, by role (W_hh ⊙ wmask under weight drop)."""
+        w_hh = self._p("weight_hh", k, d)
+        return Weights(self._p("weight_ih", k, d), w_hh if wmask is None else w_hh * wmask, self._p("bias_ih", k, d),
                        self._p("bias_hh", k, d), self._extra(k, d))
 
     def _numpy_scan(self, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-                    ws: Workspace) -> ScanRecord:
+                    ws: Workspace, rmask: np.ndarray | None = None) -> ScanRecord:
         """The input projection W_ih x_t + biases of all steps as one GEMM, then the kernel's NumPy scan.
 
         With at least as many steps as weight rows, the scan gets a copy of the recurrent weights, transposed to
@@ -251,7 +258,7 @@ class _RNNBase(Layer):
             bias, b_loop = None, bias
         if bias is not None:
             xproj += bias
-        return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, w.extra)
+        return kern.forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, w.extra, rmask)
 
     def forward(self, x: np.ndarray, state: Any = None, lengths: Any = None) -> Any:
         """Run the stack over a batch of sequences.
@@ -287,25 +294,31 @@ class _RNNBase(Layer):
         h_n = np.empty(self._state_shape(B), self.dtype)
         c_n = np.empty(self._state_shape(B, self.cell_size), self.dtype) if self._has_cell else None
 
+        rng = get_rng(self.rng) if self.training else None                 # the regularisers' masks: training only
+        x_mask = regularise.mask(rng, (B, 1, self.input_size), self.regularisers.input_dropout, self.dtype)
         inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
-        inp[...] = x.transpose(1, 0, 2)                                        # (T, B, I)
+        inp[...] = (x if x_mask is None else x * x_mask).transpose(1, 0, 2)   # (T, B, I)
         # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
         y_out = None
         if D == 1 and mask is None and self.return_sequences is not False and core:
             y_out = np.empty((B, T, H), self.dtype)
-        rec = StackRecord([], B, T, rev, mask, last, core)
+        rec = StackRecord([], B, T, rev, mask, last, core, x_mask,
+                          regularise.mask(rng, (B, 1, D * H), self.regularisers.output_dropout, self.dtype))
         with compiled.holding_blas(core):                                   # (see compiled.threads)
             for k in range(self.num_layers):
                 y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
                 inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
         self._record = rec
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
+        if rec.y_mask is not None:
+            y *= rec.y_mask
         state_out = (h_n, c_n) if self._has_cell else h_n
         if self.return_sequences is None:
             return y, state_out
         if self.return_sequences:
             return y
-        return h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
+        last = h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
+        return last if rec.y_mask is None else last * rec.y_mask[:, 0]
 
     def _layer_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
                        final: tuple[np.ndarray, np.ndarray | None], y_k: np.ndarray | None) -> np.ndarray:
@@ -314,7 +327,8 @@ class _RNNBase(Layer):
         final: where (h_n, c_n) go. Returns the output (T, B, D·h)."""
         D, H = self.num_directions, self.state_size
         out = None if D == 1 else self._ws_for(k, 0).empty("out", (rec.T, rec.B, D * H), self.dtype)
-        run = functools.partial(self._direction_forward, rec, k, inp, init, final, out, y_k)
+        masks = [self._scan_masks(k, d, rec.B) for d in range(D)]      # drawn here, in order, not on two threads
+        run = functools.partial(self._direction_forward, rec, k, inp, init, final, out, y_k, masks)
         dirs = self._directions(run, rec.B, rec.core)
         if out is None:
             out = dirs[0].scan.hs[1:]                                           # (T, B, h)
@@ -329,160 +343,27 @@ class _RNNBase(Layer):
 
     def _direction_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
                            final: tuple[np.ndarray, np.ndarray | None], out: np.ndarray | None, y_k: np.ndarray | None,
-                           d: int) -> DirectionRecord:
-        """Direction d of layer k: its scan, its final state into ``final``, its h_1..h_T into its half of ``out``
-        (two directions), in the input's time order."""
+                           masks: list[tuple[np.ndarray | None, np.ndarray | None]], d: int) -> DirectionRecord:
+        """Direction d of layer k: its scan (with the recurrent-dropout and weight-drop masks[d], or None), its final
+        state into ``final``, its h_1..h_T into its half of ``out`` (two directions), in the input's time order."""
         (h0, c0), (h_n, c_n) = init, final
-        s, H, T, B = k * self.num_directions + d, self.state_size, rec.T, rec.B
+        (rmask, wmask), s, H, T, B = masks[d], k * self.num_directions + d, self.state_size, rec.T, rec.B
         inp_d = inp if d == 0 else self._reverse(inp, rec.rev)
-        ws, w, c0_s = self._ws_for(k, d), self._weights(k, d), None if c0 is None else c0[s]
+        ws, w, c0_s = self._ws_for(k, d), self._weights(k, d, wmask), None if c0 is None else c0[s]
         if rec.core:                         # the compiled scan also writes h_1..h_T into y_k (the top layer's output)
-            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k)
+            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k, rmask)
         else:
-            scan = self._numpy_scan(w, inp_d, h0[s], c0_s, ws)
+            scan = self._numpy_scan(w, inp_d, h0[s], c0_s, ws, rmask)
         h_n[s] = scan.hs[T] if rec.last is None else scan.hs[rec.last + 1, np.arange(B)]
         if c_n is not None:
             c_n[s] = scan.cs[T] if rec.last is None else scan.cs[rec.last + 1, np.arange(B)]
         if out is not None:
             out[:, :, d * H:(d + 1) * H] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
-        return DirectionRecord(inp_d, scan)
+        return DirectionRecord(inp_d, scan, rmask, wmask)
 
-    # ---- backward ------------------------------------------------------
-
-    def backward(self, dy: np.ndarray | None, dstate: Any = None) -> np.ndarray:
-        """Back-propagate; accumulate parameter gradients; return dx (B, T, input_size).
-
-        Args:
-            dy: gradient w.r.t. the forward output: (B, T, D·H) for sequences,
-                (B, D·H) with ``return_sequences=False``; None means zeros.
-            dstate: gradient w.r.t. the final state (dh_n or, for the LSTM,
-                (dh_n, dc_n)), each (num_layers·D, B, H); None means zeros.
-
-        After the call, ``initial_state_grad`` holds dh_0 (or (dh_0, dc_0)).
-        """
-        record = self._record
-        if record is None:
-            raise RuntimeError(f"{self._name}.backward called before forward")
-        B, T = record.B, record.T
-        H, D = self.state_size, self.num_directions                          # H: units of h
-        shape, c_shape = self._state_shape(B), self._state_shape(B, self.cell_size)
-        dh_n = np.zeros(shape, self.dtype)
-        dc_n = np.zeros(c_shape, self.dtype) if self._has_cell else None
-        if dstate is not None:
-            parts = dstate if self._has_cell else (dstate,)
-            if self._has_cell and (not isinstance(dstate, (tuple, list)) or len(dstate) != 2):
-                raise ValueError(f"{self._name}.backward: expected dstate as a tuple (dh_n, dc_n)")
-            for dst, s in zip((dh_n, dc_n), parts):
-                if s is not None and dst is not None:
-                    s = np.asarray(s)
-                    if s.shape != dst.shape:
-                        raise ValueError(f"{self._name}.backward: expected final-state gradient of shape "
-                                         f"{dst.shape}, got {s.shape}")
-                    dst += s
-        if self.return_sequences is False:
-            if dy is None or np.shape(dy) != (B, D * H):
-                raise ValueError(f"{self._name}.backward: expected dy of shape {(B, D * H)}, "
-                                 f"got {None if dy is None else np.shape(dy)}")
-            dh_n[-D:] += np.asarray(dy).reshape(B, D, H).transpose(1, 0, 2)
-            dy = None
-        if dy is None:
-            dout = np.zeros((T, B, D * H), self.dtype)
-        else:
-            dy = np.asarray(dy)
-            if dy.shape != (B, T, D * H):
-                raise ValueError(f"{self._name}.backward: expected dy of shape {(B, T, D * H)}, got {dy.shape}")
-            dout = dy.transpose(1, 0, 2)              # (T, B, D·H) view: the compiled scan reads it in place
-        dh0 = np.empty(shape, self.dtype)
-        dc0 = np.empty(c_shape, self.dtype) if self._has_cell else None
-        # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
-        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and record.core else None
-
-        with compiled.holding_blas(record.core):
-            for k in range(self.num_layers - 1, -1, -1):
-                dout = self._layer_backward(record, k, dout, (dh_n, dc_n), (dh0, dc0), dx_out)
-        self.initial_state_grad = (dh0, dc0) if self._has_cell else dh0
-        return np.ascontiguousarray(dout.transpose(1, 0, 2))
-
-    def _layer_backward(self, rec: StackRecord, k: int, dout: np.ndarray, final: tuple[np.ndarray, np.ndarray | None],
-                        init: tuple[np.ndarray, np.ndarray | None], dx_out: np.ndarray | None) -> np.ndarray:
-        """Back through layer k: dout (T, B, D·h) its output's gradient; final: (dh_n, dc_n) of every layer and
-        direction; init: where (dh_0, dc_0) go; dx_out: where the compiled scan of a one-direction bottom layer writes
-        dx itself. Returns the gradient of the layer's input (T, B, in_k)."""
-        layer = rec.layers[k]
-        if layer.drop is not None:
-            dout = dout * layer.drop
-        if rec.mask is not None:
-            dout = dout * rec.mask
-        run = functools.partial(self._direction_backward, rec, k, dout, final, init, dx_out)
-        dinps = self._directions(run, rec.B, rec.core)
-        return dinps[0] if self.num_directions == 1 else np.add(dinps[0], dinps[1], out=dinps[1])
-
-    def _direction_backward(self, rec: StackRecord, k: int, dout: np.ndarray,
-                            final: tuple[np.ndarray, np.ndarray | None], init: tuple[np.ndarray, np.ndarray | None],
-                            dx_out: np.ndarray | None, d: int) -> np.ndarray:
-        """Direction d of layer k back: its half of dout, its final-state gradients entering at each sequence's last
-        step; dh_0 (and dc_0) into ``init``. Returns its input's gradient in the input's time order."""
-        (dh_n, dc_n), (dh0, dc0) = final, init
-        s, H = k * self.num_directions + d, self.state_size
-        dys = dout[:, :, d * H:(d + 1) * H]
-        if d == 1:
-            dys = self._reverse(dys, rec.rev)
-        inject = self._inject_map(rec.T, rec.last, dh_n[s], None if dc_n is None else dc_n[s])
-        into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 else None
-        dinp_d, dh0[s], dc_s = self._scan_backward(k, d, rec.layers[k].dirs[d], dys, inject, rec.core, into)
-        if dc0 is not None:
-            dc0[s] = dc_s
-        return dinp_d if d == 0 else self._reverse(dinp_d, rec.rev)
-
-    def _scan_backward(self, k: int, d: int, ent: DirectionRecord, dys: np.ndarray, inject: dict, core: bool,
-                       into: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """The kernel's backward, then the weight gradients (and dx, unless the compiled scan formed it) as
-        whole-sequence GEMMs. dys (T, B, H) may be a view; ``into``: where the compiled scan writes dx (a
-        time-major view of the layer's (B, T, I) input gradient) instead of a workspace buffer."""
-        T, B, H = dys.shape
-        sfx = self._suffixes()[d]
-        ws = self._ws_for(k, d)
-        w = self._weights(k, d)
-        if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
-            dinp = into if into is not None else ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
-            grads = compiled.scan_backward(self.kernel, ent.scan, w, dys, inject, ws, dinp)
-        else:
-            dinp = ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
-            grads = self.kernel.backward(ent.scan, w.w_hh, np.ascontiguousarray(dys, self.dtype), inject, ws, w.extra)
-        dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
-        for name, g in grads.extra.items():
-            self.params[f"{name}_l{k}{sfx}"].grad += g
-        hs = ent.scan.hs
-        dxp2, dhp2 = dxp.reshape(T * B, -1), dhp.reshape(T * B, -1)
-        # Weight gradients for all steps at once: dW_hh = Σ_t dhp_t^T h_{t−1}, dW_ih = Σ_t dxp_t^T x_t.
-        g_hh, g_ih = self.params[f"weight_hh_l{k}{sfx}"].grad, self.params[f"weight_ih_l{k}{sfx}"].grad
-        h2, x2 = hs[:-1].reshape(T * B, H), np.ascontiguousarray(ent.inp).reshape(T * B, -1)
-        if core and g_hh.flags.c_contiguous and g_ih.flags.c_contiguous:
-            compiled.weight_grads([(dxp2, x2, g_ih), (dhp2, h2, g_hh)])     # in place, one job on the core's threads
-        else:
-            g_hh += dhp2.T @ h2
-            g_ih += dxp2.T @ x2
-        if self.bias and grads.bias is not None:                  # summed by the kernel
-            self.params[f"bias_ih_l{k}{sfx}"].grad += grads.bias[0]
-            self.params[f"bias_hh_l{k}{sfx}"].grad += grads.bias[1]
-        elif self.bias:                          # Σ over steps and batch as a BLAS product: 2x a column sum
-            ones = ws.empty("ones", (T * B,), self.dtype)
-            ones.fill(1)
-            db_ih = ones @ dxp2
-            self.params[f"bias_ih_l{k}{sfx}"].grad += db_ih
-            self.params[f"bias_hh_l{k}{sfx}"].grad += db_ih if dhp is dxp else ones @ dhp2
-        if not core:
-            np.matmul(dxp2, w.w_ih, out=dinp.reshape(T * B, -1))
-        return dinp, dh0, dc0
-
-    @staticmethod
-    def _inject_map(T: int, last: np.ndarray | None, dh_n: np.ndarray,
-                    dc_n: np.ndarray | None) -> dict[int, tuple[Any, np.ndarray, np.ndarray | None]]:
-        """Where each sequence's final-state gradient enters the backward loop."""
-        if last is None:
-            return {T - 1: (slice(None), dh_n, dc_n)}
-        out = {}
-        for t in np.unique(last):
-            idx = np.flatnonzero(last == t)
-            out[int(t)] = (idx, dh_n[idx], None if dc_n is None else dc_n[idx])
-        return out
+    def _scan_masks(self, k: int, d: int, B: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """In training, layer k direction d's recurrent-dropout mask (B, h) and weight-drop mask (W_hh's shape),
+        each None when its regulariser is off; (None, None) in eval mode."""
+        rng, reg = get_rng(self.rng) if self.training else None, self.regularisers
+        return (regularise.mask(rng, (B, self.shapes[k].h), reg.recurrent_dropout, self.dtype),
+                regularise.mask(rng, self.shapes[k].params["weight_hh"], reg.weight_drop, self.dtype))

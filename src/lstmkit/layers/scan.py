@@ -83,15 +83,17 @@ class ScanGrads(NamedTuple):
 class Kernel:
     """One kind of recurrence, as the frame runs it.
 
-    forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, extra) -> ScanRecord
+    forward(xproj, w_t, b_loop, h0, c0, ws, prescaled, extra, rmask=None) -> ScanRecord
         xproj (T, B, G·H): input projections incl. biases (the kernel may overwrite it; with ``apart`` without
         them); w_t = W_hh^T (H, G·H) and b_loop (the hh-bias of the last ``loop_bias_gates`` gates, or with
         ``apart`` both biases b_ih + b_hh; or None);
         with ``prescaled`` all three were scaled by ``row_scale``, otherwise the kernel scales each
-        step's pre-activations itself; ``extra`` {name: (rows, H)} this direction's extra parameters.
-    backward(record, w_hh, dhs, inject, ws, extra) -> ScanGrads
+        step's pre-activations itself; ``extra`` {name: (rows, H)} this direction's extra parameters;
+        ``rmask`` (B, h) or None: recurrent dropout's mask, on h_{t−1} where it enters W_hh (``masked``).
+    backward(record, w_hh, dhs, inject, ws, extra, rmask=None) -> ScanGrads
         w_hh: the true weights (G·H, H); dhs (T, B, H): gradient w.r.t. h_1..h_T from the outputs;
-        inject {t: (index, dh, dc)}: final-state gradients entering at step t.
+        inject {t: (index, dh, dc)}: final-state gradients entering at step t; ``rmask`` the forward's (the
+        gradient reaching h_{t−1} through W_hh is masked as the product's input was).
     step(x, h, c, weights) -> (h', c'): the equations for one step and nothing else (c None/absent
         for kinds without a cell state); the reference the fused scan is tested against.
     """
@@ -169,10 +171,13 @@ class Weights:
 
 @dataclass
 class DirectionRecord:
-    """One direction of one layer: its input (T, B, in_k), time-major in the order it ran, and its scan."""
+    """One direction of one layer: its input (T, B, in_k), time-major in the order it ran, its scan, and the masks
+    its regularisers drew (``regularise.py``): rmask (B, h) on the state, wmask on W_hh, or None."""
 
     inp: np.ndarray
     scan: ScanRecord
+    rmask: np.ndarray | None = None
+    wmask: np.ndarray | None = None
 
 
 @dataclass
@@ -198,6 +203,13 @@ class StackRecord:
     mask: np.ndarray | None
     last: np.ndarray | None
     core: bool = False           # whether the scans ran on the compiled core (the backward runs where they did)
+    x_mask: np.ndarray | None = None     # input_dropout's (B, 1, I), output_dropout's (B, 1, D·h), or None
+    y_mask: np.ndarray | None = None
+
+
+def masked(h: np.ndarray, rmask: np.ndarray | None) -> np.ndarray:
+    """The state h (B, h) where it enters W_hh: h ⊙ rmask under recurrent dropout (``regularise.py``), else h."""
+    return h if rmask is None else h * rmask
 
 
 def add_final_grads(t: int, inject: dict[int, tuple[Any, np.ndarray, np.ndarray | None]], dh: np.ndarray,
