@@ -150,7 +150,12 @@ class StepOracle:
                     h, c = h0[s, b:b + 1], None if c0 is None else c0[s, b:b + 1]
                     steps = []
                     for t in range(len(seq)):
-                        h, c = self.step(seq[t:t + 1], h, c, w_b)
+                        h_new, c_new = self.step(seq[t:t + 1], h, c, w_b)
+                        if ent is not None and ent.zone is not None:      # zoneout: keep h (c) where d is 1
+                            z_h, z_c = (z if np.isscalar(z) else t64(z[b:b + 1]) for z in ent.zone.d(t))
+                            h_new = z_h * h + (1 - z_h) * h_new
+                            c_new = None if c is None else z_c * c + (1 - z_c) * c_new
+                        h, c = h_new, c_new
                         steps.append(h)
                     y = torch.cat(steps)
                     ys.append(y.flip(0) if d else y)

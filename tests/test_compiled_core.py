@@ -131,8 +131,13 @@ def test_a_projected_state_of_any_width_on_any_threads_equals_the_numpy_kernel(s
 @pytest.mark.parametrize("kind", NATIVE)
 def test_the_regularisers_on_every_simd_path_equal_the_numpy_kernel(simd, kind):
     """Recurrent dropout's mask in the core's products (the packed steps, whole rows, the small batches'
-    matrix-vector steps on three threads), with weight drop and the sequence masks around it."""
+    matrix-vector steps on three threads), zoneout in its scans, with weight drop and the sequence masks around
+    them."""
     reg = {"input_dropout": 0.2, "output_dropout": 0.3, "recurrent_dropout": 0.4, "weight_drop": 0.3}
+    if kind != "LSTM_PROJ":                              # zoneout: the core's zone_row against layers/zoneout.py
+        reg["zoneout"] = 0.3
+        if kind not in ("GRU", "RNN_TANH", "RNN_RELU"):
+            reg["zoneout_cell"] = 0.4
     compiled.set_simd(simd)
     try:
         assert_core_equals_numpy(kind, "float64", 1e-12, [(5, True, [7, 3, 1, 6, 2])], **reg)

@@ -16,6 +16,7 @@ from . import (
                      inspect,
                      models,
                      optim,
+                     tbptt,
                      training,
 )
 from ._version import __version__
@@ -61,6 +62,6 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
-           "init",
+           "init", "tbptt",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
            "gradcheck", "GradcheckReport", "GradcheckError"]

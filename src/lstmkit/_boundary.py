@@ -15,7 +15,8 @@ class Forward(ctypes.Structure):
     _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
         ("gates", _P), ("w_hh_t", _P), ("wk", _L), ("wn", _L), ("x", _P), ("w_ih", _P), ("bias", _P), ("b_loop", _P),
         ("extra", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("y", _P), ("y_t", _L), ("y_b", _L),
-        ("P", _I), ("w_hr", _P), ("ms", _P), ("saved", _P), ("rmask", _P), ("failed", _I)]
+        ("P", _I), ("w_hr", _P), ("ms", _P), ("saved", _P), ("rmask", _P), ("h_raw", _P), ("c_raw", _P), ("zh", _P),
+        ("zc", _P), ("zh_p", ctypes.c_double), ("zc_p", ctypes.c_double), ("failed", _I)]
 
 
 class Backward(ctypes.Structure):
@@ -26,7 +27,8 @@ class Backward(ctypes.Structure):
         ("extra", _P), ("dhs", _P), ("dhs_t", _L), ("dhs_b", _L), ("last", _P), ("dh_n", _P), ("dc_n", _P),
         ("dpre_x", _P), ("dpre_h", _P), ("dh0", _P), ("dc0", _P), ("db_x", _P), ("db_h", _P), ("d_extra", _P),
         ("dx", _P), ("dx_t", _L), ("dx_b", _L), ("P", _I), ("w_hr", _P), ("ms", _P), ("dh_all", _P), ("saved", _P),
-        ("rmask", _P), ("failed", _I),
+        ("rmask", _P), ("h_raw", _P), ("c_raw", _P), ("zh", _P), ("zc", _P), ("zh_p", ctypes.c_double),
+        ("zc_p", ctypes.c_double), ("failed", _I),
         ("shares", _P * MAX_THREADS)]
 
 

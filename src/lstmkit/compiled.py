@@ -296,7 +296,17 @@ def _check(used: int, args: ctypes.Structure) -> None:
 
 
 def _contiguous(a: np.ndarray | None, dt: np.dtype) -> np.ndarray | None:
-    return None if a is None else np.ascontiguousarray(a, dt)
+    """A mask the frame drew, as the core reads it (never a temporary copy: the pointer must outlive the call)."""
+    assert a is None or (a.dtype == dt and a.flags.c_contiguous)
+    return a
+
+
+def _zone_args(zone: Any, raw: dict[str, np.ndarray], dt: np.dtype) -> dict[str, Any]:
+    """The boundary's zoneout fields: the steps' own h̃, c̃ buffers, the drawn d (or the eval-mode p)."""
+    if zone is None:
+        return {}
+    return {"h_raw": _ptr(raw["h_raw"]), "c_raw": _ptr(raw.get("c_raw")), "zh": _ptr(_contiguous(zone.h, dt)),
+            "zc": _ptr(_contiguous(zone.c, dt)), "zh_p": zone.p_h, "zc_p": zone.p_c}
 
 
 def _projection(kernel: ScanKernel, w: Weights, H: int, dt: np.dtype) -> tuple[np.ndarray | None, int]:
@@ -318,14 +328,17 @@ def _stacked(kernel: ScanKernel, extra: dict[str, np.ndarray], dt: np.dtype) -> 
 
 
 def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray, c0: np.ndarray | None,
-                 ws: Workspace, y: np.ndarray | None = None, rmask: np.ndarray | None = None) -> ScanRecord:
+                 ws: Workspace, y: np.ndarray | None = None, rmask: np.ndarray | None = None,
+                 zone: Any = None) -> ScanRecord:
     """One layer and direction forward on the core: inp (T, B, I), h0 (B, P) and c0 (B, H) -> the kernel's record
     (P = H but for kinds whose state is projected: the record's aux then also holds m (T, B, H), which h projects).
 
     W_ih x_t is formed inside the scan, step by step (kept apart from W_hh h for split kinds), except for small
     batches (``direct``), where one GEMM before the scan measured faster; the scan adds the biases as it goes.
     With ``y`` (T, B, P) (a time-major view of the layer's (B, T, P) output) h_1..h_T are written there too.
-    ``rmask`` (B, P): recurrent dropout's mask on h_{t−1} where it enters W_hh, or None.
+    ``rmask`` (B, P): recurrent dropout's mask on h_{t−1} where it enters W_hh, or None; ``zone``: zoneout
+    (``layers.zoneout.Zone``) or None — the record's hs, cs are then the zoned states and aux keeps the steps' own
+    h̃, c̃ ("h_raw", "c_raw").
     """
     kind = kind_of(kernel)
     T, B, _ = inp.shape
@@ -349,6 +362,9 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     hs[0] = h0
     ms = ws.empty("m", (T, B, H), dt) if kind.proj else None
     saved = ws.empty("saved", (T, B, kind.saved * H + 4), dt) if kind.saved else None
+    raw = {} if zone is None else {"h_raw": ws.empty("h_raw", (T, B, H), dt)}
+    if zone is not None and kind.cell:
+        raw["c_raw"] = ws.empty("c_raw", (T, B, H), dt)
     cs = tanh_cs = hproj = None
     if kind.cell:
         cs, tanh_cs = ws.empty("cs", (T + 1, B, H), dt), ws.empty("tanh_cs", (T, B, H), dt)
@@ -368,20 +384,17 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
         x=_ptr(x), w_ih=_ptr(None if small else w_ih), bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
         cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b, P=P, w_hr=_ptr(w_hr),
-        ms=_ptr(ms), saved=_ptr(saved), rmask=_ptr(_contiguous(rmask, dt)))
+        ms=_ptr(ms), saved=_ptr(saved), rmask=_ptr(_contiguous(rmask, dt)), **_zone_args(zone, raw, dt))
     _check(_lib.lk_scan_forward(ctypes.byref(args)), args)
     if not kernel.gate_names:
-        return ScanRecord(hs)
-    aux = {"tanh_c": tanh_cs} if kind.cell else {"hproj_n": hproj}
-    if ms is not None:
-        aux["m"] = ms
-    if saved is not None:
-        aux["saved"] = saved
-    return ScanRecord(hs, gates, cs, aux)
+        return ScanRecord(hs, aux=raw)
+    aux = {name: a for name, a in (("tanh_c", tanh_cs), ("hproj_n", hproj), ("m", ms), ("saved", saved))
+           if a is not None}
+    return ScanRecord(hs, gates, cs, {**aux, **raw})
 
 
 def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.ndarray, inject: dict,
-                  ws: Workspace, dinp: np.ndarray, rmask: np.ndarray | None = None) -> ScanGrads:
+                  ws: Workspace, dinp: np.ndarray, rmask: np.ndarray | None = None, zone: Any = None) -> ScanGrads:
     """As ``kernel.backward``, on the core: the pre-activations' gradients (T, B, G·H), the initial state's, the
     biases' and the kind's extra parameters' (and the projection's: Σ_t dL/dh_tᵀ m_t); the input's gradient dinp
     (T, B, I) = dpre_x,t · W_ih is formed in the same scan, step by step. dhs (T, B, P) and dinp may be time-major
@@ -422,7 +435,8 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
         dhs_b=dhs_b, last=last.ctypes.data, dh_n=_ptr(dh_n), dc_n=_ptr(dc_n), dpre_x=_ptr(dpre_x), dpre_h=_ptr(dpre_h),
         dh0=_ptr(dh0), dc0=_ptr(dc0), db_x=_ptr(db_x), db_h=_ptr(db_h), d_extra=_ptr(d_extra), dx=_ptr(dinp),
         dx_t=dx_t, dx_b=dx_b, P=P, w_hr=_ptr(w_hr), ms=_ptr(record.aux.get("m")), dh_all=_ptr(dh_all),
-        saved=_ptr(record.aux.get("saved")), rmask=_ptr(_contiguous(rmask, dt)))
+        saved=_ptr(record.aux.get("saved")), rmask=_ptr(_contiguous(rmask, dt)),
+        **_zone_args(zone, {k: v for k, v in record.aux.items() if k in ("h_raw", "c_raw")}, dt))
     _check(_lib.lk_scan_backward(ctypes.byref(args)), args)
     grads = {}
     if d_extra is not None:

@@ -115,3 +115,24 @@ def fingerprint(data: Any) -> str:
             h.update(str((a.shape, a.dtype.str)).encode())
             h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def tbptt_windows(data: Any, tbptt: Any) -> tuple[int, int] | None:
+    """(window K, steps T) for ``fit(tbptt=K)``, checked on the data's first sample: sequences (N, T, ...) with
+    per-step targets (N, T, ...) and no lengths; None without tbptt."""
+    if tbptt is None:
+        return None
+    if isinstance(tbptt, bool) or not isinstance(tbptt, (int, np.integer)) or tbptt < 1:
+        raise ValueError(f"fit: tbptt must be a positive number of steps per window, got {tbptt!r}")
+    from .data.dataset import unpack
+    x, y, lengths = unpack(data[np.arange(1)], "fit")
+    if lengths is not None:
+        raise ValueError("fit: tbptt cuts sequences into windows of equal steps and takes no lengths=; give "
+                         "sequences of one length (pad and mask the targets with the loss's ignore_index)")
+    if x.ndim < 3:
+        raise ValueError(f"fit: tbptt needs sequences x (N, T, features); got x of shape (N, {x.shape[1:]})")
+    T = x.shape[1]
+    if y is None or y.ndim < 2 or y.shape[1] != T:
+        raise ValueError(f"fit: tbptt needs a target for every step, y (N, {T}, ...) beside x (N, {T}, ...); got y "
+                         f"of shape {None if y is None else ('N', *y.shape[1:])}")
+    return int(tbptt), T

@@ -13,6 +13,7 @@ with the loss's ``ignore_index`` (-100) so padding is neither scored nor counted
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,13 +27,14 @@ from . import checkpoint, compiled, modelfile
 from .ctc import CTCLoss
 from .data.dataset import ArrayDataset, Prefetcher, unpack
 from .distributed import Comm, shard, world
-from .fit_data import as_dataset, fingerprint, training_data
+from .fit_data import as_dataset, fingerprint, tbptt_windows, training_data
 from .layers.base import Layer, takes_lengths
 from .losses import CrossEntropyLoss, MSELoss
 from .metrics import Metric, metric_fns
 from .optim import Adam, Optimizer
 from .random import get_rng
 from .runs import RunError, check_run_dir, release_run
+from .tbptt import StateCarry
 from .training import History, TrainConfig, Trainer
 
 _LOSSES = {"cross_entropy": CrossEntropyLoss, "mse": MSELoss, "ctc": CTCLoss}
@@ -161,20 +163,28 @@ def _loss_terms(loss_fn: Any, y: np.ndarray) -> float:
 class ArrayTrainer(Trainer):
     """Shuffled mini-batches over a dataset (arrays are one); an epoch is one pass; checkpoints hold the
     permutation. Under MPI each rank reads only its share of a batch; the next batch of the epoch is
-    read on a background thread while the current step computes."""
+    read on a background thread while the current step computes. With ``tbptt`` = K each batch is run as
+    windows of K steps, one training step each, the recurrent layers' state carried from one window to the
+    next (``lstmkit.tbptt``)."""
 
     def __init__(self, out: Path | None, model: Layer, optimizer: Optimizer, tcfg: TrainConfig,
                  rngs: list[np.random.Generator], data: Any, val: Any, loss: Any, metrics: dict[str, Metric],
                  batch_size: int, shuffle: bool, run_meta: dict[str, Any], validation_steps: int | None = None,
-                 **kwargs: Any) -> None:
+                 tbptt: tuple[int, int] | None = None, **kwargs: Any) -> None:
         self.data, self.val, self.loss_fn, self.metric_fns = data, val, loss, metrics
         self.batch_size, self.shuffle, self.run_meta = batch_size, shuffle, run_meta
         self.validation_steps = validation_steps
+        self.tbptt = tbptt                               # (window K, steps T) or None
+        self.windows = 1 if tbptt is None else math.ceil(tbptt[1] / tbptt[0])
+        self.carry = None if tbptt is None else StateCarry(model, "fit(tbptt=...)")
+        self.n_batches = math.ceil(len(data) / batch_size)
         names = [*metrics]
         cols = ["loss", *names] + (["val_loss", *(f"val_{m}" for m in names)] if val is not None else [])
-        super().__init__(out, model, optimizer, tcfg, rngs, steps_per_epoch=math.ceil(len(data) / batch_size),
+        super().__init__(out, model, optimizer, tcfg, rngs, steps_per_epoch=self.n_batches * self.windows,
                          items_per_step=batch_size, metrics=cols, **kwargs)
         self.batch = 0                                   # next batch within the epoch
+        self.window = 0                                  # next window within the batch (tbptt)
+        self._current: tuple[Any, ...] | None = None    # the batch its windows are cut from
         self.perm: np.ndarray | None = None              # this epoch's sample order
         self.running = {"loss": 0.0, "n": 0.0, **{f"{k}/sum": 0.0 for k in names}, **{f"{k}/n": 0.0 for k in names}}
         self.loader = _loader(data)
@@ -184,23 +194,44 @@ class ArrayTrainer(Trainer):
         idx = self.perm[k * self.batch_size:(k + 1) * self.batch_size]
         return idx[shard(len(idx), self.comm)] if self.comm.size > 1 else idx
 
+    def _read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """This step's (idx, x, y, lengths): the batch, or (tbptt) this window of it."""
+        if self._current is None:
+            idx = self._mine(self.batch)
+            x, y, lengths = _batch(self.model, self.data, idx, "fit", self.loader)    # (read ahead, or now)
+            if self.loader is not None and self.batch + 1 < self.n_batches:
+                self.loader.ask(self._mine(self.batch + 1))  # read the next batch while this step computes
+            if y is None:
+                raise ValueError("fit: the data has no targets (its batches' y is None)")
+            self._current = (idx, x, y, lengths)
+        idx, x, y, lengths = self._current
+        if self.tbptt is None:
+            return idx, x, y, lengths
+        K = self.tbptt[0]
+        window = slice(self.window * K, (self.window + 1) * K)
+        return idx, x[:, window], y[:, window], lengths
+
     def batch_loss(self) -> float:
         if self.perm is None:
             n = len(self.data)
             self.perm = self.rngs[0].permutation(n) if self.shuffle else np.arange(n)
-        idx = self._mine(self.batch)
-        x, y, lengths = _batch(self.model, self.data, idx, "fit", self.loader)    # (read ahead, or now)
-        if self.loader is not None and self.batch + 1 < self.steps_per_epoch:
-            self.loader.ask(self._mine(self.batch + 1))  # read the next batch while this step computes
-        if y is None:
-            raise ValueError("fit: the data has no targets (its batches' y is None)")
+        if self.carry is not None and self.window == 0:
+            self.carry.reset()                           # a new batch of sequences starts from zero state
+        idx, x, y, lengths = self._read()
+        terms = _loss_terms(self.loss_fn, y) if len(idx) else 0.0
+        everyone = terms
         if self.comm.size > 1:                   # this rank's share of the batch, weighted by its loss terms
-            terms = _loss_terms(self.loss_fn, y) if len(idx) else 0.0
             everyone = float(self.comm.allreduce_(np.array([terms]))[0])
             self.share = terms / everyone if everyone else 0.0
-            if not len(idx):
-                return 0.0
-        pred = _forward(self.model, x, lengths)
+        if self.carry is not None and not everyone:      # (tbptt) a window of ignored targets only, on every rank:
+            with self.carry.active():                    # the state moves on, and there is nothing to learn
+                _forward(self.model, x, lengths)
+            self.update = False
+            return 0.0
+        if not len(idx):
+            return 0.0
+        with self.carry.active() if self.carry is not None else contextlib.nullcontext():
+            pred = _forward(self.model, x, lengths)
         loss = float(self.loss_fn(pred, y))
         if math.isfinite(loss):
             self.model.input_grad = False                # the data needs no gradient: layers may skip it
@@ -218,8 +249,12 @@ class ArrayTrainer(Trainer):
         return loss
 
     def advance(self) -> None:
+        self.window += 1
+        if self.window < self.windows:                   # (tbptt) the next window of the same batch
+            return
+        self.window, self._current = 0, None
         self.batch += 1
-        if self.batch == self.steps_per_epoch:
+        if self.batch == self.n_batches:
             self.batch, self.perm = 0, None
             self.epoch += 1
 
@@ -240,11 +275,16 @@ class ArrayTrainer(Trainer):
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
         arrays = {} if self.perm is None else {"data/perm": self.perm}
-        return arrays, {"batch": self.batch, "running": self.running}, {"fit": self.run_meta}
+        if self.carry is not None:
+            arrays.update(self.carry.arrays())
+        return arrays, {"batch": self.batch, "window": self.window, "running": self.running}, {"fit": self.run_meta}
 
     def load_state(self, arrays: dict[str, np.ndarray], position: dict[str, Any], meta: dict[str, Any]) -> None:
         self.batch, self.running = position["batch"], dict(position["running"])
+        self.window, self._current = position.get("window", 0), None
         self.perm = arrays.get("data/perm")
+        if self.carry is not None:
+            self.carry.load(arrays)
 
 
 def _generators(model: Layer) -> list[np.random.Generator]:
@@ -261,7 +301,7 @@ def _generators(model: Layer) -> list[np.random.Generator]:
 
 
 # Settings fixed when a run starts: resuming with others would not continue the same run.
-_RUN_SHAPING = ("batch_size", "shuffle", "n_train", "loss", "optimizer", "metrics", "validation_split")
+_RUN_SHAPING = ("batch_size", "shuffle", "n_train", "loss", "optimizer", "metrics", "validation_split", "tbptt")
 
 
 def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimizer: Optimizer | None = None,
@@ -273,7 +313,7 @@ def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimi
         mode: str | None = None, min_delta: float = 0.0, restore_best_weights: bool = False,
         run_dir: str | Path | None = None, resume: bool = False, seed: int = 0, progress: bool = True,
         meta: dict[str, Any] | None = None, unit: str = "samples", distributed: bool = False,
-        validation_steps: int | None = None) -> History:
+        validation_steps: int | None = None, tbptt: int | None = None) -> History:
     """Train ``model`` on ``(x, y)`` (or a dataset ``x``) and return its History (``history.history["val_loss"]``).
 
     Args:
@@ -309,6 +349,11 @@ def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimi
             every rank calls ``fit`` with the same data and settings, takes its share of each batch
             and of the validation data, and all hold identical weights after every step; only
             rank 0 writes ``run_dir`` and shows progress (see ``lstmkit.distributed``).
+        tbptt: truncated backpropagation through time for sequences too long to backpropagate whole: x (N, T, F)
+            and per-step targets y (N, T, ...) are run as windows of ``tbptt`` steps, each window one training
+            step, the recurrent layers carrying their state from one window of a batch to the next and no
+            gradient crossing a window's edge (``lstmkit.tbptt``; each batch starts from zero state). Validation
+            runs whole sequences.
 
     A first Ctrl-C stops after the current step (saving when there is a ``run_dir``); a
     non-finite loss stops training with a warning, keeping the last good checkpoint.
@@ -318,6 +363,7 @@ def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimi
     if batch_size < 1:
         raise ValueError(f"fit: batch_size must be >= 1, got {batch_size}")
     data, val = training_data(model, x, y, lengths, validation_data, validation_split, loss_fn)
+    windows = tbptt_windows(data, tbptt)
     if epochs is None and steps is None and minutes is None:
         epochs = 1
     tcfg = TrainConfig(steps=steps, minutes=minutes, epochs=epochs, warmup=warmup, schedule=schedule,
@@ -328,14 +374,14 @@ def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimi
     optimizer = optimizer if optimizer is not None else Adam(model.parameters(), lr=1e-3)
     run_meta = {"batch_size": batch_size, "shuffle": shuffle, "n_train": len(data), "loss": type(loss_fn).__name__,
                 "optimizer": type(optimizer).__name__, "metrics": list(fns), "validation_split": validation_split,
-                "data_sha256": fingerprint(data)}
+                "data_sha256": fingerprint(data), "tbptt": tbptt}
     comm = world(required=True) if distributed else Comm()
     comm.agree(run_meta, "the training data and settings")
     rngs = [np.random.default_rng(seed), *_generators(model)]
     model.train()
     trainer = ArrayTrainer(None if run_dir is None else Path(run_dir), model, optimizer, tcfg, rngs,
-                           data, val, loss_fn, fns, batch_size, shuffle, run_meta, validation_steps, monitor=monitor,
-                           mode=mode, patience=early_stopping, min_delta=min_delta,
+                           data, val, loss_fn, fns, batch_size, shuffle, run_meta, validation_steps, windows,
+                           monitor=monitor, mode=mode, patience=early_stopping, min_delta=min_delta,
                            restore_best=restore_best_weights, comm=comm)
     trainer.meta, trainer.unit = dict(meta or {}), unit
     if run_dir is not None:

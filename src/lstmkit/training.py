@@ -168,6 +168,7 @@ class Trainer:
         self.comm = comm if comm is not None else Comm()
         self.sync = GradSync(model.parameters(), self.comm) if self.comm.size > 1 else None
         self.share = 1.0               # this rank's part of the step's loss terms (set by batch_loss)
+        self.update = True             # whether this step updates the model (set by batch_loss)
         self._stop_local = self._stop_any = False
         self._clock = time.perf_counter()   # when ``elapsed`` was last brought up to date
 
@@ -285,6 +286,7 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = g["initial_lr"] * factor
         self.opt.zero_grad()
+        self.update = True                       # batch_loss may say this step has nothing to learn from
         loss = self.batch_loss()
         if self.sync is not None:                # every rank: the whole batch's gradient, and decisions in common
             now = time.perf_counter()
@@ -294,6 +296,10 @@ class Trainer:
             if bad:
                 return float("nan")
         if not math.isfinite(loss):
+            return loss
+        if not self.update:                      # (counted as a step, the model unchanged)
+            self.step += 1
+            self.advance()
             return loss
         if self.tcfg.clip is not None and not math.isfinite(clip_grad_norm_(self.model.parameters(),
                                                                              self.tcfg.clip)):

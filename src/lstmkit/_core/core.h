@@ -61,6 +61,10 @@ typedef struct {
     void *ms;                         /* proj kinds: (T, B, H) m_t, which h_t projects */
     void *saved;                      /* kinds that save rows: (T, B, saved·H + 4), their record for the backward */
     const void *rmask;                /* optional (B, P): recurrent dropout's mask on h_{t-1} where it enters W_hh */
+    void *h_raw, *c_raw;              /* zoneout (not proj kinds): (T, B, H) the step's own h̃_t, c̃_t (cell kinds), kept
+                                         for the backward; then hs, cs hold h_t = d ⊙ h_{t-1} + (1 − d) ⊙ h̃_t, ... */
+    const void *zh, *zc;              /* zoneout: (T, B, H) each step's d for h, for c; or NULL: d = zh_p, zc_p */
+    double zh_p, zc_p;
     int failed;                       /* out: set when a thread could not get memory */
 } LkForward;
 
@@ -90,6 +94,9 @@ typedef struct {
     void *dh_all;                     /* proj kinds, out (T, B, P): all of dL/dh_t (W_hr's gradient is Σ dh_tᵀ m_t) */
     const void *saved;                /* kinds that save rows: what the forward saved */
     const void *rmask;                /* optional (B, P): the forward's recurrent-dropout mask */
+    const void *h_raw, *c_raw;        /* zoneout: the forward's (its hs, cs are the zoned states) */
+    const void *zh, *zc;
+    double zh_p, zc_p;
     int failed;                       /* out: set when a thread could not get memory */
     void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
 } LkBackward;

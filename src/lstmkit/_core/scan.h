@@ -32,6 +32,25 @@ static void FN(gate_rows)(long *rows, int N, int n, int H, int u0, long stride) 
     for (int c = 0; c < N; c++) rows[c] = ((long)(c / n) * H + u0 + c % n) * stride;
 }
 
+/* Zoneout's d for the state element e of the (T, B, H) arrays: the drawn mask's, or the eval-mode probability. */
+static inline REAL FN(zone_d)(const void *z, double p, long e) { return z ? ((const REAL *)z)[e] : (REAL)p; }
+
+/* Zoneout, after step t's row b (units [off, off + n)): h_t = d ⊙ h_{t-1} + (1 − d) ⊙ h̃_t (and y), c_t alike. */
+static void FN(zone_row)(const LkForward *s, int t, int b, int off, int n) {
+    const long o = ((long)t * s->B + b) * s->H + off, o1 = o + (long)s->B * s->H;
+    REAL *hs = s->hs, *cs = s->cs, *y = s->y ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
+    const REAL *hr = (const REAL *)s->h_raw + o, *cr = s->c_raw ? (const REAL *)s->c_raw + o : NULL;
+    for (int j = 0; j < n; j++) {
+        const REAL d = FN(zone_d)(s->zh, s->zh_p, o + j), h = d * hs[o + j] + (1 - d) * hr[j];
+        hs[o1 + j] = h;
+        if (y) y[j] = h;
+        if (cr) {
+            const REAL dc = FN(zone_d)(s->zc, s->zc_p, o + j);
+            cs[o1 + j] = dc * cs[o + j] + (1 - dc) * cr[j];
+        }
+    }
+}
+
 /* Step t's rows [b0, b1) (units [off, off + q->n); the products' row b − b0) through the kind's forward ``step``:
  * a constant in each case of fwd_rows' switch, which inlines this, so each kind gets a loop of its own and no row
  * dispatches. */
@@ -42,6 +61,7 @@ static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForwar
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, proj = kind->proj;
     const long saved_w = (long)kind->saved * H + 4;
+    const int zone = s->h_raw != NULL;               /* zoneout: the step writes h̃, c̃ apart; zone_row mixes */
     REAL *gates = s->gates, *hs = s->hs, *cs = s->cs;
     for (int b = b0; b < b1; b++) {
         const long o = ((long)t * B + b) * H + off, o1 = o + (long)B * H;   /* (t, b, u0), (t + 1, b, u0) */
@@ -50,13 +70,14 @@ static inline __attribute__((always_inline)) void FN(fwd_rows_of)(const LkForwar
         q->prod_x = prod_x ? prod_x + (long)(b - b0) * ld : NULL;
         q->saved = s->saved ? (REAL *)s->saved + ((long)t * B + b) * saved_w : NULL;
         q->h_prev = proj ? NULL : hs + o;            /* proj kinds: the step writes m_t; the scan projects it */
-        q->h = proj ? (REAL *)s->ms + o : hs + o1;
+        q->h = proj ? (REAL *)s->ms + o : zone ? (REAL *)s->h_raw + o : hs + o1;
         q->c_prev = cs ? cs + o : NULL;
-        q->c = cs ? cs + o1 : NULL;
+        q->c = cs ? (zone ? (REAL *)s->c_raw + o : cs + o1) : NULL;
         q->tanh_c = s->tanh_cs ? (REAL *)s->tanh_cs + o : NULL;
         q->hproj = s->hproj ? (REAL *)s->hproj + o : NULL;
-        q->y = s->y && !proj ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
+        q->y = s->y && !proj && !zone ? (REAL *)s->y + t * s->y_t + b * s->y_b + off : NULL;
         step(q);
+        if (zone) FN(zone_row)(s, t, b, off, q->n);
     }
 }
 
@@ -155,7 +176,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
  * dh_rec (B, n) of its units (plus ``carry`` for kinds without a cell) and its columns of dx_t, summed over every
  * thread's shares. */
 static void FN(direct_back)(LkBackward *s, int tid, int nth, int t, int u0, int n, REAL *mine, REAL *dh_rec,
-                            const REAL *carry) {
+                            const REAL *carry, const REAL *bypass) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, G = kind->gates, GH = G * H, I = s->I, HI = H + I;
     const REAL *dp = (const REAL *)s->dpre_x + (long)t * B * GH;
@@ -174,7 +195,8 @@ static void FN(direct_back)(LkBackward *s, int tid, int nth, int t, int u0, int 
             REAL v = 0;
             for (int y = 0; y < nth; y++) v += ((const REAL *)s->shares[y])[par + (long)b * HI + u0 + j];
             if (s->rmask) v *= ((const REAL *)s->rmask)[(long)b * H + u0 + j];      /* (recurrent dropout) */
-            dh_rec[(long)b * n + j] = v + (kind->cell ? 0 : carry[(long)b * n + j]);
+            dh_rec[(long)b * n + j] =
+                v + (kind->cell ? 0 : carry[(long)b * n + j]) + (bypass ? bypass[(long)b * n + j] : 0);
         }
         if (s->dx)
             for (int c = x0; c < x1; c++) {
@@ -197,7 +219,9 @@ typedef struct {
     REAL *packed_x, *prod_x;     /* W_ih's columns [x0, x1), packed; their product row by row */
     REAL *shares;                /* small batches: (2, B, H + I), this thread's shares of dh_{t-1} and dx_t */
     REAL *dh_rec, *carry;        /* (B, n): see cells.h (proj kinds: dh_rec holds dL/dm_t) */
-    REAL *zeros;                 /* proj kinds: (n,) zeros, the step's dh_out (dL/dm_t is all in dh_rec) */
+    REAL *zeros;                 /* proj kinds, zoneout: (n,) zeros, the step's dh_out (the gradient is all in dh_rec) */
+    REAL *bypass, *c_bypass;     /* zoneout: (nb, n) the part of dL/dh_{t-1} that skips the step, dL/dh_t ⊙ d;
+                                    (n,) c's, one row at a time */
     REAL *sums;                  /* db_x (G·H), db_h (G·H), d_extra (extra rows · H), one after the other: */
     REAL *db_x, *db_h, *d_extra; /* running sums over steps and this thread's rows (all units; whole kinds add
                                     every thread's at the end, the others write their own units) */
@@ -232,12 +256,15 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     k->cols = malloc(sizeof(long) * (size_t)((most > k->r.N ? most : k->r.N) + 1));
     k->dh_rec = FN(alloc)((long)nb * k->n);
     k->carry = FN(alloc)((long)nb * k->n);
-    k->zeros = kind->proj ? calloc((size_t)k->n + 1, sizeof(REAL)) : NULL;
+    const int zone = s->h_raw != NULL;
+    k->zeros = kind->proj || zone ? calloc((size_t)k->n + 1, sizeof(REAL)) : NULL;
+    k->bypass = zone ? calloc((size_t)nb * k->n + 1, sizeof(REAL)) : NULL;
+    k->c_bypass = zone ? calloc((size_t)k->n + 1, sizeof(REAL)) : NULL;
     k->db_x = k->sums;
     k->db_h = k->sums ? k->sums + GH : NULL;
     k->d_extra = k->sums ? k->sums + 2 * GH : NULL;
     if (!k->p.ok || !k->r.ok || !k->cols || !k->dh_rec || !k->carry || !k->sums ||
-        (kind->proj && !k->zeros) ||
+        ((kind->proj || zone) && !k->zeros) || (zone && (!k->bypass || !k->c_bypass)) ||
         (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares))
         s->failed = 1;
     lk_barrier(nth);
@@ -277,10 +304,11 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
             }
         const long o = ((long)t * B + b) * H + u0, o1 = o + (long)B * H, og = ((long)t * B + b) * GH + u0;
         q.gates = (const REAL *)s->gates + og;
+        const int zone = s->h_raw != NULL;           /* zoneout: the kind reads its own h̃, c̃ */
         q.h_prev = hs ? hs + o : NULL;
-        q.h = hs ? hs + o1 : NULL;
+        q.h = zone ? (const REAL *)s->h_raw + o : hs ? hs + o1 : NULL;
         q.c_prev = cs ? cs + o : NULL;
-        q.c = cs ? cs + o1 : NULL;
+        q.c = cs ? (zone ? (const REAL *)s->c_raw + o : cs + o1) : NULL;
         q.tanh_c = s->tanh_cs ? (const REAL *)s->tanh_cs + o : NULL;
         q.hproj = s->hproj ? (const REAL *)s->hproj + o : NULL;
         q.saved = s->saved ? (const REAL *)s->saved + ((long)t * B + b) * saved_w : NULL;
@@ -289,7 +317,23 @@ static inline __attribute__((always_inline)) void FN(back_rows_of)(const LkBackw
         q.carry = car;
         q.dpre_x = dpre_x + og;
         q.dpre_h = dpre_h + og;
+        if (zone) {                                  /* dL/dh_t splits: ⊙ (1 − d) into the step, ⊙ d past it */
+            REAL *by = k->bypass + (long)(b - k->b0) * n;
+            for (int j = 0; j < n; j++) {
+                const REAL d = FN(zone_d)(s->zh, s->zh_p, o + j), dh = q.dh_out[j] + dhr[j];
+                by[j] = dh * d;
+                dhr[j] = dh * (1 - d);
+                if (kind->cell) {
+                    const REAL dc = FN(zone_d)(s->zc, s->zc_p, o + j);
+                    k->c_bypass[j] = car[j] * dc;
+                    car[j] *= 1 - dc;
+                }
+            }
+            q.dh_out = k->zeros;
+        }
         step(&q);
+        if (zone && kind->cell)
+            for (int j = 0; j < n; j++) car[j] += k->c_bypass[j];
     }
 }
 
@@ -352,7 +396,8 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
         const REAL *m = s->rmask ? (const REAL *)s->rmask + (long)(b0 + b) * s->H + k->p.u0 : NULL;
         for (int j = 0; j < n; j++)                  /* (recurrent dropout masks what came through W_hh) */
             k->dh_rec[(long)b * n + j] = k->p.prod[(long)b * k->p.Npad + j] * (m ? m[j] : 1) +
-                                         (kind->cell ? 0 : k->carry[(long)b * n + j]);
+                                         (kind->cell ? 0 : k->carry[(long)b * n + j]) +
+                                         (k->bypass ? k->bypass[(long)b * n + j] : 0);   /* (zoneout) */
     }
 }
 
@@ -405,6 +450,8 @@ static void FN(back_free)(FN(Back) *k) {
     free(k->prod_x);
     free(k->cols);
     free(k->zeros);
+    free(k->bypass);
+    free(k->c_bypass);
     FN(unslice)(&k->p);
     FN(unslice)(&k->r);
 }
@@ -424,7 +471,7 @@ static void FN(backward_job)(void *arg, int tid, int nth) {
         if (proj) FN(proj_dm)(s, &k, t);
         FN(back_rows)(s, &k, t);
         if (s->direct) {                             /* (meets the others at the step's barrier inside) */
-            FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry);
+            FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry, k.bypass);
             continue;
         }
         if (!whole) lk_barrier(nth);                 /* every unit's pre-activation gradient of step t is written */

@@ -3,7 +3,7 @@
 The loop itself (budget, schedule, progress bar, checkpoints, resume, Ctrl-C,
 NaN stop, history and plot) is ``lstmkit.training.Trainer``; this module adds
 only what is special to text: the vocabulary, B parallel streams cut into
-truncated-BPTT windows, the LSTM state carried from one window to the next,
+truncated-BPTT windows, the LSTM state carried from one window to the next (``lstmkit.tbptt``, as ``fit``),
 and losses in bits per character. A run directory holds::
 
     latest.npz    everything needed to continue: weights, AdamW moments, step, data
@@ -37,6 +37,7 @@ from ..losses import CrossEntropyLoss
 from ..models.charlm import CharLM, CharLMConfig
 from ..optim import AdamW, decay_groups
 from ..runs import RunError, check_run_dir, run_file
+from ..tbptt import StateCarry
 
 FORMAT = "lstmkit-charlm"
 VERSION = 1
@@ -213,8 +214,7 @@ class Trainer(training.Trainer):
         self._own_dropout()
         self.loss_fn = CrossEntropyLoss()
         self.window = 0               # next window within the pass
-        self.state_hc: tuple[np.ndarray, np.ndarray] | None = None    # carried (h, c), each (layers, B, H)
-        self._next_hc: tuple[np.ndarray, np.ndarray] | None = None
+        self.carry = StateCarry(model.rnn)    # the LSTM's (h, c), each (layers, B, H), carried window to window
 
     # -- construction -----------------------------------------------------------
 
@@ -276,20 +276,21 @@ class Trainer(training.Trainer):
     # -- what the shared loop asks of the char LM --------------------------------
 
     def batch_loss(self) -> float:
-        """Forward, loss (nats/char) and backward on the current window; the new state waits for ``advance``."""
+        """Forward from the carried state, loss (nats/char) and backward on the current window."""
         x, y = self.windows.window(self.window)                     # (B, T) each
         x, y = x[self.mine], y[self.mine]                           # this rank's streams (all, on one process)
-        logits, self._next_hc = self.model.forward(x, self.state_hc)   # (B, T, V)
+        with self.carry.active():
+            logits, _ = self.model.forward(x)                       # (B, T, V)
         loss = float(self.loss_fn(logits, y))
         if math.isfinite(loss):
             self.model.backward(self.loss_fn.backward())
         return loss
 
     def advance(self) -> None:
-        self.state_hc = self._next_hc
         self.window += 1
         if self.window == len(self.windows):                        # a new pass starts from zero state
-            self.window, self.state_hc = 0, None
+            self.window = 0
+            self.carry.reset()
             self.epoch += 1
 
     def validate(self) -> dict[str, float]:
@@ -305,17 +306,18 @@ class Trainer(training.Trainer):
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
         """The carried state of every stream (gathered from the ranks), so any number of ranks can resume."""
-        arrays = {} if self.state_hc is None else {"state/h": self.comm.allgather(self.state_hc[0], axis=1),
-                                                   "state/c": self.comm.allgather(self.state_hc[1], axis=1)}
+        arrays = {name.replace("carry/0", "state"): self.comm.allgather(a, axis=1)
+                  for name, a in self.carry.arrays().items()}                 # state/h, state/c
         return arrays, {"window": self.window}, {"source": self.source, "text_sha256": self.text_sha}
 
     def load_state(self, arrays: dict[str, np.ndarray], position: dict[str, Any], meta: dict[str, Any]) -> None:
         self.window = position["window"]
-        self.state_hc = ((arrays["state/h"][:, self.mine], arrays["state/c"][:, self.mine]) if "state/h" in arrays
-                         else None)
+        self.carry.load({name.replace("state", "carry/0"): a[:, self.mine] for name, a in arrays.items()
+                         if name in ("state/h", "state/c")})
         self._own_dropout()
         if self.window >= len(self.windows):             # a different (shorter) text: start a new pass
-            self.window, self.state_hc = 0, None
+            self.window = 0
+            self.carry.reset()
 
     def save_best(self, path: Path, metrics: dict[str, float]) -> None:
         save_weights(path, self.model, self.vocab, {"step": self.step, "val_loss": metrics["val_loss"],

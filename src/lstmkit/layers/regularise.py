@@ -9,6 +9,10 @@ each a fraction p in [0, 1) that is 0 (off) by default; in training only, never 
 ``weight_drop``        DropConnect on W_hh (Wan et al. 2013; AWD-LSTM's WeightDrop): one mask per batch on the
                        weights' elements, the kept ones scaled by 1 / (1 − p); the gradient reaches the kept
                        weights only.
+``zoneout``            zoneout on h (Krueger et al. 2016, ``zoneout.py``): each unit keeps its previous value with
+                       probability p, a fresh draw every step; in eval mode h_t = p·h_{t−1} + (1 − p)·h̃_t, so
+                       unlike the others it also acts in eval mode (as its deterministic form).
+``zoneout_cell``       the same on the cell state c (kinds with one).
 
 (``dropout``, between stacked layers with a fresh mask per element, is PyTorch's and stays as it was.) The masks
 come from the layer's generator (``rng``, else lstmkit's global one), so a seeded run draws the same ones.
@@ -32,6 +36,8 @@ class Regularisers:
     output_dropout: float = 0.0
     recurrent_dropout: float = 0.0
     weight_drop: float = 0.0
+    zoneout: float = 0.0
+    zoneout_cell: float = 0.0
 
     @classmethod
     def of(cls, layer: str, options: dict[str, Any]) -> Regularisers:
@@ -44,6 +50,13 @@ class Regularisers:
             if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0 <= value < 1:
                 raise ValueError(f"{layer}: {name} must be a fraction in [0, 1), got {value!r}")
         return cls(**{name: float(v) for name, v in options.items()})
+
+    def check_kind(self, layer: str, has_cell: bool, projected: bool) -> None:
+        """Zoneout where the kind cannot have it is a ValueError naming the layer and the option."""
+        if self.zoneout_cell and not has_cell:
+            raise ValueError(f"{layer}: zoneout_cell needs a cell state, and {layer} has none (use zoneout)")
+        if projected and (self.zoneout or self.zoneout_cell):
+            raise ValueError(f"{layer}: zoneout is not supported with proj_size (the state is a projection)")
 
     def config(self) -> dict[str, float]:
         """The regularisers that are on, for the layer's config (a layer without any writes none)."""

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from .. import compiled
+from . import zoneout
 from .scan import DirectionRecord, StackRecord
 
 
@@ -117,11 +118,14 @@ class StackBackward:
         w = self._weights(k, d, ent.wmask)
         if core:                                  # the compiled scan also forms dinp = dxp_t · W_ih as it goes
             dinp = into if into is not None else ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
-            grads = compiled.scan_backward(self.kernel, ent.scan, w, dys, inject, ws, dinp, ent.rmask)
+            grads = compiled.scan_backward(self.kernel, ent.scan, w, dys, inject, ws, dinp, ent.rmask, ent.zone)
         else:
             dinp = ws.empty("dinp", (T, B, w.w_ih.shape[1]), self.dtype)
-            grads = self.kernel.backward(ent.scan, w.w_hh, np.ascontiguousarray(dys, self.dtype), inject, ws, w.extra,
-                                         ent.rmask)
+            dys = np.ascontiguousarray(dys, self.dtype)
+            if ent.zone is not None:
+                grads = zoneout.backward(self.kernel, ent.scan, w.w_hh, dys, inject, ent.zone, w.extra, ent.rmask)
+            else:
+                grads = self.kernel.backward(ent.scan, w.w_hh, dys, inject, ws, w.extra, ent.rmask)
         dxp, dhp, dh0, dc0 = grads.d_xproj, grads.d_hproj, grads.dh0, grads.dc0
         for name, g in grads.extra.items():
             self.params[f"{name}_l{k}{sfx}"].grad += g

@@ -42,7 +42,7 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
-from . import regularise
+from . import regularise, zoneout
 from .base import Layer
 from .regularise import Regularisers
 from .rnn_backward import StackBackward
@@ -64,7 +64,9 @@ class _RNNBase(StackBackward, Layer):
 
     Parameters are named exactly as in PyTorch's ``state_dict``
     (``weight_ih_l{k}``, ``weight_hh_l{k}``, ``bias_ih_l{k}``, ``bias_hh_l{k}``,
-    with a ``_reverse`` suffix for the backward direction).
+    with a ``_reverse`` suffix for the backward direction). Every kind also takes the
+    regularisers of ``regularise.py`` as keyword options (``input_dropout``, ``output_dropout``,
+    ``recurrent_dropout``, ``weight_drop``, ``zoneout``, ``zoneout_cell``).
     """
 
     _name = "RNN"
@@ -81,6 +83,7 @@ class _RNNBase(StackBackward, Layer):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
         self.regularisers = Regularisers.of(name, regularisers or {})
+        self.regularisers.check_kind(name, kernel.has_cell, kernel.projection is not None)
         self.dtype = check_dtype_name(name, dtype)
         self.kernel = kernel
         self.gates = kernel.gates
@@ -106,6 +109,7 @@ class _RNNBase(StackBackward, Layer):
                     self.params[key] = Parameter(value, key)
         self.state_size, self.cell_size = self.shapes[-1].h, self.shapes[-1].c   # h and c of every layer
         self.initial_state_grad: Any = None
+        self.carrying, self.carried = False, None          # truncated BPTT (lstmkit.tbptt): the state carried over
         self._record: StackRecord | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
         self._row_scale = None if kernel.row_scale is None else \
@@ -282,6 +286,8 @@ class _RNNBase(StackBackward, Layer):
         if T == 0 or B == 0:
             raise ValueError(f"{name}: expected a non-empty batch of shape (B, T, {self.input_size}), got {x.shape}")
         lengths = self._check_lengths(lengths, B, T)
+        if state is None and self.carrying:                 # truncated BPTT: the previous window's final state
+            state = self.carried
         h0, c0 = self._check_state(state, B)
         H, D = self.state_size, self.num_directions                          # H: units of h
         rev = mask = last = None
@@ -309,6 +315,8 @@ class _RNNBase(StackBackward, Layer):
                 y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
                 inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
         self._record = rec
+        if self.carrying:                                   # (a copy: no gradient flows back through it)
+            self.carried = (h_n.copy(), c_n.copy()) if self._has_cell else h_n.copy()
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         if rec.y_mask is not None:
             y *= rec.y_mask
@@ -327,7 +335,7 @@ class _RNNBase(StackBackward, Layer):
         final: where (h_n, c_n) go. Returns the output (T, B, D·h)."""
         D, H = self.num_directions, self.state_size
         out = None if D == 1 else self._ws_for(k, 0).empty("out", (rec.T, rec.B, D * H), self.dtype)
-        masks = [self._scan_masks(k, d, rec.B) for d in range(D)]      # drawn here, in order, not on two threads
+        masks = [self._scan_masks(k, d, rec.B, rec.T) for d in range(D)]   # drawn here, in order, not on two threads
         run = functools.partial(self._direction_forward, rec, k, inp, init, final, out, y_k, masks)
         dirs = self._directions(run, rec.B, rec.core)
         if out is None:
@@ -343,15 +351,18 @@ class _RNNBase(StackBackward, Layer):
 
     def _direction_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
                            final: tuple[np.ndarray, np.ndarray | None], out: np.ndarray | None, y_k: np.ndarray | None,
-                           masks: list[tuple[np.ndarray | None, np.ndarray | None]], d: int) -> DirectionRecord:
+                           masks: list[tuple[Any, ...]], d: int) -> DirectionRecord:
         """Direction d of layer k: its scan (with the recurrent-dropout and weight-drop masks[d], or None), its final
         state into ``final``, its h_1..h_T into its half of ``out`` (two directions), in the input's time order."""
         (h0, c0), (h_n, c_n) = init, final
-        (rmask, wmask), s, H, T, B = masks[d], k * self.num_directions + d, self.state_size, rec.T, rec.B
+        (rmask, wmask, zone), s, H, T, B = masks[d], k * self.num_directions + d, self.state_size, rec.T, rec.B
         inp_d = inp if d == 0 else self._reverse(inp, rec.rev)
         ws, w, c0_s = self._ws_for(k, d), self._weights(k, d, wmask), None if c0 is None else c0[s]
         if rec.core:                         # the compiled scan also writes h_1..h_T into y_k (the top layer's output)
-            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k, rmask)
+            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k, rmask, zone)
+        elif zone is not None:               # the kind's own scan a step at a time, zoned between steps
+            scan = zoneout.forward(lambda x_t, h, c, ws_t: self._numpy_scan(w, x_t, h, c, ws_t, rmask), inp_d, h0[s],
+                                   c0_s, zone)
         else:
             scan = self._numpy_scan(w, inp_d, h0[s], c0_s, ws, rmask)
         h_n[s] = scan.hs[T] if rec.last is None else scan.hs[rec.last + 1, np.arange(B)]
@@ -359,11 +370,13 @@ class _RNNBase(StackBackward, Layer):
             c_n[s] = scan.cs[T] if rec.last is None else scan.cs[rec.last + 1, np.arange(B)]
         if out is not None:
             out[:, :, d * H:(d + 1) * H] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
-        return DirectionRecord(inp_d, scan, rmask, wmask)
+        return DirectionRecord(inp_d, scan, rmask, wmask, zone)
 
-    def _scan_masks(self, k: int, d: int, B: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """In training, layer k direction d's recurrent-dropout mask (B, h) and weight-drop mask (W_hh's shape),
-        each None when its regulariser is off; (None, None) in eval mode."""
-        rng, reg = get_rng(self.rng) if self.training else None, self.regularisers
-        return (regularise.mask(rng, (B, self.shapes[k].h), reg.recurrent_dropout, self.dtype),
-                regularise.mask(rng, self.shapes[k].params["weight_hh"], reg.weight_drop, self.dtype))
+    def _scan_masks(self, k: int, d: int, B: int, T: int) -> tuple[Any, ...]:
+        """Layer k direction d's recurrent-dropout mask (B, h), weight-drop mask (W_hh's shape) and zoneout
+        (``zoneout.Zone``): each None when its regulariser is off; in eval mode the first two are None and zoneout
+        is its deterministic form."""
+        rng, reg, shapes = get_rng(self.rng) if self.training else None, self.regularisers, self.shapes[k]
+        return (regularise.mask(rng, (B, shapes.h), reg.recurrent_dropout, self.dtype),
+                regularise.mask(rng, shapes.params["weight_hh"], reg.weight_drop, self.dtype),
+                zoneout.draw(rng, T, B, shapes.h, shapes.c, reg.zoneout, reg.zoneout_cell, self.dtype))

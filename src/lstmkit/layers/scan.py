@@ -178,6 +178,7 @@ class DirectionRecord:
     scan: ScanRecord
     rmask: np.ndarray | None = None
     wmask: np.ndarray | None = None
+    zone: Any = None                     # zoneout.Zone, or None
 
 
 @dataclass
