@@ -106,3 +106,13 @@ def test_input_dropout_masks_the_embeddings_in_training_only_and_backward_uses_t
     np.testing.assert_array_equal(seen["dembed"], seen["dx"] * mask)             # the same mask, backwards
     with pytest.raises(ValueError, match="input_dropout must be in"):
         CharLM(CharLMConfig(vocab_size=7, input_dropout=-0.1))
+
+
+def test_the_char_lm_takes_awd_regularisers_and_files_from_before_have_none():
+    """--weight-drop and --recurrent-dropout reach the LSTM; a model file written before they existed (no such
+    keys) loads with them off, whatever the defaults are now."""
+    from lstmkit.layers.regularise import Regularisers
+    m = CharLM(CharLMConfig(vocab_size=5, embed=3, hidden=4, weight_drop=0.3, recurrent_dropout=0.2))
+    assert (m.rnn.regularisers.weight_drop, m.rnn.regularisers.recurrent_dropout) == (0.3, 0.2)
+    old = CharLM.from_config({"vocab_size": 5, "embed": 3, "hidden": 4, "layers": 1, "dtype": "float32"})
+    assert old.rnn.regularisers == Regularisers()

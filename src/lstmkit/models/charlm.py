@@ -33,6 +33,8 @@ class CharLMConfig:
     dropout: float = 0.35         # between LSTM layers
     output_dropout: float = 0.35  # on the top layer's output, before the head
     input_dropout: float = 0.2    # on the embeddings, before the first layer
+    weight_drop: float = 0.0      # DropConnect on each layer's W_hh (AWD-LSTM; lstmkit.layers.regularise)
+    recurrent_dropout: float = 0.0   # a mask per stream on h_{t-1} where it enters W_hh
     dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
@@ -45,7 +47,9 @@ class CharLM(Model):
     def __init__(self, cfg: CharLMConfig, rng: np.random.Generator | None = None) -> None:
         self.cfg = cfg
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
-        self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng)
+        regularisers = {k: getattr(cfg, k) for k in ("weight_drop", "recurrent_dropout") if getattr(cfg, k)}
+        self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng,
+                        **regularisers)
         self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
         for name in ("output_dropout", "input_dropout"):
             if not 0 <= getattr(cfg, name) < 1:
@@ -61,7 +65,8 @@ class CharLM(Model):
         known = {f.name for f in fields(CharLMConfig)}
         given = {k: v for k, v in config.items() if k in known}
         # a file that names no dropout of a kind was saved before that kind existed, and trained without it
-        given = {"dropout": 0.0, "output_dropout": 0.0, "input_dropout": 0.0, **given}
+        given = {"dropout": 0.0, "output_dropout": 0.0, "input_dropout": 0.0, "weight_drop": 0.0,
+                 "recurrent_dropout": 0.0, **given}
         return cls(CharLMConfig(**given), rng=config.get("rng"))
 
     def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
