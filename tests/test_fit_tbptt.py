@@ -130,3 +130,32 @@ def test_a_model_without_a_recurrent_layer_is_refused():
     model = lk.Sequential(lk.TimeDistributed(lk.Dense(2, 3, dtype="float64")))
     with pytest.raises(ValueError, match=r"fit\(tbptt=...\): the model has no recurrent layer"):
         lk.fit(model, x, y, tbptt=2, progress=False)
+
+
+def _kept_bytes(layer: lk.LSTM) -> int:
+    """What the last forward keeps for the backward: every array of every layer and direction's scan record."""
+    seen, total = set(), 0
+    for ly in layer._record.layers:
+        for ent in ly.dirs:
+            s = ent.scan
+            for a in (s.hs, s.gates, s.cs, *s.aux.values()):
+                if a is not None and id(a) not in seen:
+                    seen.add(id(a))
+                    total += a.nbytes
+    return total
+
+
+@pytest.mark.parametrize("kernel", ["", "numpy"])
+def test_full_bptt_keeps_what_the_guide_says_and_tbptt_a_window_of_it(kernel, monkeypatch):
+    """The guide's "Long sequences": per step, layer and direction, the four gates, c_t, tanh c_t and h_t — 7·H
+    numbers (issue 34, item 8). fit(tbptt=K) keeps K steps' worth, whatever T is."""
+    monkeypatch.setenv("LSTMKIT_KERNEL", kernel)
+    B, T, H = 4, 60, 16
+    layer = lk.LSTM(2, H, num_layers=2, bidirectional=True, return_sequences=True)
+    layer.forward(np.zeros((B, T, 2), np.float32))
+    per_step = 7 * H * B * 4 * 2 * 2                       # float32; 2 layers x 2 directions
+    assert per_step * T <= _kept_bytes(layer) <= per_step * (T + 2)
+    model = lk.Sequential(layer, lk.TimeDistributed(lk.Dense(2 * H, 3)))
+    lk.fit(model, np.zeros((B, T, 2), np.float32), np.zeros((B, T), np.int64), batch_size=B, steps=1, tbptt=10,
+           progress=False)
+    assert layer._record.T == 10 and _kept_bytes(layer) <= per_step * 12
