@@ -53,6 +53,7 @@ from .modelfile import ModelFileError, load_model, load_optimizer, save_model
 from .models import Model, Sequential
 from .parameter import Parameter
 from .random import get_rng, manual_seed
+from .streaming import Stream
 
 __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "evaluate", "predict",
            "Dense", "Activation", "Dropout", "Flatten", "Embedding",
@@ -62,6 +63,6 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
-           "init", "tbptt",
+           "init", "tbptt", "Stream",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
            "gradcheck", "GradcheckReport", "GradcheckError"]

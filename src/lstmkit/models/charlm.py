@@ -17,6 +17,7 @@ from ..decoding import sample_logits
 from ..functional import dropout_mask
 from ..layers import LSTM, Dense, Embedding
 from ..random import get_rng
+from ..streaming import Stream
 from .model import Model
 
 
@@ -102,8 +103,9 @@ class CharLM(Model):
                              f"{self.cfg.vocab_size}")
         was_training = self.training
         self.eval()
+        stream = Stream(self)                                       # the LSTM's state carried call to call
         try:
-            logits, state = self.forward(vocab.encode(prompt, what="prompt")[None])     # prime: (1, P, V)
+            logits, _ = stream(vocab.encode(prompt, what="prompt")[None])     # prime: (1, P, V)
             out = []
             for _ in range(length):
                 nxt = int(sample_logits(logits[0, -1], rng, temperature, top_k))
@@ -111,7 +113,7 @@ class CharLM(Model):
                 out.append(ch)
                 if on_char is not None:
                     on_char(ch)
-                logits, state = self.forward(np.array([[nxt]]), state)                 # one step: (1, 1, V)
+                logits, _ = stream(np.array([[nxt]]))                           # one step: (1, 1, V)
         finally:
             self.train(was_training)
         return "".join(out)
