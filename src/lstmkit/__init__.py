@@ -48,6 +48,7 @@ from .layers import (
                      SimpleRNNCell,
                      TimeDistributed,
 )
+from .layers.inference import inference
 from .losses import CrossEntropyLoss, MSELoss
 from .modelfile import ModelFileError, load_model, load_optimizer, save_model
 from .models import Model, Sequential
@@ -63,6 +64,6 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
-           "init", "tbptt", "Stream",
+           "init", "tbptt", "Stream", "inference",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
            "gradcheck", "GradcheckReport", "GradcheckError"]

@@ -29,6 +29,7 @@ from .data.dataset import ArrayDataset, Prefetcher, unpack
 from .distributed import Comm, shard, world
 from .fit_data import as_dataset, fingerprint, tbptt_windows, training_data
 from .layers.base import Layer, takes_lengths
+from .layers.inference import inference
 from .losses import CrossEntropyLoss, MSELoss
 from .metrics import Metric, metric_fns
 from .optim import Adam, Optimizer
@@ -95,7 +96,7 @@ def _scan(model: Layer, data: Any, batches: list[np.ndarray], what: str, each: C
     model.eval()
     outs = []
     try:
-        with compiled.holding_blas():
+        with compiled.holding_blas(), inference():                 # (nothing kept for a backward)
             for k, idx in enumerate(batches):
                 x, y, lengths = _batch(model, data, idx, what, loader)
                 if loader is not None and k + 1 < len(batches):

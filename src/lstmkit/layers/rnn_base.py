@@ -42,7 +42,7 @@ from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
 from ..workspace import Workspace
-from . import regularise, zoneout
+from . import inference, regularise, zoneout
 from .base import Layer
 from .regularise import Regularisers
 from .rnn_backward import StackBackward
@@ -110,6 +110,7 @@ class _RNNBase(StackBackward, Layer):
         self.state_size, self.cell_size = self.shapes[-1].h, self.shapes[-1].c   # h and c of every layer
         self.initial_state_grad: Any = None
         self.carrying, self.carried = False, None          # truncated BPTT (lstmkit.tbptt): the state carried over
+        self._inferred = False                              # the last forward ran under lk.inference()
         self._record: StackRecord | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
         self._row_scale = None if kernel.row_scale is None else \
@@ -289,6 +290,27 @@ class _RNNBase(StackBackward, Layer):
         if state is None and self.carrying:                 # truncated BPTT: the previous window's final state
             state = self.carried
         h0, c0 = self._check_state(state, B)
+        if inference.chunked(self, T):                      # lk.inference(): a chunk at a time, nothing kept
+            y, h_n, c_n = inference.forward_in_chunks(self, x, h0, c0, lengths)
+        else:
+            y, h_n, c_n = self._whole(x, h0, c0, lengths)
+        if self.carrying:                                   # (a copy: no gradient flows back through it)
+            self.carried = (h_n.copy(), c_n.copy()) if self._has_cell else h_n.copy()
+        D, H = self.num_directions, self.state_size
+        y_mask = None if self._record is None else self._record.y_mask
+        state_out = (h_n, c_n) if self._has_cell else h_n
+        if self.return_sequences is None:
+            return y, state_out
+        if self.return_sequences:
+            return y
+        last = h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
+        return last if y_mask is None else last * y_mask[:, 0]
+
+    def _whole(self, x: np.ndarray, h0: np.ndarray, c0: np.ndarray | None, lengths: np.ndarray | None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """The stack over all of x (B, T, I) from (h0, c0), checked -> (y (B, T, D·h) with output dropout applied,
+        h_n, c_n), the record kept for the backward."""
+        B, T, _ = x.shape
         H, D = self.state_size, self.num_directions                          # H: units of h
         rev = mask = last = None
         if lengths is not None:
@@ -314,19 +336,11 @@ class _RNNBase(StackBackward, Layer):
             for k in range(self.num_layers):
                 y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
                 inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
-        self._record = rec
-        if self.carrying:                                   # (a copy: no gradient flows back through it)
-            self.carried = (h_n.copy(), c_n.copy()) if self._has_cell else h_n.copy()
+        self._record, self._inferred = rec, False
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         if rec.y_mask is not None:
             y *= rec.y_mask
-        state_out = (h_n, c_n) if self._has_cell else h_n
-        if self.return_sequences is None:
-            return y, state_out
-        if self.return_sequences:
-            return y
-        last = h_n[-D:].transpose(1, 0, 2).reshape(B, D * H)
-        return last if rec.y_mask is None else last * rec.y_mask[:, 0]
+        return y, h_n, c_n
 
     def _layer_forward(self, rec: StackRecord, k: int, inp: np.ndarray, init: tuple[np.ndarray, np.ndarray | None],
                        final: tuple[np.ndarray, np.ndarray | None], y_k: np.ndarray | None) -> np.ndarray:
