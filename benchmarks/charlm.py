@@ -108,9 +108,16 @@ def speed_torch(steps: int = 20, warmup: int = 3) -> dict[str, object]:
             self.drop = torch.nn.Dropout(cfg.output_dropout)
             self.drop_in = torch.nn.Dropout(cfg.input_dropout)
             self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size)
+            self.weight_drop = cfg.weight_drop
 
         def forward(self, ids: Any, state: Any) -> Any:
-            h, state = self.rnn(self.drop_in(self.embed(ids)), state)
+            x = self.drop_in(self.embed(ids))
+            if self.weight_drop:                    # AWD-LSTM's WeightDrop: W_hh dropped once per batch, as lstmkit
+                params = {n: torch.nn.functional.dropout(p, self.weight_drop) if n.startswith("weight_hh") else p
+                          for n, p in self.rnn.named_parameters()}
+                h, state = torch.func.functional_call(self.rnn, params, (x, state))
+            else:
+                h, state = self.rnn(x, state)
             return self.head(self.drop(h)), state
 
     t, windows, cfg = _setup()
