@@ -15,6 +15,7 @@ from . import (
                      init,
                      inspect,
                      models,
+                     onnx,
                      optim,
                      tbptt,
                      training,
@@ -64,6 +65,6 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "Bidirectional", "TimeDistributed", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool2D", "BatchNorm2D",
            "SLSTM", "ChildSumTreeLSTM",
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
-           "init", "tbptt", "Stream", "inference",
+           "init", "tbptt", "Stream", "inference", "onnx",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
            "gradcheck", "GradcheckReport", "GradcheckError"]
