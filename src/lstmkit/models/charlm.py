@@ -15,7 +15,7 @@ import numpy as np
 from ..data.text import Vocab
 from ..decoding import sample_logits
 from ..functional import dropout_mask
-from ..layers import LSTM, Dense, Embedding
+from ..layers import LSTM, Dense, Embedding, LayerNormLSTM
 from ..random import get_rng
 from ..streaming import Stream
 from .model import Model
@@ -36,6 +36,7 @@ class CharLMConfig:
     input_dropout: float = 0.2    # on the embeddings, before the first layer
     weight_drop: float = 0.0      # DropConnect on each layer's W_hh (AWD-LSTM; lstmkit.layers.regularise)
     recurrent_dropout: float = 0.0   # a mask per stream on h_{t-1} where it enters W_hh
+    cell: str = "lstm"            # "lstm", or "layer_norm" (lk.LayerNormLSTM)
     dtype: str = "float32"
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,8 +50,11 @@ class CharLM(Model):
         self.cfg = cfg
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
         regularisers = {k: getattr(cfg, k) for k in ("weight_drop", "recurrent_dropout") if getattr(cfg, k)}
-        self.rnn = LSTM(cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype, rng=rng,
-                        **regularisers)
+        cells = {"lstm": LSTM, "layer_norm": LayerNormLSTM}
+        if cfg.cell not in cells:
+            raise ValueError(f"CharLM: cell must be one of {', '.join(cells)}, got {cfg.cell!r}")
+        self.rnn = cells[cfg.cell](cfg.embed, cfg.hidden, num_layers=cfg.layers, dropout=cfg.dropout, dtype=cfg.dtype,
+                                   rng=rng, **regularisers)
         self.head = Dense(cfg.hidden, cfg.vocab_size, dtype=cfg.dtype, rng=rng)
         for name in ("output_dropout", "input_dropout"):
             if not 0 <= getattr(cfg, name) < 1:
@@ -67,7 +71,7 @@ class CharLM(Model):
         given = {k: v for k, v in config.items() if k in known}
         # a file that names no dropout of a kind was saved before that kind existed, and trained without it
         given = {"dropout": 0.0, "output_dropout": 0.0, "input_dropout": 0.0, "weight_drop": 0.0,
-                 "recurrent_dropout": 0.0, **given}
+                 "recurrent_dropout": 0.0, "cell": "lstm", **given}
         return cls(CharLMConfig(**given), rng=config.get("rng"))
 
     def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
