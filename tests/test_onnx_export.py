@@ -66,6 +66,27 @@ def test_per_step_layers_first_and_a_flatten(tmp_path):
     np.testing.assert_allclose(y, model.forward(x), rtol=1e-5, atol=1e-5)
 
 
+def test_images_and_the_video_model(tmp_path):
+    """Conv2D ("same" with stride and dilation, explicit padding), pooling with padding, BatchNorm2D's running
+    statistics, the global mean; and lk.models.CNNLSTM over clips with T left open."""
+    net = lk.Sequential(lk.Conv2D(3, 4, 3, stride=2, padding="same"), lk.Activation("relu"),
+                        lk.Conv2D(4, 5, 3, padding=1, dilation=2), lk.BatchNorm2D(5), lk.AvgPool2D(3, 2, padding=1),
+                        lk.MaxPool2D(2, padding=1), lk.GlobalAvgPool2D(), lk.Dense(5, 2))
+    _randomise(net, 10)
+    g = np.random.default_rng(11)
+    net.train()
+    net.forward(g.standard_normal((6, 11, 9, 3)).astype(np.float32))   # running statistics of their own
+    net.eval()
+    x = g.standard_normal((2, 11, 9, 3)).astype(np.float32)
+    (y,) = _run(export(net, tmp_path / "net.onnx", input_shape=(11, 9, 3)), x=x)
+    np.testing.assert_allclose(y, net.forward(x), rtol=1e-5, atol=1e-5)
+    video = lk.models.CNNLSTM(3, size=16, conv_channels=(4, 6), features=8, hidden=5, rng=np.random.default_rng(0))
+    video.eval()
+    clips = g.standard_normal((2, 4, 16, 16, 3)).astype(np.float32)
+    (y,) = _run(export(video, tmp_path / "video.onnx", input_shape=(None, 16, 16, 3)), x=clips)
+    np.testing.assert_allclose(y, video.forward(clips), rtol=1e-5, atol=1e-5)
+
+
 def test_the_char_lm_with_its_state_in_and_out(tmp_path):
     model = lk.models.CharLM(lk.models.CharLMConfig(vocab_size=7, embed=4, hidden=6, layers=2))
     _randomise(model, 4)
@@ -84,8 +105,9 @@ def test_what_has_no_onnx_form_is_refused_by_name(tmp_path):
     for layer, message in ((lk.LSTM(3, 4, proj_size=2), "LSTM with proj_size has no ONNX operator"),
                            (lk.LayerNormLSTM(3, 4), "LayerNormLSTM has no ONNX operator"),
                            (lk.GRU(3, 4, zoneout=0.1), "GRU with zoneout"),
-                           (lk.Sequential(lk.LSTM(3, 4, return_sequences=True), lk.BatchNorm2D(4)),
-                            "BatchNorm2D has no ONNX form here")):
+                           (lk.Sequential(lk.LSTM(3, 4, return_sequences=True), lk.Bidirectional(lk.GRU(4, 3))),
+                            "Bidirectional has no ONNX form here"),
+                           (lk.Sequential(lk.Conv2D(3, 4, 3)), "give input_shape")):
         with pytest.raises(ExportError, match=message):
             export(layer, tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()

@@ -6,14 +6,18 @@ outside lstmkit — in onnxruntime, for one. The graph is standard operators onl
   their gate blocks reordered (PyTorch's and lstmkit's i, f, g, o become ONNX's i, o, f, c; the GRU's r, z, n
   become z, r, h, with ``linear_before_reset`` as PyTorch's GRU), peepholes as the LSTM operator's P, ragged
   batches through ``sequence_lens`` (``lengths=True``: a graph input "lengths", int32 (B,));
-* Embedding (Gather), Dense and TimeDistributed(Dense) (MatMul + Add), Activation, Flatten; Dropout and the
-  recurrent layers' regularisers vanish (inference).
+* Embedding (Gather), Dense (MatMul + Add), Activation, Flatten; Dropout and the recurrent layers' regularisers
+  vanish (inference);
+* images (NHWC in lstmkit, NCHW in ONNX: each transposed around its operator): Conv2D (stride, dilation, "valid",
+  "same" as SAME_UPPER, explicit padding), MaxPool2D, AvgPool2D (zero padding counted, as lstmkit), GlobalAvgPool2D,
+  BatchNorm2D (its running statistics); TimeDistributed around any of these (B·T frames, reshaped back), so the
+  video model (``lk.models.CNNLSTM``) exports whole.
 
     lk.onnx.export(model, "model.onnx", input_size=12)            # x (B, T, 12) -> the model's output
     lk.onnx.export(charlm, "lm.onnx", states=True)                 # ids (B, T) -> logits, and the state in and out
 
-A layer with no ONNX form here (tree LSTMs, the projected or layer-normalised LSTM, zoneout's eval form, Conv2D
-and pooling for now) is refused by name; the CTC decoders stay in lstmkit and run on the exported model's output.
+A layer with no ONNX form here (tree LSTMs, the projected or layer-normalised LSTM, zoneout's eval form, a
+Bidirectional wrapper) is refused by name; the CTC decoders stay in lstmkit and run on the exported model's output.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from typing import Any
 import numpy as np
 
 from .layers.base import Layer
+from .layers.conv import Conv2D
 from .layers.core import Activation, Dense, Dropout, Embedding, Flatten
+from .layers.norm import BatchNorm2D
 from .layers.peephole import PeepholeLSTM
+from .layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .layers.recurrent import GRU, LSTM, SimpleRNN
 from .layers.rnn_base import _RNNBase
 from .layers.wrappers import TimeDistributed
@@ -142,6 +149,21 @@ def _layer(g: _Graph, layer: Layer, x: str, lengths: str, states: dict[str, str]
         return _recurrent(g, layer, x, lengths, states)
     if isinstance(layer, TimeDistributed) and isinstance(layer.layer, (Dense, Activation, Dropout)):
         return _layer(g, layer.layer, x, lengths, states)                   # (all act on the last axis)
+    if isinstance(layer, TimeDistributed):                                  # (B, T, ...) as B·T samples, and back
+        shape = g.one("Shape", [x])
+        frames = g.one("Reshape", [x, g.one("Concat", [g.const(np.array([-1], np.int64)),
+                                                       g.one("Slice", [shape, g.const(np.array([2], np.int64)),
+                                                                       g.const(np.array([2 ** 62], np.int64))])],
+                                            axis=0)])
+        y = _layer(g, layer.layer, frames, lengths, states)
+        rest = g.one("Slice", [g.one("Shape", [y]), g.const(np.array([1], np.int64)),
+                               g.const(np.array([2 ** 62], np.int64))])
+        bt = g.one("Slice", [shape, g.const(np.array([0], np.int64)), g.const(np.array([2], np.int64))])
+        return g.one("Reshape", [y, g.one("Concat", [bt, rest], axis=0)])
+    if isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, BatchNorm2D)):
+        return _image(g, layer, x)
+    if isinstance(layer, GlobalAvgPool2D):
+        return g.one("ReduceMean", [x], axes=[1, 2], keepdims=0)            # (opset 17: axes an attribute)
     if isinstance(layer, Dense):
         y = g.one("MatMul", [x, g.const(layer.weight.value.T, "dense")])
         return y if layer.bias is None else g.one("Add", [y, g.const(layer.bias.value, "bias")])
@@ -160,7 +182,41 @@ def _layer(g: _Graph, layer: Layer, x: str, lengths: str, states: dict[str, str]
         return g.one(kinds[layer.name], [x])
     raise ExportError(f"lk.onnx.export: {type(layer).__name__} has no ONNX form here (exported: Sequential, CharLM, "
                       "LSTM, GRU, SimpleRNN, PeepholeLSTM, Embedding, Dense, TimeDistributed, Activation, Dropout, "
-                      "Flatten)")
+                      "Flatten, Conv2D, MaxPool2D, AvgPool2D, GlobalAvgPool2D, BatchNorm2D)")
+
+
+def _image(g: _Graph, layer: Layer, x: str) -> str:
+    """A Conv2D, pooling or BatchNorm2D on NHWC x: its ONNX operator between NHWC -> NCHW and back."""
+    nchw = g.one("Transpose", [x], perm=[0, 3, 1, 2])
+    if isinstance(layer, Conv2D):
+        attrs: dict[str, Any] = {"kernel_shape": list(layer.kernel_size), "strides": list(layer.stride),
+                                 "dilations": list(layer.dilation)}
+        if layer.padding == "same":
+            attrs["auto_pad"] = "SAME_UPPER"                                # (the odd zero below / right, as lstmkit)
+        else:
+            t, b, left, r = layer.pads(0, 0) if layer.padding == "valid" else \
+                (layer.padding[0], layer.padding[0], layer.padding[1], layer.padding[1])
+            attrs["pads"] = [t, left, b, r]
+        inputs = [nchw, g.const(layer.weight.value.transpose(3, 2, 0, 1), "conv")]   # (kh, kw, C, O) -> (O, C, kh, kw)
+        if layer.bias is not None:
+            inputs.append(g.const(layer.bias.value, "bias"))
+        y = g.one("Conv", inputs, **attrs)
+    elif isinstance(layer, BatchNorm2D):
+        if getattr(layer, "running_mean", None) is None:
+            raise ExportError("lk.onnx.export: BatchNorm2D without running statistics normalises by each batch's own; "
+                              "ONNX's BatchNormalization needs the running ones")
+        C = layer.num_features
+        scale = layer.weight.value if layer.weight is not None else np.ones(C, layer.dtype)
+        shift = layer.bias.value if layer.bias is not None else np.zeros(C, layer.dtype)
+        y = g.one("BatchNormalization", [nchw, g.const(scale), g.const(shift), g.const(layer.running_mean.value),
+                                         g.const(layer.running_var.value)], epsilon=float(layer.eps))
+    else:
+        (ph, pw) = layer.padding
+        attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.stride), "pads": [ph, pw, ph, pw]}
+        if isinstance(layer, AvgPool2D):
+            attrs["count_include_pad"] = 1
+        y = g.one("MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool", [nchw], **attrs)
+    return g.one("Transpose", [y], perm=[0, 2, 3, 1])
 
 
 def _first_input(model: Layer) -> Layer:
@@ -173,11 +229,13 @@ def _first_input(model: Layer) -> Layer:
 
 
 def export(model: Layer, path: str | Path, input_size: int | None = None, lengths: bool = False,
-           states: bool = False) -> Path:
+           states: bool = False, input_shape: tuple[int | None, ...] | None = None) -> Path:
     """Write ``model`` (in its inference form) to ``path`` as an ONNX model; returns the path.
 
     Inputs: "x" — (B, T, input_size) float sequences, or (B, T) int64 ids when the model starts with an Embedding
-    (``input_size`` is read from the first layer when not given); with ``lengths`` also "lengths", int32 (B,), each
+    (``input_size`` is read from the first layer when not given), or with ``input_shape`` one sample's shape
+    without the batch axis, None for a size left open (the video model: (None, H, W, C), T open); with
+    ``lengths`` also "lengths", int32 (B,), each
     sequence's steps. With ``states`` (one recurrent layer: a CharLM, a bare layer) also "h0" (and "c0"), the
     initial state (num_layers·D, B, H), and outputs "h_n" (and "c_n"). Output: "y", what ``model.forward`` returns
     in eval mode (for a CharLM the logits (B, T, V)).
@@ -193,11 +251,15 @@ def export(model: Layer, path: str | Path, input_size: int | None = None, length
     g = _Graph(helper, numpy_helper, dt)
     if isinstance(first, Embedding):
         inputs = [helper.make_tensor_value_info("x", TensorProto.INT64, ["batch", "time"])]
+    elif input_shape is not None:
+        dims = ["batch", *(f"d{i}" if d is None else int(d) for i, d in enumerate(input_shape))]
+        inputs = [helper.make_tensor_value_info("x", elem, dims)]
     else:
         size = input_size if input_size is not None else \
             getattr(first, "input_size", None) or getattr(first, "in_features", None)
         if size is None:
-            raise ExportError("lk.onnx.export: give input_size (the model's first layer does not say it)")
+            raise ExportError(f"lk.onnx.export: give input_shape (one sample's shape; the first layer, "
+                              f"{type(first).__name__}, does not say it)")
         inputs = [helper.make_tensor_value_info("x", elem, ["batch", "time", size])]
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"]))
