@@ -1,11 +1,12 @@
-"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [order] [data] [--minutes M] [--json PATH]``:
+"""``python -m benchmarks [recurrent] [conv] [ctc] [tree] [video] [charlm] [inference] [order] [data] [--minutes M]
+[--json PATH]``:
 lstmkit vs PyTorch; lstmkit's speed in either import order (``order``) and its data path on data bigger than memory
 (``data``), lstmkit alone.
 
-With no suite named, runs ``recurrent``, ``conv``, ``ctc``, ``tree``, the CNN+LSTM training step (``video``) and
-the char-LM training-step speed. lstmkit's rows time its default kernels (the compiled core where it was
-built) and, in the same process, its NumPy reference kernels; its process imports NumPy first, as a user's script
-does (``--lstmkit-first``: the CLI's order). Each
+With no suite named, runs ``recurrent``, ``conv``, ``ctc``, ``tree``, the CNN+LSTM training step (``video``), the
+char-LM training-step speed and ``inference`` (generation at batch 1; a long forward's memory). lstmkit's rows
+time its default kernels (the compiled core where it was built) and, in the same process, its NumPy reference
+kernels; its process imports NumPy first, as a user's script does (``--lstmkit-first``: the CLI's order). Each
 library is timed in a process of its own, at the same thread count (``--threads``,
 default all cores), PyTorch's OpenMP threads pinned to cores, in alternating rounds
 (``--rounds``); every figure is the median (and min) of at least 5 runs after
@@ -23,21 +24,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import charlm, conv, ctc, data, order, recurrent, tree, video
+from . import charlm, conv, ctc, data, inference, order, recurrent, tree, video
 from .common import print_table
 from .machine import cpu_model, simd_level, thread_env
 
 # glibc returns large freed blocks to the OS and page-faults them in again on the next allocation; PyTorch
 # allocates fresh tensors every call, and its convolutions ran 2-2.5x slower here depending on what had run
 # before in the process. Both processes keep freed memory instead, so each library runs at its steady state.
-SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm", "order", "data")
+SUITES = ("recurrent", "conv", "ctc", "tree", "video", "charlm", "inference", "order", "data")
 PEERLESS = ("order", "data")             # lstmkit alone, run from this process
 TABLES = {"recurrent": (recurrent, "Recurrent layers, forward + backward, float32"),
           "conv": (conv, "Convolution and pooling, forward + backward, float32 (NHWC here, NCHW in PyTorch)"),
           "ctc": (ctc, "CTC loss, forward + backward from logits, float32"),
           "tree": (tree, "Tree LSTMs, forward + backward, batch of 64 formulas: level-batched vs node by node"),
           "video": (video, "CNN+LSTM training step (forward, loss, backward, clip, AdamW), the video app's model"),
-          "charlm": (charlm, "Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches")}
+          "charlm": (charlm, "Char-LM training step (forward, loss, backward, clip, AdamW), same model and batches"),
+          "inference": (inference, "Inference: generation at batch 1, and a long forward's memory")}
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 31)}
 
 
@@ -70,9 +72,10 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(results[0])
     for r in results[1:]:
         best["gemm_gflops"] = max(best["gemm_gflops"], r["gemm_gflops"])
-        for suite in ("recurrent", "conv", "ctc", "tree"):
+        for suite in ("recurrent", "conv", "ctc", "tree", "inference"):
             if suite in r:
-                best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t["median_ms"]) for k in r[suite]}
+                best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t.get("median_ms", t.get("growth_mb")))
+                               for k in r[suite]}
         for suite in ("charlm", "video"):
             if suite in r and r[suite]["step"]["median_ms"] < best[suite]["step"]["median_ms"]:
                 best[suite] = r[suite]
@@ -81,7 +84,8 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
-    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv, ctc, tree, video and/or charlm "
+    p.add_argument("suites", nargs="*", metavar="SUITE", help="recurrent, conv, ctc, tree, video, charlm and/or "
+                   "inference "
                    "(default: all, the char LM's step speed without its timed training)")
     p.add_argument("--minutes", type=float, help="with charlm: also train the default char LM for this many minutes "
                    "and report the validation loss (targets at 10 and 30)")

@@ -19,7 +19,7 @@ import lstmkit
 import numpy as np
 # isort: on
 
-from . import charlm, conv, ctc, recurrent, tree, video
+from . import charlm, conv, ctc, inference, recurrent, tree, video
 from .machine import gemm_gflops
 
 N_GEMM = 1024
@@ -54,6 +54,7 @@ RUNNERS: dict[str, tuple[Any, Any]] = {
     "tree": (tree.run_lstmkit, tree.run_torch),
     "video": (video.run_lstmkit, video.run_torch),
     "charlm": (lambda repeat: charlm.speed_lstmkit(), lambda repeat: charlm.speed_torch()),
+    "inference": (inference.run_lstmkit, inference.run_torch),
 }
 
 
