@@ -92,3 +92,27 @@ print(kb("VmHWM") - before, y.nbytes)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     growth, size = int(out[0]), int(out[1])
     assert growth <= 1.3 * size, f"grew {growth / 1e6:.0f} MB for a {size / 1e6:.0f} MB output"
+
+
+def test_a_sequential_under_inference_keeps_no_activation(small_chunks):
+    """Each layer of a Sequential drops what it kept once the next has its output (the video model here): no
+    activation outlives its use, and a backward after it names the reason."""
+    model = lk.models.CNNLSTM(3, size=8, conv_channels=(4,), features=6, hidden=5, rng=np.random.default_rng(0))
+    model.eval()
+    clips = np.random.default_rng(1).standard_normal((2, 3, 8, 8, 3)).astype(np.float32)
+    whole = model.forward(clips)
+    with lk.inference():
+        np.testing.assert_array_equal(model.forward(clips), whole)
+    kept = [(type(layer).__name__, name) for layer in _walk(model) for name in type(layer)._kept
+            if getattr(layer, name, None) is not None]
+    assert kept == []
+    with pytest.raises(RuntimeError, match=r"Dense.backward: the last forward ran under lk.inference\(\)"):
+        model.backward(np.ones_like(whole))
+    model.forward(clips)                                            # outside it: everything kept again
+    model.backward(np.ones_like(whole))
+
+
+def _walk(layer):
+    yield layer
+    for child in layer.sublayers():
+        yield from _walk(child)

@@ -56,6 +56,27 @@ class Layer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.forward(*args, **kwargs)
 
+    # ---- what a forward keeps for the backward ------------------------------------
+
+    # The attributes a forward fills for its backward; ``release`` drops them (``lk.inference()``).
+    _kept: tuple[str, ...] = ()
+
+    def release(self) -> None:
+        """Drop what the last forward kept for a backward (this layer's and its sub-layers'): a container running
+        under ``lk.inference()`` in eval mode calls it after each layer, so no activation outlives its use."""
+        for name in self._kept:
+            setattr(self, name, None)
+        self._released = True
+        for child in self.sublayers():
+            child.release()
+
+    def _unkept(self, what: str) -> RuntimeError:
+        """The error a backward raises when the forward's record is missing: released, or never made."""
+        if getattr(self, "_released", False):
+            return RuntimeError(f"{what}.backward: the last forward ran under lk.inference(), which keeps nothing "
+                                "for a backward; run the forward outside it (or in train mode) to backpropagate")
+        return RuntimeError(f"{what}.backward called before forward")
+
     # ---- parameters ---------------------------------------------------------
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:

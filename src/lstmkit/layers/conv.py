@@ -102,6 +102,8 @@ class Conv2D(Layer):
     initialised as PyTorch's, U(±1/sqrt(in·kh·kw)), and so is ``bias``.
     """
 
+    _kept = ("_cache",)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: str | int | tuple[int, int] = "valid",
                  dilation: int | tuple[int, int] = 1, bias: bool = True, dtype: str = "float32",
@@ -249,7 +251,7 @@ class Conv2D(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         """dy (N, Ho, Wo, out) -> dx (N, H, W, in); adds into weight.grad and bias.grad."""
         if self._cache is None:
-            raise RuntimeError("Conv2D.backward called before forward")
+            raise self._unkept("Conv2D")
         x = self._cache["x"]
         N, H, W, C = x.shape
         Ho, Wo = self._cache["out"]

@@ -29,6 +29,8 @@ class Dense(Layer):
     does, U(±1/sqrt(in_features)). Large products run on the compiled core.
     """
 
+    _kept = ("_x",)
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True,
                  dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
         self.dtype = check_dtype_name("Dense", dtype)
@@ -63,7 +65,7 @@ class Dense(Layer):
         weight's and the bias's gradients."""
         x = self._x
         if x is None:
-            raise RuntimeError("Dense.backward called before forward")
+            raise self._unkept("Dense")
         dy2 = dy.reshape(-1, self.out_features)
         x2 = x.reshape(-1, self.in_features)
         if self._core(x):
@@ -91,6 +93,8 @@ class Activation(Layer):
     softmax, linear. For classification feed logits to ``CrossEntropyLoss``
     instead of a softmax layer: it is more accurate.
     """
+
+    _kept = ("_x", "_y")
 
     def __init__(self, name: str, negative_slope: float = 0.01) -> None:
         if name not in _ACTIVATIONS:
@@ -133,7 +137,7 @@ class Activation(Layer):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         x, y, n = self._x, self._y, self.name
         if x is None or y is None:
-            raise RuntimeError(f"Activation({n}).backward called before forward")
+            raise self._unkept(f"Activation({n})")
         if n == "sigmoid":
             return dy * y * (1 - y)
         if n == "tanh":
@@ -175,6 +179,8 @@ class Dropout(Layer):
 class Flatten(Layer):
     """(B, d1, d2, ...) -> (B, d1*d2*...)."""
 
+    _kept = ("_shape",)
+
     def __init__(self) -> None:
         self._shape: tuple[int, ...] | None = None
 
@@ -190,7 +196,7 @@ class Flatten(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._shape is None:
-            raise RuntimeError("Flatten.backward called before forward")
+            raise self._unkept("Flatten")
         return dy.reshape(self._shape)
 
 
@@ -201,6 +207,8 @@ class Embedding(Layer):
     PyTorch. Row ``padding_idx`` (if given) starts at zero and gets no gradient.
     ``backward`` returns None: indices have no gradient.
     """
+
+    _kept = ("_idx",)
 
     def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx: int | None = None,
                  dtype: str = "float32", rng: np.random.Generator | None = None) -> None:
@@ -233,7 +241,7 @@ class Embedding(Layer):
 
     def backward(self, dy: np.ndarray) -> None:
         if self._idx is None:
-            raise RuntimeError("Embedding.backward called before forward")
+            raise self._unkept("Embedding")
         flat = self._idx.reshape(-1)
         dy2 = dy.reshape(-1, self.embedding_dim)
         if self.padding_idx is not None:

@@ -27,6 +27,8 @@ class BatchNorm2D(Layer):
     (num_features,); ``num_batches_tracked`` counts training batches. Names and semantics are PyTorch's
     ``nn.BatchNorm2d``."""
 
+    _kept = ("_cache",)
+
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: str = "float32") -> None:
         if not isinstance(num_features, (int, np.integer)) or num_features < 1:
@@ -78,7 +80,7 @@ class BatchNorm2D(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
-            raise RuntimeError("BatchNorm2D.backward called before forward")
+            raise self._unkept("BatchNorm2D")
         c = self._cache
         dy = np.asarray(dy)
         if dy.shape != c["shape"]:

@@ -23,6 +23,7 @@ from .conv import padded, pair
 
 class _Pool2D(Layer):
     _name = "Pool2D"
+    _kept = ("_cache",)
 
     def __init__(self, pool_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0) -> None:
@@ -107,7 +108,7 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
-            raise RuntimeError("MaxPool2D.backward called before forward")
+            raise self._unkept("MaxPool2D")
         y = self._cache["y"]
         dy = np.asarray(dy)
         if dy.shape != y.shape:
@@ -155,7 +156,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._cache is None:
-            raise RuntimeError("AvgPool2D.backward called before forward")
+            raise self._unkept("AvgPool2D")
         dy = np.asarray(dy)
         if dy.shape != self._cache["out"]:
             raise ValueError(f"AvgPool2D.backward: expected dy of shape {self._cache['out']}, got {dy.shape}")
@@ -169,6 +170,8 @@ class AvgPool2D(_Pool2D):
 
 class GlobalAvgPool2D(Layer):
     """Mean over all positions: x (N, H, W, C) -> (N, C)."""
+
+    _kept = ("_shape",)
 
     def __init__(self) -> None:
         self._shape: tuple[int, ...] | None = None
@@ -186,7 +189,7 @@ class GlobalAvgPool2D(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._shape is None:
-            raise RuntimeError("GlobalAvgPool2D.backward called before forward")
+            raise self._unkept("GlobalAvgPool2D")
         N, H, W, C = self._shape
         dy = np.asarray(dy)
         if dy.shape != (N, C):

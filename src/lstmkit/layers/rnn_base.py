@@ -70,6 +70,12 @@ class _RNNBase(StackBackward, Layer):
     """
 
     _name = "RNN"
+    _kept = ("_record",)
+
+    def release(self) -> None:
+        """Drop the last forward's record (``Layer.release``): its backward is then an error, as after a chunked one."""
+        super().release()
+        self._inferred = True
 
     def __init__(self, kernel: Kernel, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,

@@ -40,6 +40,8 @@ class Bidirectional(Layer):
     each sequence reversed within its own length.
     """
 
+    _kept = ("_cache",)
+
     def __init__(self, layer: _RNNBase, merge_mode: str = "concat", backward_layer: _RNNBase | None = None) -> None:
         if not isinstance(layer, _RNNBase):
             raise ValueError(f"Bidirectional: expected an LSTM, GRU or SimpleRNN, got {type(layer).__name__}")
@@ -116,7 +118,7 @@ class Bidirectional(Layer):
     def backward(self, dy: np.ndarray, dstate: Any = None) -> np.ndarray:
         """dy: gradient w.r.t. the merged output; returns dx (B, T, I)."""
         if self._cache is None:
-            raise RuntimeError("Bidirectional.backward called before forward")
+            raise self._unkept("Bidirectional")
         lens = self._cache["lengths"]
         ds_f, ds_b = (None, None) if dstate is None else dstate
         da, db = self._split(np.asarray(dy))
@@ -133,6 +135,8 @@ class Bidirectional(Layer):
 
 class TimeDistributed(Layer):
     """Apply ``layer`` to every time step: (B, T, ...) -> (B, T, ...'), by folding T into the batch."""
+
+    _kept = ("_bt",)
 
     def __init__(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -158,7 +162,7 @@ class TimeDistributed(Layer):
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         if self._bt is None:
-            raise RuntimeError("TimeDistributed.backward called before forward")
+            raise self._unkept("TimeDistributed")
         B, T = self._bt
         self.layer.input_grad = self.input_grad
         dx = self.layer.backward(np.asarray(dy).reshape(B * T, *dy.shape[2:]))

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..layers import inference
 from ..layers.base import Layer, takes_lengths
 from ..layers.conv import fuses_relu
 from ..parameter import Parameter
@@ -45,6 +46,7 @@ class Sequential(Model):
 
     def forward(self, x: Any, lengths: Any = None) -> Any:
         fused = False
+        releasing = inference.active() and not self.training   # lk.inference(): each layer keeps nothing
         for i, layer in enumerate(self.layers):
             if fused:                                    # this ReLU ran inside the convolution before it
                 fused = False
@@ -52,8 +54,13 @@ class Sequential(Model):
             following = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if fuses_relu(layer, following):
                 x, fused = following.take(layer.forward(x, relu=True)), True
+                if releasing:
+                    layer.release()
+                    following.release()
                 continue
             x = layer(x, lengths=lengths) if lengths is not None and takes_lengths(layer) else layer(x)
+            if releasing:
+                layer.release()
             if isinstance(x, tuple):
                 raise ValueError(f"Sequential: layer {i} ({type(layer).__name__}) returned a tuple; give recurrent "
                                  "layers return_sequences=True or False inside Sequential")
