@@ -73,6 +73,8 @@ def test_generation_carries_the_char_lm_state_through_a_stream():
     vocab = Vocab("abcd")
     model = lk.models.CharLM(lk.models.CharLMConfig(vocab_size=4, embed=3, hidden=5, layers=2, dtype="float64"),
                              rng=np.random.default_rng(0))
+    with lk.tbptt.StateCarry(model).active():                     # a training run's last window, 3 streams,
+        model.forward(np.zeros((3, 4), np.int64))                  # left on the layer: a new stream starts afresh
     text = model.generate(vocab, "ab", 12, np.random.default_rng(4), temperature=0)
     model.eval()
     for i, ch in enumerate(text):

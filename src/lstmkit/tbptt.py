@@ -37,13 +37,15 @@ def recurrent_layers(model: Layer) -> list[_RNNBase]:
 
 
 class StateCarry:
-    """Carries each recurrent layer's final state into its next forward while ``active()``."""
+    """Carries each recurrent layer's final state into its next forward while ``active()``. A new one starts from
+    zero state (whatever an earlier carrier left on the layers, say a training run's last window)."""
 
     def __init__(self, model: Layer, what: str = "tbptt") -> None:
         self.layers = recurrent_layers(model)
         if not self.layers:
             raise ValueError(f"{what}: the model has no recurrent layer to carry a state through "
                              f"({type(model).__name__})")
+        self.reset()
 
     @contextlib.contextmanager
     def active(self) -> Iterator[None]:
