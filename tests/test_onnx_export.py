@@ -87,6 +87,20 @@ def test_images_and_the_video_model(tmp_path):
     _same_in_onnxruntime(video, clips, tmp_path / "video.onnx", 12, input_shape=(None, 16, 16, 3))
 
 
+def test_the_ctc_recogniser_on_ragged_strips(tmp_path):
+    """lk.models.CTCRecognizer (a bidirectional 2-layer LSTM and a Dense): per-column logits for ragged strips, which
+    lstmkit's CTC decoders then read."""
+    model = lk.models.CTCRecognizer(6, 11, hidden=5)
+    _randomise(model, 13)
+    model.eval()
+    x = np.random.default_rng(14).standard_normal((3, 10, 6)).astype(np.float32)
+    lengths = np.array([10, 4, 7])
+    (y,) = _run(export(model, tmp_path / "ctc.onnx", lengths=True), x=x, lengths=lengths.astype(np.int32))
+    ours = model.forward(x, lengths=lengths)
+    np.testing.assert_allclose(y, ours, rtol=1e-5, atol=1e-5)
+    assert lk.decoding.ctc_greedy(y, input_lengths=lengths) == lk.decoding.ctc_greedy(ours, input_lengths=lengths)
+
+
 def test_the_char_lm_with_its_state_in_and_out(tmp_path):
     model = lk.models.CharLM(lk.models.CharLMConfig(vocab_size=7, embed=4, hidden=6, layers=2))
     _randomise(model, 4)
