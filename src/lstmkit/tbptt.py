@@ -2,7 +2,7 @@
 consecutive steps, each window one training step; the recurrent layers carry their final state into the next
 window of the same sequences, and no gradient crosses a window's edge (Williams & Peng 1990; what Keras calls a
 stateful RNN). One implementation for both trainers that use it: ``fit(..., tbptt=K)`` and the char LM's
-(``apps/charlm.py``), whose windows run through the whole text.
+(``apps/charlm.py``), whose windows run through the whole text::
 
     carry = StateCarry(model)          # every recurrent layer of the model
     carry.reset()                      # new sequences: the next window starts from zero state

@@ -2,7 +2,7 @@
 BPTT (7·H numbers per step, layer and direction); a forward that will never be backpropagated needs only the
 state the next step reads. Inside the block, a recurrent layer in eval mode runs a long sequence a chunk of
 ``CHUNK`` steps at a time — the whole stack on one chunk, then the next, each layer's state carried — so its
-memory is its output plus one chunk's buffers, whatever T is. The outputs are those of one whole pass.
+memory is its output plus one chunk's buffers, whatever T is. The outputs are those of one whole pass::
 
     model.eval()
     with lk.inference():
