@@ -219,20 +219,19 @@ class ArrayTrainer(Trainer):
         if self.carry is not None and self.window == 0:
             self.carry.reset()                           # a new batch of sequences starts from zero state
         idx, x, y, lengths = self._read()
-        terms = _loss_terms(self.loss_fn, y) if len(idx) else 0.0
-        everyone = terms
-        if self.comm.size > 1:                   # this rank's share of the batch, weighted by its loss terms
-            everyone = float(self.comm.allreduce_(np.array([terms]))[0])
-            self.share = terms / everyone if everyone else 0.0
-        if self.carry is not None and not everyone:      # (tbptt) a window of ignored targets only, on every rank:
-            with self.carry.active():                    # the state moves on, and there is nothing to learn
-                _forward(self.model, x, lengths)
-            self.update = False
-            return 0.0
+        if self.comm.size > 1 or self.carry is not None:        # the step's loss terms, on every rank
+            terms = _loss_terms(self.loss_fn, y) if len(idx) else 0.0
+            everyone = float(self.comm.allreduce_(np.array([terms]))[0]) if self.comm.size > 1 else terms
+            if self.comm.size > 1:               # this rank's share of the batch, weighted by its loss terms
+                self.share = terms / everyone if everyone else 0.0
+            if self.carry is not None and not everyone:          # (tbptt) a window of ignored targets only:
+                self.update = False                              # nothing to learn, but the state moves on
         if not len(idx):
             return 0.0
         with self.carry.active() if self.carry is not None else contextlib.nullcontext():
             pred = _forward(self.model, x, lengths)
+        if not self.update:
+            return 0.0
         loss = float(self.loss_fn(pred, y))
         if math.isfinite(loss):
             self.model.input_grad = False                # the data needs no gradient: layers may skip it

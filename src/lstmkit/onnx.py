@@ -36,6 +36,7 @@ from .layers.pool import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from .layers.recurrent import GRU, LSTM, SimpleRNN
 from .layers.rnn_base import _RNNBase
 from .layers.wrappers import TimeDistributed
+from .tbptt import recurrent_layers
 
 OPSET = 17
 _LSTM_ORDER, _GRU_ORDER = (0, 3, 1, 2), (1, 0, 2)     # ONNX's gate blocks, as indices into lstmkit's
@@ -263,7 +264,7 @@ def export(model: Layer, path: str | Path, input_size: int | None = None, length
         inputs = [helper.make_tensor_value_info("x", elem, ["batch", "time", size])]
     if lengths:
         inputs.append(helper.make_tensor_value_info("lengths", TensorProto.INT32, ["batch"]))
-    rnns = [layer for layer in _walk(model) if isinstance(layer, _RNNBase)]
+    rnns = recurrent_layers(model)
     st: dict[str, str] | None = None
     if states:
         if len(rnns) != 1:
@@ -299,12 +300,3 @@ def export(model: Layer, path: str | Path, input_size: int | None = None, length
     tmp.replace(path)                                                       # (atomic: never half a file)
     return path
 
-
-def _walk(model: Layer) -> list[Layer]:
-    found, stack = [], [model]
-    while stack:
-        layer = stack.pop(0)
-        found.append(layer)
-        if not isinstance(layer, _RNNBase):
-            stack.extend(layer.sublayers())
-    return found

@@ -66,5 +66,5 @@ def forward_in_chunks(layer: Any, x: np.ndarray, h0: np.ndarray, c0: np.ndarray 
         h[:, live] = h_c
         if c is not None:
             c[:, live] = c_c
-    layer._record, layer._inferred = None, True
+    layer.release()                                         # (the last chunk's record, too)
     return y, h, c

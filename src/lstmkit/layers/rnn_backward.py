@@ -30,11 +30,8 @@ class StackBackward:
         After the call, ``initial_state_grad`` holds dh_0 (or (dh_0, dc_0)).
         """
         record = self._record
-        if record is None and self._inferred:
-            raise RuntimeError(f"{self._name}.backward: the last forward ran under lk.inference(), which keeps nothing "
-                               "for a backward; run the forward outside it (or in train mode) to backpropagate")
         if record is None:
-            raise RuntimeError(f"{self._name}.backward called before forward")
+            raise self._unkept(self._name)
         B, T = record.B, record.T
         H, D = self.state_size, self.num_directions                          # H: units of h
         shape, c_shape = self._state_shape(B), self._state_shape(B, self.cell_size)

@@ -72,11 +72,6 @@ class _RNNBase(StackBackward, Layer):
     _name = "RNN"
     _kept = ("_record",)
 
-    def release(self) -> None:
-        """Drop the last forward's record (``Layer.release``): its backward is then an error, as after a chunked one."""
-        super().release()
-        self._inferred = True
-
     def __init__(self, kernel: Kernel, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, dropout: float = 0.0, bidirectional: bool = False,
                  return_sequences: bool | None = None, dtype: str = "float32",
@@ -116,7 +111,6 @@ class _RNNBase(StackBackward, Layer):
         self.state_size, self.cell_size = self.shapes[-1].h, self.shapes[-1].c   # h and c of every layer
         self.initial_state_grad: Any = None
         self.carrying, self.carried = False, None          # truncated BPTT (lstmkit.tbptt): the state carried over
-        self._inferred = False                              # the last forward ran under lk.inference()
         self._record: StackRecord | None = None
         self._ws: dict[tuple[int, int], Workspace] = {}
         self._row_scale = None if kernel.row_scale is None else \
@@ -342,7 +336,7 @@ class _RNNBase(StackBackward, Layer):
             for k in range(self.num_layers):
                 y_k = y_out.transpose(1, 0, 2) if y_out is not None and k == self.num_layers - 1 else None
                 inp = self._layer_forward(rec, k, inp, (h0, c0), (h_n, c_n), y_k)
-        self._record, self._inferred = rec, False
+        self._record = rec
         y = y_out if y_out is not None else np.ascontiguousarray(inp.transpose(1, 0, 2))    # (B, T, D·H)
         if rec.y_mask is not None:
             y *= rec.y_mask
