@@ -137,6 +137,9 @@ def test_the_command_line_exports_a_model_file(tmp_path, capsys):
     x = np.random.default_rng(7).standard_normal((2, 5, 3)).astype(np.float32)
     (y,) = _run(tmp_path / "m.onnx", x=x)
     np.testing.assert_allclose(y, model.forward(x), rtol=1e-5, atol=1e-5)
+    assert main(["model", "export", str(tmp_path / "m.npz"), "--onnx", str(tmp_path / "no" / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'no' / 'm.onnx'}: no such folder to write into" in err
     lk.save_model(lk.LayerNormLSTM(3, 4), tmp_path / "ln.npz")
     assert main(["model", "export", str(tmp_path / "ln.npz"), "--onnx", str(tmp_path / "ln.onnx")]) == 2
     err = capsys.readouterr().err

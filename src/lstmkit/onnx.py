@@ -295,6 +295,8 @@ def export(model: Layer, path: str | Path, input_size: int | None = None, length
             out.type.CopyFrom(known.type)
     onnx.checker.check_model(proto)
     path = Path(path)
+    if not path.parent.is_dir():
+        raise ExportError(f"lk.onnx.export: {path}: no such folder to write into ({path.parent})")
     tmp = path.with_name(path.name + ".tmp")
     onnx.save(proto, tmp)
     tmp.replace(path)                                                       # (atomic: never half a file)
