@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
+
+from .beam import PrefixScorer, prefix_beam_search
 
 
 def sample_logits(logits: np.ndarray, rng: np.random.Generator, temperature: float = 1.0,
@@ -58,48 +58,22 @@ def ctc_greedy(log_probs: np.ndarray, blank: int = 0, input_lengths: np.ndarray 
 
 
 def ctc_beam_search(log_probs: np.ndarray, beam_width: int = 10, blank: int = 0,
-                    input_lengths: np.ndarray | None = None, top_n: int = 1) -> list[list[tuple[list[int], float]]]:
-    """Prefix beam search over (B, T, C) log-probabilities (log_softmax outputs).
+                    input_lengths: np.ndarray | None = None, top_n: int = 1, lm: PrefixScorer | None = None,
+                    alpha: float = 0.5, beta: float = 0.0) -> list[list[tuple[list[int], float]]]:
+    """Prefix beam search over (B, T, C) log-probabilities (log_softmax outputs), the whole batch at once
+    (``lstmkit.beam``).
 
     Each prefix keeps two log-probabilities — of ending in a blank and of ending in its last label —
     so that "a, blank, a" (two labels) and "a, a" (one) are told apart. Returns, per batch item, the
-    ``top_n`` best (labels, log-probability) pairs, best first.
+    ``top_n`` best (labels, score) pairs, best first: the score is the CTC log-probability, plus
+    ``alpha``·log p_lm + ``beta``·length with a language model ``lm`` (``lstmkit.beam.CharLMScorer``).
     """
     lp, lens = _ctc_lengths(log_probs, input_lengths, "ctc_beam_search")
     if beam_width < 1 or top_n < 1:
         raise ValueError(f"ctc_beam_search: beam_width and top_n must be >= 1, got {beam_width}, {top_n}")
-    out = []
-    for b in range(lp.shape[0]):
-        beams: dict[tuple[int, ...], tuple[float, float]] = {(): (0.0, -np.inf)}   # prefix -> (p_blank, p_label)
-        for t in range(lens[b]):
-            y = lp[b, t]
-            nxt: dict[tuple[int, ...], list[float]] = {}
-            add = _adder(nxt)
-            for prefix, (pb, pnb) in beams.items():
-                total = np.logaddexp(pb, pnb)
-                add(prefix, 0, total + y[blank])                          # a blank: the prefix stays
-                if prefix:
-                    add(prefix, 1, pnb + y[prefix[-1]])                   # the last label again, merged
-                for k in range(len(y)):
-                    if k == blank:
-                        continue
-                    if prefix and k == prefix[-1]:
-                        add(prefix + (k,), 1, pb + y[k])                 # a repeat needs a blank between
-                    else:
-                        add(prefix + (k,), 1, total + y[k])
-            ranked = sorted(nxt.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:beam_width]
-            beams = {p: (v[0], v[1]) for p, v in ranked}
-        ranked = sorted(beams.items(), key=lambda kv: -np.logaddexp(*kv[1]))[:top_n]
-        out.append([(list(p), float(np.logaddexp(*v))) for p, v in ranked])
-    return out
-
-
-def _adder(table: dict[tuple[int, ...], list[float]]) -> Any:
-    """add(prefix, 0 | 1, log p): accumulate a blank-ending (0) or label-ending (1) probability of prefix."""
-    def add(prefix: tuple[int, ...], which: int, value: float) -> None:
-        entry = table.setdefault(prefix, [-np.inf, -np.inf])
-        entry[which] = np.logaddexp(entry[which], value)
-    return add
+    if not 0 <= blank < lp.shape[2]:
+        raise ValueError(f"ctc_beam_search: blank must be a class in [0, {lp.shape[2]}), got {blank}")
+    return prefix_beam_search(lp, lens, beam_width, blank, top_n, lm, alpha, beta)
 
 
 def edit_distance(a: list[int] | str, b: list[int] | str) -> int:

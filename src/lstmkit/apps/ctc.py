@@ -1,18 +1,22 @@
-"""The CTC sequence recogniser: strips of handwritten digits -> bidirectional LSTM over columns -> CTC.
+"""The CTC recogniser: a folder of images or audio with transcripts -> (bi)LSTM over frames -> CTC.
 
-    lstmkit ctc make-strips --out data/strips --count 5000
-    lstmkit ctc make-strips --out data/strips_test --count 1000 --half test
+    lstmkit ctc make-strips --out data/strips --count 5000           # or make-digits; or your own folder
     lstmkit ctc train data/strips --out runs/ctc --minutes 15
-    lstmkit ctc decode runs/ctc data/strips_test --beam 10
-    lstmkit ctc predict runs/ctc strip.png
+    lstmkit ctc decode runs/ctc data/strips_test --beam 10 --lm runs/lm
+    lstmkit ctc predict runs/ctc line.png recording.flac
+    lstmkit ctc listen runs/ctc recording.wav                         # a unidirectional run, chunk by chunk
 
-Training is ``model.fit`` on the shared loop with ``lk.CTCLoss`` (targets packed with their lengths),
-the character error rate of best-path decoding as the validation metric (best.npz, early stopping),
-resume, Ctrl-C and NaN stop. Class 0 is the blank; digit d is class d + 1.
+DATA is ``lstmkit.data.transcribed``'s folder: a transcripts table (file, text, optional split) and its files.
+The run stores what reading a file needs — the kind, the image height or audio setting, the alphabet, the
+training frames' mean and deviation — so ``decode``, ``predict`` and ``listen`` read new files as training
+did. Training is ``model.fit`` on the shared loop with ``lk.CTCLoss`` (targets packed with their lengths), the
+character error rate of best-path decoding as the validation metric (best.npz, early stopping), resume,
+Ctrl-C and NaN stop; optional SpecAugment-style masks. Class 0 is the blank; alphabet[i] is class i + 1.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -20,30 +24,24 @@ from typing import Any
 import numpy as np
 
 from .. import functional, modelfile
+from ..beam import CharLMScorer, PrefixScorer
 from ..ctc import CTCLoss
 from ..data.dataset import Subset
-from ..data.strips import (
-    HEIGHT,
-    StripError,
-    StripSet,
-    load_strips,
-    make_strips,
-    read_image,
-    save_strips,
-    to_height,
-    write_png,
-)
+from ..data.speech import AudioError, SpeechFeatures, read_audio
+from ..data.strips import StripError
+from ..data.transcribed import KINDS, Transcribed, TranscriptError, read_frames
 from ..decoding import character_error_rate, ctc_beam_search, ctc_greedy
 from ..distributed import launched
 from ..fitting import fit
 from ..models import CTCRecognizer
 from ..optim import AdamW
-from ..runs import run_file
+from ..runs import RunError, run_file
+from ..streaming import Stream
 from ..training import History
-from .common import budget, holdout, open_run
+from .common import budget, open_run
+from .ctc_data import make_digits_folder, make_strips_folder
 
 FORMAT = "lstmkit-ctc"
-CLASSES = 11                                     # blank + 10 digits
 
 
 @dataclass
@@ -53,33 +51,50 @@ class CTCConfig:
     data: str
     hidden: int = 128
     layers: int = 2
+    bidirectional: bool = True
+    height: int = 32
     batch_size: int = 32
     lr: float = 3e-3
     val_fraction: float = 0.1
+    spec_augment: int = 0
     patience: int | None = None
     seed: int = 0
 
 
-def make(out: str | Path, count: int, half: str = "train", seed: int = 0, examples: int = 5) -> Path:
-    """Write ``out/strips.npz`` (and a few example PNGs) of ``count`` strips from one half of the digits."""
-    out = Path(out)
-    if count < 1 or half not in ("train", "test"):
-        raise StripError(f"make-strips: count must be >= 1 and half 'train' or 'test', got {count}, {half!r}")
-    if (out / "strips.npz").exists():
-        raise StripError(f"{out}: already holds strips.npz; choose a new folder")
-    strips, digits = make_strips(count, half, seed)
-    save_strips(out / "strips.npz", strips, digits, half)
-    try:
-        for i in range(min(examples, count)):
-            write_png(out / f"example_{i}_{''.join(map(str, digits[i]))}.png", strips[i])
-    except StripError:                # no Pillow: the strips file is written, the example images are not
-        pass
-    return out / "strips.npz"
+class SpecAugment:
+    """A training set whose batches get ``masks`` frequency masks (each up to 15 % of the features wide) and
+    ``masks`` time masks (each up to 10 % of the sequence) set to 0 — the training frames' mean, after
+    normalisation (Park et al., 2019, without time warping)."""
+
+    def __init__(self, dataset: Any, masks: int, seed: int) -> None:
+        self.dataset, self.masks, self.rng = dataset, int(masks), np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x, packed, lengths = self.dataset[index]
+        F = x.shape[2]
+        for i in range(len(x)):
+            for _ in range(self.masks):
+                w = int(self.rng.integers(0, max(1, int(0.15 * F)) + 1))
+                f0 = int(self.rng.integers(0, F - w + 1))
+                x[i, :, f0:f0 + w] = 0.0
+                w = int(self.rng.integers(0, max(1, int(0.1 * lengths[i])) + 1))
+                t0 = int(self.rng.integers(0, lengths[i] - w + 1))
+                x[i, t0:t0 + w] = 0.0
+        return x, packed, lengths
+
+    def fingerprint(self) -> str:
+        return f"specaugment{self.masks}:{self.dataset.fingerprint()}"
 
 
-def columns(images: np.ndarray) -> np.ndarray:
-    """Images (N, HEIGHT, W) -> sequences of columns (N, W, HEIGHT)."""
-    return np.ascontiguousarray(images.transpose(0, 2, 1))
+def open_data(cfg: CTCConfig, reading: dict[str, Any] | None = None, training: bool = True,
+              progress: bool = True) -> Transcribed:
+    """The run's data folder read with the run's settings (``reading``) or, for a new run, the config's."""
+    speech = SpeechFeatures(**reading["speech"]) if reading and reading.get("speech") else None
+    return Transcribed(cfg.data, alphabet=reading["alphabet"] if reading else None, height=cfg.height,
+                       speech=speech, progress=progress, training=training)
 
 
 def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, steps: int | None = None,
@@ -87,73 +102,171 @@ def train(cfg: CTCConfig | None, out: str | Path, epochs: int | None = None, ste
     """Train a new run in ``out`` from ``cfg``, or (``resume``) continue the run there with its own settings."""
     out = Path(out)
     meta = open_run(out, resume, _run_meta)
+    reading = None
     if meta is not None:
-        cfg = CTCConfig(**meta["ctc"])
-    strips = StripSet.load(cfg.data)                   # uint8; a batch is made float32 when drawn
-    tr, va = holdout(len(strips), cfg.val_fraction, cfg.seed, cfg.data, "strips")
+        cfg, reading = CTCConfig(**meta["ctc"]), meta["reading"]
+    assert cfg is not None
+    if cfg.spec_augment < 0 or cfg.height < 4 or cfg.hidden < 1 or cfg.layers < 1:
+        raise RunError(f"ctc: spec_augment >= 0, height >= 4, hidden and layers >= 1 expected, got "
+                       f"{cfg.spec_augment}, {cfg.height}, {cfg.hidden}, {cfg.layers}")
+    data = open_data(cfg, reading, progress=progress)
+    tr, va, _ = data.split(cfg.val_fraction, cfg.seed)
+    if reading is None:
+        mean, std = data.statistics(tr)
+        reading = {"kind": data.kind, "size": data.size, "alphabet": data.alphabet, "height": cfg.height,
+                   "speech": data.speech.as_dict() if data.speech else None,
+                   "mean": mean.tolist(), "std": std.tolist()}
+    data.normalise(reading["mean"], reading["std"])
     rng = np.random.default_rng(cfg.seed)
     if meta is not None:
         model = modelfile.layer_from_config(meta[modelfile.HEADER]["architecture"], rng)
     else:
-        model = CTCRecognizer(HEIGHT, CLASSES, cfg.hidden, cfg.layers, rng=rng)
+        model = CTCRecognizer(data.size, len(data.alphabet) + 1, cfg.hidden, cfg.layers,
+                              bidirectional=cfg.bidirectional, rng=rng)
+    train_set: Any = Subset(data, tr)
+    if cfg.spec_augment:
+        train_set = SpecAugment(train_set, cfg.spec_augment, cfg.seed)
     opt = AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    hist = fit(model, Subset(strips, tr), loss=CTCLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
+    hist = fit(model, train_set, loss=CTCLoss(), optimizer=opt, epochs=budget(epochs, steps, minutes),
                steps=steps, minutes=minutes, batch_size=cfg.batch_size,
-               validation_data=Subset(strips, va), metrics=["cer"], clip=1.0, schedule="cosine", warmup=50,
+               validation_data=Subset(data, va), metrics=["cer"], clip=1.0, schedule="cosine", warmup=50,
                min_lr_frac=0.05, monitor="val_cer",
                early_stopping=cfg.patience, run_dir=out, resume=resume, seed=cfg.seed, progress=progress,
-               meta={"app": FORMAT, "ctc": asdict(cfg)}, unit="strips", distributed=launched())
+               meta={"app": FORMAT, "ctc": asdict(cfg), "reading": reading}, unit="examples",
+               distributed=launched())
     return hist, cfg
 
 
 def _run_meta(path: Path) -> dict[str, Any]:
-    return modelfile.app_meta(path, FORMAT, "ctc", "CTC-recogniser")
+    meta = modelfile.app_meta(path, FORMAT, "ctc", "CTC-recogniser")
+    if "reading" not in meta:
+        raise RunError(f"{path}: a recogniser run from an older lstmkit (it does not record how it reads its "
+                       "data); train it again")
+    return meta
 
 
-def load(run: str | Path) -> Any:
-    """The best model of a run folder (or a checkpoint file), in eval mode."""
-    path = run_file(run)
-    _run_meta(path)
-    return modelfile.load_model(path)
+class Recogniser:
+    """A trained run, ready to read files: its best model (eval mode) and how it reads a file."""
+
+    def __init__(self, run: str | Path) -> None:
+        path = run_file(run)
+        meta = _run_meta(path)
+        self.model = modelfile.load_model(path)
+        self.config, self.reading = CTCConfig(**meta["ctc"]), meta["reading"]
+        self.alphabet: str = self.reading["alphabet"]
+        self.speech = SpeechFeatures(**self.reading["speech"]) if self.reading.get("speech") else None
+        self.mean = np.asarray(self.reading["mean"], np.float32)
+        self.std = np.asarray(self.reading["std"], np.float32)
+
+    def frames(self, path: str | Path) -> np.ndarray:
+        """One file as the model's input (T, F), normalised; TranscriptError, StripError or AudioError if not."""
+        path = Path(path)
+        kind = KINDS.get(path.suffix.lower())
+        if kind != self.reading["kind"]:
+            raise TranscriptError(f"{path}: this run reads {self.reading['kind']} files, not {kind or 'this kind'}")
+        x = read_frames(path, kind, self.reading["height"], self.speech)
+        if x.shape[1] != self.reading["size"]:
+            raise TranscriptError(f"{path}: {x.shape[1]} features a frame; the run reads {self.reading['size']}")
+        return (x - self.mean) / self.std
+
+    def log_probs(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """(B, T, C) float64 log-probabilities of normalised frames (B, T, F)."""
+        return functional.log_softmax(self.model.predict(x, batch_size=128, lengths=lengths).astype(np.float64))
+
+    def text(self, labels: list[int]) -> str:
+        return "".join(self.alphabet[k - 1] for k in labels)
+
+    def read(self, x: np.ndarray, lengths: np.ndarray, beam: int = 1, lm: PrefixScorer | None = None,
+             alpha: float = 0.5, beta: float = 1.0) -> list[str]:
+        """The transcripts of normalised frames (B, T, F): best path (beam 1) or prefix beam search, with a
+        language model's score when ``lm`` is given."""
+        logp = self.log_probs(x, lengths)
+        if beam <= 1 and lm is None:
+            return [self.text(p) for p in ctc_greedy(logp, blank=0, input_lengths=lengths)]
+        found = ctc_beam_search(logp, max(beam, 1), blank=0, input_lengths=lengths, lm=lm, alpha=alpha, beta=beta)
+        return [self.text(r[0][0]) for r in found]
+
+    def language_model(self, lm: str | Path | None) -> CharLMScorer | None:
+        """A ``lstmkit charlm`` run (or its best.npz) as the beam's scorer, or None."""
+        if lm is None:
+            return None
+        from .charlm import load_run
+        model, vocab, _, _ = load_run(run_file(lm))
+        try:
+            return CharLMScorer(model, vocab, self.alphabet)
+        except ValueError as e:
+            raise RunError(f"{lm}: {e}") from None
 
 
-def recognise(model: Any, images: np.ndarray, widths: np.ndarray, beam: int = 1) -> list[list[int]]:
-    """Digits read from images (N, HEIGHT, W) of the given widths: best path (beam 1) or prefix beam search."""
-    logp = functional.log_softmax(model.predict(columns(images), batch_size=128, lengths=widths).astype(np.float64))
-    if beam <= 1:
-        paths = ctc_greedy(logp, blank=0, input_lengths=widths)
-    else:
-        paths = [r[0][0] for r in ctc_beam_search(logp, beam, blank=0, input_lengths=widths)]
-    return [[k - 1 for k in p] for p in paths]
+def decode(run: str | Path, data: str | Path, beam: int = 1, lm: str | Path | None = None, alpha: float = 0.5,
+           beta: float = 1.0, progress: bool = False) -> dict[str, Any]:
+    """The character error rate and exact reads over a data folder (all its rows, or its test rows where its
+    split column has some), with a few (truth, read) examples."""
+    rec = Recogniser(run)
+    ds = open_data(CTCConfig(data=str(data), height=rec.reading["height"]), rec.reading, training=False,
+                   progress=progress)
+    ds.normalise(rec.mean, rec.std)
+    idx = np.arange(len(ds))
+    if ds.splits is not None and "test" in ds.splits:
+        idx = np.flatnonzero(np.array(ds.splits) == "test")
+    scorer = rec.language_model(lm)
+    read: list[str] = []
+    for start in range(0, len(idx), 256):
+        x, _, lengths = ds[idx[start:start + 256]]
+        read += rec.read(x, lengths, beam, scorer, alpha, beta)
+    truth = [ds.texts[i] for i in idx]
+    return {"cer": character_error_rate(read, truth), "examples_read": len(idx),
+            "exact": float(np.mean([r == t for r, t in zip(read, truth)])),
+            "examples": [(str(ds.files[i]), truth[k], read[k]) for k, i in enumerate(idx[:5])]}
 
 
-def decode(run: str | Path, data: str | Path, beam: int = 1) -> dict[str, Any]:
-    """Character error rate and the readings on a strips file; with examples."""
-    model = load(run)
-    images, widths, digits = load_strips(data)
-    read = recognise(model, images, widths, beam)
-    return {"cer": character_error_rate(read, digits), "strips": len(images),
-            "exact": float(np.mean([r == d for r, d in zip(read, digits)])),
-            "examples": [(images[i, :, :widths[i]], digits[i], read[i]) for i in range(min(3, len(images)))]}
-
-
-def predict(run: str | Path, files: list[str], beam: int = 1) -> list[tuple[str, str] | StripError]:
-    """(file, the digits read) for each image file (any image Pillow reads, or .npy), scaled to HEIGHT rows;
-    a file that cannot be read gets its StripError (which names it) instead, in its place."""
-    model = load(run)
-    out: list[tuple[str, str] | StripError] = []
+def predict(run: str | Path, files: list[str], beam: int = 1, lm: str | Path | None = None, alpha: float = 0.5,
+            beta: float = 1.0) -> list[tuple[str, str] | ValueError]:
+    """(file, the transcript read) for each file; a file that cannot be read gets its error (which names it)."""
+    rec = Recogniser(run)
+    scorer = rec.language_model(lm)
+    out: list[tuple[str, str] | ValueError] = []
     for f in files:
         try:
-            img = to_height(read_image(f))              # (a scan of another height is scaled to HEIGHT rows)
-        except StripError as e:
+            x = rec.frames(f)
+        except (TranscriptError, StripError, AudioError) as e:
             out.append(e)
             continue
-        out.append((f, "".join(map(str, recognise(model, img[None], np.array([img.shape[1]]), beam)[0]))))
+        out.append((f, rec.read(x[None], np.array([len(x)]), beam, scorer, alpha, beta)[0]))
     return out
 
 
-def text_art(image: np.ndarray) -> str:
-    """A strip as characters, two pixel rows a line."""
-    ramp = " .:-=+*#%@"
-    rows = image.reshape(HEIGHT // 2, 2, -1).mean(axis=1)
-    return "\n".join("".join(ramp[int(v * (len(ramp) - 1) + 0.5)] for v in row) for row in rows)
+def listen(run: str | Path, file: str | Path, chunk_seconds: float = 0.1) -> Iterator[str]:
+    """Stream an audio file through a unidirectional run a chunk at a time, as if it were being recorded:
+    yields the best-path transcript so far after every chunk (the last equals reading the whole file)."""
+    rec = Recogniser(run)
+    if rec.reading["kind"] != "audio" or rec.speech is None:
+        raise RunError(f"{run}: listen needs a run trained on audio files (this one reads {rec.reading['kind']})")
+    if chunk_seconds <= 0:
+        raise RunError(f"listen: the chunk must be longer than 0 s, got {chunk_seconds}")
+    try:
+        stream = Stream(rec.model)
+    except ValueError as e:
+        raise RunError(f"{run}: {e}; train with --unidirectional to listen") from None
+    samples = read_audio(file, rec.speech.rate)
+    features = rec.speech.stream()
+    step = max(1, int(chunk_seconds * rec.speech.rate))
+    labels: list[int] = []
+    prev = 0                                           # the last frame's best class (0: blank)
+    for start in range(0, len(samples), step):
+        frames = features.push(samples[start:start + step])
+        if start + step >= len(samples):
+            frames = np.concatenate([frames, features.end()])
+        if len(frames):
+            best = stream(((frames.astype(np.float32) - rec.mean) / rec.std)[None])[0].argmax(axis=-1)
+            for k in best.tolist():
+                if k != 0 and k != prev:
+                    labels.append(k)
+                prev = k
+        yield rec.text(labels)
+
+
+def make(out: str | Path, count: int, half: str = "train", seed: int = 0, kind: str = "strips") -> Path:
+    """Write a data folder of ``count`` digit strips (``kind`` "strips") or connected spoken digits ("digits")."""
+    maker = make_strips_folder if kind == "strips" else make_digits_folder
+    return maker(out, count, half, seed)

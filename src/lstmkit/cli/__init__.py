@@ -24,8 +24,10 @@ import warnings
 
 from ..checkpoint import CheckpointError
 from ..compiled import SimdError
+from ..data.speech import AudioError
 from ..data.strips import StripError
 from ..data.text import TextError
+from ..data.transcribed import TranscriptError
 from ..data.trees import TreeError
 from ..data.video import VideoError
 from ..distributed import DistributedError, launched, world
@@ -38,7 +40,7 @@ from .common import fail
 APPS = {"charlm": charlm, "video": video, "ctc": ctc, "tree": tree, "model": model, "info": info}
 # What bad input raises, anywhere below: one line on stderr and exit 2, never a traceback.
 BAD_INPUT = (TextError, CheckpointError, RunError, VideoError, StripError, TreeError, InspectError, DistributedError,
-             SimdError)
+             SimdError, TranscriptError, AudioError)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -39,15 +39,17 @@ def CNNLSTM(num_classes: int, in_channels: int = 3, size: int | tuple[int, int] 
 
 
 def CTCRecognizer(height: int, num_classes: int, hidden: int = 128, layers: int = 2, dtype: str = "float32",
-                  rng: np.random.Generator | None = None) -> Sequential:
-    """Sequence recogniser for CTC: columns (B, W, height) -> per-column logits (B, W, num_classes).
+                  rng: np.random.Generator | None = None, bidirectional: bool = True) -> Sequential:
+    """Sequence recogniser for CTC: frames (B, T, height) -> per-frame logits (B, T, num_classes).
 
-    A ``layers``-deep bidirectional LSTM reads the image column by column (pass ``lengths`` for
-    padded batches) and a Dense layer scores every column; class 0 is CTC's blank.
+    A ``layers``-deep LSTM, bidirectional unless told otherwise, reads an image column by column or
+    audio frame by frame (pass ``lengths`` for padded batches), and a Dense layer scores every frame;
+    class 0 is CTC's blank. A unidirectional one can run streaming (``lk.Stream``).
     """
-    return Sequential(LSTM(height, hidden, num_layers=layers, bidirectional=True, return_sequences=True,
-                           dtype=dtype, rng=rng),                                          # (B, W, 2·hidden)
-                      Dense(2 * hidden, num_classes, dtype=dtype, rng=rng))               # (B, W, classes)
+    width = 2 * hidden if bidirectional else hidden
+    return Sequential(LSTM(height, hidden, num_layers=layers, bidirectional=bidirectional, return_sequences=True,
+                           dtype=dtype, rng=rng),                                          # (B, T, width)
+                      Dense(width, num_classes, dtype=dtype, rng=rng))                    # (B, T, classes)
 
 
 __all__ = ["Model", "Sequential", "CNNLSTM", "CTCRecognizer", "TreeClassifier", "CharLM", "CharLMConfig"]
