@@ -266,7 +266,10 @@ def listen(run: str | Path, file: str | Path, chunk_seconds: float = 0.1) -> Ite
         yield rec.text(labels)
 
 
-def make(out: str | Path, count: int, half: str = "train", seed: int = 0, kind: str = "strips") -> Path:
-    """Write a data folder of ``count`` digit strips (``kind`` "strips") or connected spoken digits ("digits")."""
-    maker = make_strips_folder if kind == "strips" else make_digits_folder
-    return maker(out, count, half, seed)
+def make(out: str | Path, count: int, half: str = "train", seed: int = 0, kind: str = "strips",
+         text: str | Path | None = None) -> Path:
+    """Write a data folder of ``count`` digit strips (``kind`` "strips") or connected spoken digits ("digits";
+    saying the lines of ``text``, a file of digit strings, when given)."""
+    if kind == "strips":
+        return make_strips_folder(out, count, half, seed)
+    return make_digits_folder(out, count, half, seed, text)

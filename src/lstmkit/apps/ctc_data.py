@@ -63,15 +63,17 @@ def make_strips_folder(out: str | Path, count: int, half: str = "train", seed: i
     return write_table(out, files, texts, splits)
 
 
-def make_digits_folder(out: str | Path, count: int, half: str = "train", seed: int = 0, min_digits: int = 2,
-                       max_digits: int = 7) -> Path:
+def make_digits_folder(out: str | Path, count: int, half: str = "train", seed: int = 0,
+                       text: str | Path | None = None) -> Path:
     """Write ``count`` connected spoken-digit sequences (2-7 real FSDD utterances in a row, 13 MFCCs a frame) as
     ``.npy`` arrays (T, 13) and ``out/transcripts.tsv``; val rows from the validation utterances, test rows
-    from the test utterances (``lstmkit.data.spoken_digits``)."""
+    from the test utterances (``lstmkit.data.spoken_digits``). With ``text`` (a file of lines of digits),
+    each sequence says one of its lines, at random, instead of random digits."""
+    lines = _digit_lines(text) if text is not None else None
     out = _new_folder(out, count, half)
     files, texts, splits = [], [], []
     for k, (split, n) in enumerate(_split_counts(count, half)):
-        seqs, digits = connected_digits(n, split, seed * 3 + k, min_digits, max_digits)
+        seqs, digits = connected_digits(n, split, seed * 3 + k, texts=lines)
         for x, t in zip(seqs, digits):
             name = f"{split}_{len(files):05d}.npy"
             np.save(out / name, x.astype(np.float32))
@@ -79,3 +81,21 @@ def make_digits_folder(out: str | Path, count: int, half: str = "train", seed: i
             texts.append(t)
             splits.append(split)
     return write_table(out, files, texts, splits)
+
+
+def _digit_lines(path: str | Path) -> list[str]:
+    """The non-empty lines of a text file, each only digits; RunError naming the file and line otherwise."""
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not a readable UTF-8 text file ({getattr(e, 'strerror', None) or e})") from None
+    out = []
+    for n, line in enumerate(lines, start=1):
+        line = line.strip()
+        if line and not (line.isascii() and line.isdigit()):
+            raise RunError(f"{path}: line {n} is not only digits 0-9: {line[:40]!r}")
+        if line:
+            out.append(line)
+    if not out:
+        raise RunError(f"{path}: no lines of digits in it")
+    return out

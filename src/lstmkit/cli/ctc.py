@@ -41,7 +41,10 @@ def _make_parser(cmds: Any, name: str, what: str, kind: str) -> None:
     ms.add_argument("--half", choices=["train", "test"], default="train", help="train (train and val rows) or test "
                     "(from sources no training folder uses; default train)")
     ms.add_argument("--seed", type=int, default=0, help="seed (default 0)")
-    ms.set_defaults(kind=kind)
+    if kind == "digits":
+        ms.add_argument("--text", help="a file of digit strings, one a line: each example says one of them "
+                        "(default: 2-7 random digits)")
+    ms.set_defaults(kind=kind, text=None)
 
 
 def _decoding_options(p: argparse.ArgumentParser) -> None:
@@ -85,7 +88,7 @@ def add_parser(apps: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd in ("make-strips", "make-digits"):
-        path = ctc_app.make(args.out, args.count, args.half, args.seed, args.kind)
+        path = ctc_app.make(args.out, args.count, args.half, args.seed, args.kind, args.text)
         print(f"wrote {args.count} examples and {path}", file=sys.stderr)
         return 0
     if getattr(args, "beam", 1) < 1:

@@ -37,7 +37,7 @@ def _av() -> Any:
 
 def read_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
     """The samples of an audio file (WAV, FLAC, MP3, OGG/Vorbis or Opus, M4A, ... : what FFmpeg decodes) as
-    float32 in [-1, 1], mixed down to mono and resampled to ``rate`` Hz: shape (samples,)."""
+    float32 in [-1, 1], the channels averaged to mono, resampled to ``rate`` Hz: shape (samples,)."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(f"{path}: no such file")
@@ -47,12 +47,12 @@ def read_audio(path: str | Path, rate: int = 16000) -> np.ndarray:
         with av.open(str(path)) as container:
             if not container.streams.audio:
                 raise AudioError(f"{path}: has no audio stream")
-            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            resampler = av.AudioResampler(format="fltp", rate=rate)      # planar: (channels, samples)
             for frame in container.decode(audio=0):
                 for out in resampler.resample(frame):
-                    parts.append(out.to_ndarray().reshape(-1))
+                    parts.append(out.to_ndarray().mean(axis=0))          # mono: the channels' mean
             for out in resampler.resample(None):
-                parts.append(out.to_ndarray().reshape(-1))
+                parts.append(out.to_ndarray().mean(axis=0))
     except (av.error.FFmpegError, OSError, ValueError) as e:
         if isinstance(e, AudioError):
             raise

@@ -36,17 +36,27 @@ def spoken_digits(pool: str = "train") -> tuple[list[np.ndarray], np.ndarray]:
     return [z["frames"][ends[i] - z["lengths"][i]:ends[i]] for i in idx], z["digits"][idx]
 
 
-def connected_digits(count: int, pool: str = "train", seed: int = 0, min_digits: int = 2, max_digits: int = 7
-                     ) -> tuple[list[np.ndarray], list[str]]:
-    """``count`` connected-digit sequences from one pool: (MFCC arrays (T, 13) float32, their digits as text)."""
+def connected_digits(count: int, pool: str = "train", seed: int = 0, min_digits: int = 2, max_digits: int = 7,
+                     texts: list[str] | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """``count`` connected-digit sequences from one pool: (MFCC arrays (T, 13) float32, their digits as text).
+    The digits are uniform at random, 2-7 of them, or (``texts``) each a string of ``texts`` drawn at random,
+    every digit of it spoken by a random utterance of that digit from the pool."""
     if count < 1 or not 1 <= min_digits <= max_digits:
         raise ValueError(f"connected_digits: count >= 1 and 1 <= min_digits <= max_digits expected, got {count}, "
                          f"{min_digits}, {max_digits}")
+    bad = [t for t in texts or () if not t or not t.isascii() or not t.isdigit()]
+    if texts is not None and (bad or not texts):
+        raise ValueError(f"connected_digits: texts must be non-empty strings of digits 0-9, got {bad[:1] or texts}")
     frames, digits = spoken_digits(pool)
+    by_digit = [np.flatnonzero(digits == d) for d in range(10)]
     rng = np.random.default_rng(seed)
-    seqs, texts = [], []
+    seqs, out = [], []
     for _ in range(count):
-        pick = rng.integers(0, len(frames), int(rng.integers(min_digits, max_digits + 1)))
+        if texts is None:
+            said = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(min_digits, max_digits + 1))))
+        else:
+            said = texts[int(rng.integers(0, len(texts)))]
+        pick = [by_digit[int(ch)][rng.integers(0, len(by_digit[int(ch)]))] for ch in said]
         seqs.append(np.concatenate([frames[i] for i in pick]))
-        texts.append("".join(str(digits[i]) for i in pick))
-    return seqs, texts
+        out.append(said)
+    return seqs, out
