@@ -199,16 +199,20 @@ class Recogniser:
 
 
 def decode(run: str | Path, data: str | Path, beam: int = 1, lm: str | Path | None = None, alpha: float = 0.5,
-           beta: float = 1.0, progress: bool = False) -> dict[str, Any]:
-    """The character error rate and exact reads over a data folder (all its rows, or its test rows where its
-    split column has some), with a few (truth, read) examples."""
+           beta: float = 1.0, progress: bool = False, split: str | None = None) -> dict[str, Any]:
+    """The character error rate and exact reads over a data folder (the rows of ``split``; by default its test
+    rows where its split column has some, else all), with a few (file, truth, read) examples."""
     rec = Recogniser(run)
     ds = open_data(CTCConfig(data=str(data), height=rec.reading["height"]), rec.reading, training=False,
                    progress=progress)
     ds.normalise(rec.mean, rec.std)
     idx = np.arange(len(ds))
-    if ds.splits is not None and "test" in ds.splits:
-        idx = np.flatnonzero(np.array(ds.splits) == "test")
+    if split is None and ds.splits is not None and "test" in ds.splits:
+        split = "test"
+    if split is not None:
+        idx = np.flatnonzero(np.array(ds.splits or ["train"] * len(ds)) == split)
+        if not len(idx):
+            raise RunError(f"{data}: no {split} rows in its table")
     scorer = rec.language_model(lm)
     read: list[str] = []
     for start in range(0, len(idx), 256):

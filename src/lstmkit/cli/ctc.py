@@ -72,6 +72,8 @@ def add_parser(apps: Any) -> None:
                          "print the character error rate and a few examples.")
     add_run(de)
     de.add_argument("data", help="data folder (or its transcripts table)")
+    de.add_argument("--split", choices=["train", "val", "test"], help="read only these rows of the table (default: "
+                    "its test rows where it has some, else all)")
     _decoding_options(de)
     pr = cmds.add_parser("predict", help="read files", description="Read images or audio files (the kind the run "
                          "was trained on) and print each one's transcript.")
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             print(text, flush=True)
         return 0
     if args.cmd == "decode":
-        rep = ctc_app.decode(args.run, args.data, args.beam, args.lm, args.alpha, args.beta)
+        rep = ctc_app.decode(args.run, args.data, args.beam, args.lm, args.alpha, args.beta, split=args.split)
         print(f"character error rate {rep['cer']:.4f}; {rep['exact']:.1%} of {rep['examples_read']} examples read "
               "exactly")
         for name, truth, read in rep["examples"]:
