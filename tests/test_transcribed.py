@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from lstmkit.apps import ctc_data
-from lstmkit.data import spoken_digits as sd
+from lstmkit.data import fsdd as sd
 from lstmkit.data import transcribed as tb
 from lstmkit.data.speech import AudioError, SpeechFeatures, read_audio
 

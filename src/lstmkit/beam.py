@@ -1,7 +1,7 @@
 """CTC prefix beam search, every sequence of a batch at once, with a character language model in the score.
 
 A prefix (the labels read so far) keeps two probabilities: of the frames so far ending in a blank, p_b, and
-ending in its last label, p_nb. Reading frame t with probabilities y:
+ending in its last label, p_nb. Reading frame t with probabilities y::
 
     stay:    p_b' = (p_b + p_nb)·y_blank          p_nb' = p_nb·y_last              (the prefix does not grow)
     extend:  prefix + c gets p_nb' = (p_b + p_nb)·y_c, or p_b·y_c when c is the last label (a repeat

@@ -1,7 +1,7 @@
 """Data folders for the recogniser, made on this machine: strips of handwritten digits (images) and connected
 spoken digits (real recordings' MFCCs). Each is a folder with a transcripts table (``lstmkit.data.transcribed``)
 whose split column keeps validation honest: its "val" rows are made from digit images or utterances that no
-"train" row uses, and ``--half test`` folders from the other half of the images (or the test utterances).
+"train" row uses, and ``--half test`` folders from the other half of the images (or the test utterances)::
 
     lstmkit ctc make-strips --out data/strips --count 5000        # PNGs + transcripts.tsv
     lstmkit ctc make-digits --out data/digits --count 4000        # .npy (T, 13) + transcripts.tsv
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.spoken_digits import connected_digits
+from ..data.fsdd import connected_digits
 from ..data.strips import digits as digit_images
 from ..data.strips import make_strip, write_png
 from ..data.transcribed import TranscriptError, write_table
@@ -67,7 +67,7 @@ def make_digits_folder(out: str | Path, count: int, half: str = "train", seed: i
                        text: str | Path | None = None) -> Path:
     """Write ``count`` connected spoken-digit sequences (2-7 real FSDD utterances in a row, 13 MFCCs a frame) as
     ``.npy`` arrays (T, 13) and ``out/transcripts.tsv``; val rows from the validation utterances, test rows
-    from the test utterances (``lstmkit.data.spoken_digits``). With ``text`` (a file of lines of digits),
+    from the test utterances (``lstmkit.data.fsdd``). With ``text`` (a file of lines of digits),
     each sequence says one of its lines, at random, instead of random digits."""
     lines = _digit_lines(text) if text is not None else None
     out = _new_folder(out, count, half)

@@ -1,5 +1,5 @@
 """From an audio file to the frames a recogniser reads: decoding (PyAV), one feature setting, and the same
-features a chunk at a time for streaming.
+features a chunk at a time for streaming::
 
     setting = SpeechFeatures()                     # 16 kHz mono, 13 MFCCs (Hamming window) + deltas: 39 a frame
     feats = setting.extract(read_audio("a.flac"))  # (frames, 39) float64

@@ -1,4 +1,4 @@
-"""Transcribed examples for a CTC recogniser: a folder with a transcripts table and the files it names.
+"""Transcribed examples for a CTC recogniser: a folder with a transcripts table and the files it names::
 
     DATA/transcripts.tsv          file<TAB>text[<TAB>split]   (or transcripts.csv, comma-separated)
     DATA/a.png  DATA/b.flac  ...  images, audio files or feature arrays (.npy, (T, F)), all of one kind
