@@ -185,3 +185,24 @@ def test_make_digits_says_the_lines_of_a_text(tmp_path, capsys):
     assert main(["ctc", "make-digits", "--out", str(tmp_path / "e"), "--text", str(tmp_path / "bad.txt")]) == 2
     err = capsys.readouterr().err
     assert "bad.txt: line 2 is not only digits" in err and not (tmp_path / "e").exists()
+
+
+def test_spec_augment_masks_bands_of_features_and_of_time(tmp_path):
+    from lstmkit.apps.ctc import SpecAugment
+    from lstmkit.data.dataset import Subset
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        np.save(tmp_path / f"s{i}.npy", (rng.normal(size=(60, 20)) + 5).astype(np.float32))
+    tb.write_table(tmp_path, [f"s{i}.npy" for i in range(4)], ["ab"] * 4)
+    ds = tb.Transcribed(tmp_path, progress=False)
+    plain = ds[np.arange(4)][0]
+    aug = SpecAugment(Subset(ds, np.arange(4)), masks=2, seed=1)
+    x, packed, lengths = aug[np.arange(4)]
+    assert x.shape == plain.shape and np.array_equal(packed, ds.packed) and lengths.tolist() == [60] * 4
+    zero = x == 0
+    cols, rows = zero.all(axis=1), zero.all(axis=2)           # whole feature bands, whole frames
+    assert (zero == (cols[:, None, :] | rows[:, :, None])).all()          # nothing else is touched
+    assert cols.sum(1).max() <= 2 * 3 and rows.sum(1).max() <= 2 * 6 and zero.any()
+    assert np.array_equal(x[~zero], plain[~zero])
+    again = SpecAugment(Subset(ds, np.arange(4)), masks=2, seed=1)[np.arange(4)][0]
+    assert np.array_equal(again, x)
