@@ -112,8 +112,10 @@ def test_the_char_lm_takes_awd_regularisers_and_files_from_before_have_none():
     """--weight-drop, --recurrent-dropout and --cell reach the LSTM; a model file written before they existed (no
     such keys) loads with them off and an LSTM, whatever the defaults are now."""
     from lstmkit.layers.regularise import Regularisers
-    m = CharLM(CharLMConfig(vocab_size=5, embed=3, hidden=4, weight_drop=0.3, recurrent_dropout=0.2))
-    assert (m.rnn.regularisers.weight_drop, m.rnn.regularisers.recurrent_dropout) == (0.3, 0.2)
+    m = CharLM(CharLMConfig(vocab_size=5, embed=3, hidden=4, weight_drop=0.3, recurrent_dropout=0.2, zoneout=0.05,
+                            zoneout_cell=0.5))
+    r = m.rnn.regularisers
+    assert (r.weight_drop, r.recurrent_dropout, r.zoneout, r.zoneout_cell) == (0.3, 0.2, 0.05, 0.5)
     old = CharLM.from_config({"vocab_size": 5, "embed": 3, "hidden": 4, "layers": 1, "dtype": "float32"})
     assert old.rnn.regularisers == Regularisers() and type(old.rnn) is lk.LSTM
     assert type(CharLM(CharLMConfig(vocab_size=5, cell="layer_norm")).rnn) is lk.LayerNormLSTM

@@ -7,7 +7,7 @@ ending in its last label, p_nb. Reading frame t with probabilities y::
     extend:  prefix + c gets p_nb' = (p_b + p_nb)·y_c, or p_b·y_c when c is the last label (a repeat
              needs a blank between); where prefix + c is already a beam, the two are added.
 
-The beams kept are the ``beam_width`` best by score = log(p_b + p_nb) + α·log p_lm(prefix) + β·|prefix|
+The beams kept are the ``beam_width`` best by score = log(p_b + p_nb) + α·log p_lm(prefix) + β·len(prefix)
 (shallow fusion; without a language model, α = β = 0). At the end, a language model that knows an end of line
 ("\\n") adds α·log p_lm(end | prefix). Prefixes are told apart by a 64-bit hash of their labels, so a step is a
 few array operations on (batch, beam, classes) arrays — no dictionary of prefixes.

@@ -49,6 +49,8 @@ _MODEL: list[Shaping] = [
     ("input_dropout", float, "dropout on the embeddings, before the first LSTM layer"),
     ("weight_drop", float, "DropConnect on each LSTM layer's recurrent weights W_hh (AWD-LSTM)"),
     ("recurrent_dropout", float, "dropout on h_{t-1} where it enters W_hh, one mask per stream"),
+    ("zoneout", float, "each step a unit of h keeps its previous value with this probability (zoneout)"),
+    ("zoneout_cell", float, "the same for the cell state c"),
     ("cell", ["lstm", "layer_norm"], "the recurrent layer: LSTM, or the layer-normalised LSTM"),
     ("dtype", ["float32", "float64"], "parameter dtype")]
 _TRAINING: list[Shaping] = [

@@ -36,6 +36,8 @@ class CharLMConfig:
     input_dropout: float = 0.2    # on the embeddings, before the first layer
     weight_drop: float = 0.0      # DropConnect on each layer's W_hh (AWD-LSTM; lstmkit.layers.regularise)
     recurrent_dropout: float = 0.0   # a mask per stream on h_{t-1} where it enters W_hh
+    zoneout: float = 0.0          # each step, a unit of h keeps its previous value with this probability
+    zoneout_cell: float = 0.0     # the same for c (Krueger et al. 2016)
     cell: str = "lstm"            # "lstm", or "layer_norm" (lk.LayerNormLSTM)
     dtype: str = "float32"
 
@@ -49,7 +51,8 @@ class CharLM(Model):
     def __init__(self, cfg: CharLMConfig, rng: np.random.Generator | None = None) -> None:
         self.cfg = cfg
         self.embed = Embedding(cfg.vocab_size, cfg.embed, dtype=cfg.dtype, rng=rng)
-        regularisers = {k: getattr(cfg, k) for k in ("weight_drop", "recurrent_dropout") if getattr(cfg, k)}
+        regularisers = {k: getattr(cfg, k) for k in ("weight_drop", "recurrent_dropout", "zoneout", "zoneout_cell")
+                        if getattr(cfg, k)}
         cells = {"lstm": LSTM, "layer_norm": LayerNormLSTM}
         if cfg.cell not in cells:
             raise ValueError(f"CharLM: cell must be one of {', '.join(cells)}, got {cfg.cell!r}")
@@ -71,7 +74,7 @@ class CharLM(Model):
         given = {k: v for k, v in config.items() if k in known}
         # a file that names no dropout of a kind was saved before that kind existed, and trained without it
         given = {"dropout": 0.0, "output_dropout": 0.0, "input_dropout": 0.0, "weight_drop": 0.0,
-                 "recurrent_dropout": 0.0, "cell": "lstm", **given}
+                 "recurrent_dropout": 0.0, "zoneout": 0.0, "zoneout_cell": 0.0, "cell": "lstm", **given}
         return cls(CharLMConfig(**given), rng=config.get("rng"))
 
     def forward(self, ids: np.ndarray, state: tuple[np.ndarray, np.ndarray] | None = None
