@@ -84,6 +84,12 @@ def test_images_of_any_size_become_columns_and_are_cached(tmp_path, monkeypatch)
     monkeypatch.setattr(tb, "read_frames", refuse)
     again = tb.Transcribed(tmp_path, height=16, progress=False)           # all from the cache
     assert all(np.array_equal(a, b) for a, b in zip(first, again.frames))
+    moved = tmp_path.parent / (tmp_path.name + "-moved")
+    tmp_path.rename(moved)                                                 # a folder moved or renamed: still cached
+    monkeypatch.chdir(moved.parent)
+    assert all(np.array_equal(a, b) for a, b in zip(first, tb.Transcribed(moved.name, height=16,
+                                                                           progress=False).frames))
+    moved.rename(tmp_path)
     monkeypatch.undo()
     Image.fromarray(np.zeros((16, 5), np.uint8)).save(tmp_path / "l1.png")  # one file changes: only it is read
     read = []

@@ -288,14 +288,15 @@ class Transcribed:
             key = hashlib.sha256(self._setting().encode()).hexdigest()[:16]
             cache_path = self.table.parent / ".lstmkit-cache" / f"frames-{key}.npz"
         old = _load_cache(cache_path)
-        stale = set(old) != {str(f) for f in files}
+        names = [_name(f, self.table.parent) for f in files]
+        stale = set(old) != set(names)
         frames: list[np.ndarray] = []
         errors: dict[int, str] = {}
         fresh = 0
         for i, f in enumerate(tqdm(files, unit="file", desc=f"reading {self.table.parent}",
                                    disable=not progress or len(files) < 50)):
             stamp = _stamp(f)
-            hit = old.get(str(f))
+            hit = old.get(names[i])
             if hit is not None and hit[0] == stamp:
                 got = hit[1]
             else:
@@ -310,8 +311,16 @@ class Transcribed:
             else:
                 frames.append(got)
         if cache_path is not None and (fresh or stale):
-            _save_cache(cache_path, files, frames, errors)
+            _save_cache(cache_path, files, names, frames, errors)
         return frames, errors
+
+
+def _name(path: Path, root: Path) -> str:
+    """A file's key in the cache: its path from the table's folder (the folder may move or be named otherwise)."""
+    try:
+        return str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _stamp(path: Path) -> list[int]:
@@ -338,13 +347,14 @@ def _load_cache(path: Path | None) -> dict[str, tuple[list[int], np.ndarray | st
         return {}
 
 
-def _save_cache(path: Path, files: list[Path], frames: list[np.ndarray], errors: dict[int, str]) -> None:
+def _save_cache(path: Path, files: list[Path], names: list[str], frames: list[np.ndarray],
+                errors: dict[int, str]) -> None:
     ok = [f for f in frames if f.shape[0]]
     width = ok[0].shape[1] if ok else 1
     body = np.concatenate([f if f.shape[0] else np.zeros((0, width), np.float32) for f in frames]) \
         if ok else np.zeros((0, width), np.float32)
-    meta = {"format": "lstmkit-frames", "files": [{"file": str(f), "stamp": _stamp(f), "error": errors.get(i)}
-                                                  for i, f in enumerate(files)]}
+    meta = {"format": "lstmkit-frames", "files": [{"file": n, "stamp": _stamp(f), "error": errors.get(i)}
+                                                  for i, (f, n) in enumerate(zip(files, names))]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if any(f.shape[0] and f.shape[1] != width for f in frames):
