@@ -1,7 +1,7 @@
 """A real recording (CMU ARCTIC a0009, "He turned sharply, and faced Gregson across the table."; tests/data) through
 the recogniser's audio path: PyAV's decoding against scipy's WAV reader, lstmkit's features against
 python_speech_features on the same samples, the features a chunk at a time against the whole file, and the same
-speech as FLAC (lossless) and MP3 (lossy) in a data folder."""
+speech as FLAC (lossless), MP3 and Opus in OGG (lossy) in a data folder."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_a_microphones_chunks_give_the_files_features(samples):
         np.testing.assert_allclose(got, whole, rtol=1e-9, atol=1e-9)
 
 
-def test_the_recording_as_wav_flac_and_mp3_in_a_data_folder(tmp_path):
+def test_the_recording_as_wav_flac_mp3_and_ogg_in_a_data_folder(tmp_path):
     import av
     (tmp_path / "a.wav").write_bytes(WAV.read_bytes())
     for name, codec in (("b.flac", "flac"), ("c.mp3", "libmp3lame")):
@@ -71,12 +71,23 @@ def test_the_recording_as_wav_flac_and_mp3_in_a_data_folder(tmp_path):
                     out.mux(p)
             for p in stream.encode(None):
                 out.mux(p)
-    tb.write_table(tmp_path, ["a.wav", "b.flac", "c.mp3"], [TEXT] * 3, ["train", "val", "test"])
+    with av.open(str(WAV)) as src, av.open(str(tmp_path / "d.ogg"), "w") as out:   # Opus in OGG, at 48 kHz
+        stream = out.add_stream("libopus", rate=48000, layout="mono")
+        up = av.AudioResampler(format="s16", layout="mono", rate=48000)
+        for frame in src.decode(audio=0):
+            for f in up.resample(frame):
+                f.pts = None
+                for p in stream.encode(f):
+                    out.mux(p)
+        for p in stream.encode(None):
+            out.mux(p)
+    tb.write_table(tmp_path, ["a.wav", "b.flac", "c.mp3", "d.ogg"], [TEXT] * 4, ["train", "val", "test", "test"])
     ds = tb.Transcribed(tmp_path, progress=False)
-    assert ds.kind == "audio" and ds.size == 39 and len(ds) == 3 and ds.alphabet == "".join(sorted(set(TEXT)))
-    wav, flac, mp3 = ds.frames
+    assert ds.kind == "audio" and ds.size == 39 and len(ds) == 4 and ds.alphabet == "".join(sorted(set(TEXT)))
+    wav, flac, mp3, ogg = ds.frames
     np.testing.assert_allclose(flac, wav, atol=1e-5)                 # lossless
     assert len(mp3) == len(wav)                                      # lossy: the same speech, its loudness
     assert np.corrcoef(wav[:, 0], mp3[:, 0])[0, 1] > 0.9             # frame by frame (c0: the log energy)
+    assert len(ogg) == len(wav) and np.corrcoef(wav[:, 0], ogg[:, 0])[0, 1] > 0.9      # resampled from 48 kHz
     tr, va, how = ds.split()
     assert tr.tolist() == [0] and va.tolist() == [1] and how == "the table's split column"
