@@ -212,3 +212,21 @@ def test_spec_augment_masks_bands_of_features_and_of_time(tmp_path):
     assert np.array_equal(x[~zero], plain[~zero])
     again = SpecAugment(Subset(ds, np.arange(4)), masks=2, seed=1)[np.arange(4)][0]
     assert np.array_equal(again, x)
+
+
+def test_a_large_folder_is_read_by_a_pool_as_one_process_reads_it(tmp_path, monkeypatch):
+    from PIL import Image
+    rng = np.random.default_rng(3)
+    names = []
+    for i in range(70):
+        Image.fromarray((rng.random((12, int(rng.integers(8, 30)))) * 255).astype(np.uint8)).save(tmp_path / f"{i}.png")
+        names.append(f"{i}.png")
+    (tmp_path / "69.png").write_bytes(b"broken")
+    tb.write_table(tmp_path, names, ["ab"] * 70)
+    with pytest.warns(UserWarning, match="69.png: not a readable image"):
+        pooled = tb.Transcribed(tmp_path, height=12, cache=False, progress=False)       # 2 processes (2+ cores)
+    monkeypatch.setattr(tb, "PER_WORKER", 10 ** 6)
+    with pytest.warns(UserWarning, match="69.png"):
+        alone = tb.Transcribed(tmp_path, height=12, cache=False, progress=False)
+    assert len(pooled) == len(alone) == 69
+    assert all(np.array_equal(a, b) for a, b in zip(pooled.frames, alone.frames))

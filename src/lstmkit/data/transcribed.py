@@ -27,13 +27,14 @@ import hashlib
 import io
 import json
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import checkpoint
+from .. import checkpoint, parallel
 from ..ctc import pack_targets
 from .speech import AudioError, SpeechFeatures, read_audio
 from .strips import StripError, read_image, to_height
@@ -47,6 +48,7 @@ KINDS = {**dict.fromkeys((".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tif
          **dict.fromkeys((".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".webm"), "audio"),
          ".npy": "array"}
 CACHE_VERSION = 1
+PER_WORKER = 32                                # files to read before another process is worth starting
 
 
 class TranscriptError(ValueError):
@@ -290,29 +292,42 @@ class Transcribed:
         old = _load_cache(cache_path)
         names = [_name(f, self.table.parent) for f in files]
         stale = set(old) != set(names)
+        cached = [old.get(n) for n in names]
+        todo = [i for i, (f, hit) in enumerate(zip(files, cached)) if hit is None or hit[0] != _stamp(f)]
+        got = dict(zip(todo, self._read_many([files[i] for i in todo], progress)))
         frames: list[np.ndarray] = []
         errors: dict[int, str] = {}
-        fresh = 0
-        for i, f in enumerate(tqdm(files, unit="file", desc=f"reading {self.table.parent}",
-                                   disable=not progress or len(files) < 50)):
-            stamp = _stamp(f)
-            hit = old.get(names[i])
-            if hit is not None and hit[0] == stamp:
-                got = hit[1]
-            else:
-                fresh += 1
-                try:
-                    got = read_frames(f, self.kind, self.height, self.speech)
-                except (TranscriptError, StripError, AudioError) as e:
-                    got = str(e)
-            if isinstance(got, str):
-                errors[i] = got
+        for i in range(len(files)):
+            one = got[i] if i in got else cached[i][1]          # type: ignore[index]
+            if isinstance(one, str):
+                errors[i] = one
                 frames.append(np.zeros((0, 1), np.float32))
             else:
-                frames.append(got)
+                frames.append(one)
+        fresh = len(todo)
         if cache_path is not None and (fresh or stale):
             _save_cache(cache_path, files, names, frames, errors)
         return frames, errors
+
+
+    def _read_many(self, files: list[Path], progress: bool) -> list[np.ndarray | str]:
+        """Each file's frames or error message, in order: in a pool of processes (one per core) when there are
+        many, so a large folder's first reading takes all the cores."""
+        jobs = [(f, self.kind, self.height, self.speech) for f in files]
+        bar = {"total": len(jobs), "unit": "file", "desc": f"reading {self.table.parent}",
+               "disable": not progress or len(jobs) < 50}
+        workers = min(parallel.cores(), len(jobs) // PER_WORKER)
+        if workers < 2:
+            return [_read_or_error(j) for j in tqdm(jobs, **bar)]
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            return list(tqdm(pool.map(_read_or_error, jobs, chunksize=8), **bar))
+
+
+def _read_or_error(job: tuple[Path, str, int, SpeechFeatures | None]) -> np.ndarray | str:
+    try:
+        return read_frames(*job)
+    except (TranscriptError, StripError, AudioError) as e:
+        return str(e)
 
 
 def _name(path: Path, root: Path) -> str:
