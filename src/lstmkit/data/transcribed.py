@@ -304,11 +304,9 @@ class Transcribed:
                 frames.append(np.zeros((0, 1), np.float32))
             else:
                 frames.append(one)
-        fresh = len(todo)
-        if cache_path is not None and (fresh or stale):
+        if cache_path is not None and (todo or stale):
             _save_cache(cache_path, files, names, frames, errors)
         return frames, errors
-
 
     def _read_many(self, files: list[Path], progress: bool) -> list[np.ndarray | str]:
         """Each file's frames or error message, in order: in a pool of processes (one per core) when there are
