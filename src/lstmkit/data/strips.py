@@ -148,6 +148,18 @@ def write_png(path: str | Path, image: np.ndarray) -> None:
     checkpoint.atomic_write(path, lambda f: Image.fromarray(a, mode="L").save(f, format="PNG"))
 
 
+def read_array(path: str | Path) -> np.ndarray:
+    """The numeric array of a ``.npy`` file (read without pickle); StripError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise StripError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            return checkpoint.read_npy(f, path.name, path.stat().st_size)
+    except (ValueError, OSError) as e:
+        raise StripError(f"{path}: not a readable .npy array of numbers ({e})") from None
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """A strip image as float (H, W) in [0, 1], light digits on a dark ground, from a .npy array or any
     image file Pillow reads (PNG of any bit depth, palette or interlacing, JPEG, TIFF, BMP, ...; colour
@@ -157,11 +169,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise StripError(f"{path}: no such file")
     if path.suffix.lower() == ".npy":
-        try:
-            with open(path, "rb") as f:
-                a = checkpoint.read_npy(f, path.name, path.stat().st_size)
-        except (ValueError, OSError) as e:
-            raise StripError(f"{path}: not a readable .npy array of numbers ({e})") from None
+        a = read_array(path)
         if a.ndim != 2:
             raise StripError(f"{path}: expected a 2-D image array (H, W), got shape {a.shape}")
         a = a.astype(np.float32)

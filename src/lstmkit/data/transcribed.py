@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from .. import checkpoint, parallel
 from ..ctc import pack_targets
 from .speech import AudioError, SpeechFeatures, read_audio
-from .strips import StripError, read_image, to_height
+from .strips import StripError, read_array, read_image, to_height
 
 TABLES = ("transcripts.tsv", "transcripts.csv")
 FILE_COLUMNS = ("file", "path", "filename", "audio", "image")
@@ -144,13 +144,7 @@ def read_frames(path: Path, kind: str, height: int = 32, speech: SpeechFeatures 
     if kind == "audio":
         setting = speech or SpeechFeatures()
         return setting.extract(read_audio(path, setting.rate)).astype(np.float32)
-    if not path.is_file():
-        raise TranscriptError(f"{path}: no such file")
-    try:
-        with open(path, "rb") as f:
-            a = checkpoint.read_npy(f, path.name, path.stat().st_size)
-    except (ValueError, OSError) as e:
-        raise TranscriptError(f"{path}: not a readable .npy array of numbers ({e})") from None
+    a = read_array(path)
     if a.ndim != 2 or not a.size or not np.isfinite(a).all():
         raise TranscriptError(f"{path}: expected a 2-D array of finite frames (T, F), got shape {a.shape}")
     return a.astype(np.float32)
