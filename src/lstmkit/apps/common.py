@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data import dataset
 from ..runs import RunError, check_run_dir
 
 DEFAULT_EPOCHS = 10
@@ -21,12 +22,8 @@ def open_run(out: Path, resume: bool, run_meta: Callable[[Path], dict[str, Any]]
 
 
 def holdout(n: int, fraction: float, seed: int, source: Any, items: str) -> tuple[np.ndarray, np.ndarray]:
-    """(training, validation) indices of ``n`` items, sorted: a seeded ``fraction`` (at least one) held out."""
-    n_val = max(1, int(round(n * fraction)))
-    if n - n_val < 1:
-        raise RunError(f"{source}: {n} {items} are too few to hold out {fraction:.0%}")
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
+    """``lstmkit.data.dataset.holdout`` with a RunError (the command line's one-line error) when too few."""
+    return dataset.holdout(n, fraction, seed, source, items, RunError)
 
 
 def budget(epochs: int | None, steps: int | None, minutes: float | None, steps_per_epoch: int = 1,

@@ -54,6 +54,17 @@ class ArrayDataset:
         return (self.x[index], y) if self.lengths is None else (self.x[index], y, self.lengths[index])
 
 
+def holdout(n: int, fraction: float, seed: int, source: Any, items: str, error: type[Exception] = ValueError
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) indices of ``n`` items, sorted: a seeded ``fraction`` (at least one) held out;
+    ``error`` naming ``source`` when too few would be left to train on."""
+    n_val = max(1, int(round(n * fraction)))
+    if n - n_val < 1:
+        raise error(f"{source}: {n} {items} are too few to hold out {fraction:.0%}")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
 class Subset:
     """The samples ``indices`` of ``dataset``, renumbered 0..len(indices)-1 (a train or validation part)."""
 

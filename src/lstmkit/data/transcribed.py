@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from .. import checkpoint, parallel
 from ..ctc import pack_targets
+from .dataset import holdout
 from .speech import AudioError, SpeechFeatures, read_audio
 from .strips import StripError, read_array, read_image, to_height
 
@@ -252,11 +253,8 @@ class Transcribed:
                                   f"{len(tr)} train, {len(va)} val)")
         if not 0 < val_fraction < 1:
             raise TranscriptError(f"Transcribed.split: val_fraction must be in (0, 1), got {val_fraction}")
-        n_val = max(1, int(round(len(self) * val_fraction)))
-        if len(self) - n_val < 1:
-            raise TranscriptError(f"{self.table}: {len(self)} examples are too few to hold out {val_fraction:.0%}")
-        order = np.random.default_rng(seed).permutation(len(self))
-        return np.sort(order[n_val:]), np.sort(order[:n_val]), f"a random {val_fraction:.0%} of the examples"
+        tr, va = holdout(len(self), val_fraction, seed, self.table, "examples", TranscriptError)
+        return tr, va, f"a random {val_fraction:.0%} of the examples"
 
     def statistics(self, index: Any) -> tuple[np.ndarray, np.ndarray]:
         """(mean, standard deviation) (F,) of every frame of the examples ``index`` (constant features: 1)."""
