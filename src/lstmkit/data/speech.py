@@ -104,9 +104,10 @@ class SpeechFeatures:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def base(self, samples: np.ndarray) -> np.ndarray:
-        """The per-frame features (frames, numcep or nfilt) of a whole signal, without deltas."""
-        framing = {"winlen": self.winlen, "winstep": self.winstep, "window": self.window}
+    def base(self, samples: np.ndarray, preemph: float = 0.97) -> np.ndarray:
+        """The per-frame features (frames, numcep or nfilt) of a whole signal, without deltas (``preemph`` 0:
+        a signal already pre-emphasised)."""
+        framing = {"winlen": self.winlen, "winstep": self.winstep, "window": self.window, "preemph": preemph}
         if self.numcep:
             return audio.mfcc(samples, self.rate, self.numcep, self.nfilt, self.nfft, **framing)
         return audio.log_mel(samples, self.rate, self.nfilt, self.nfft, **framing)[0]
@@ -175,12 +176,7 @@ class FeatureStream:
             emph[1:len(chunk)] = chunk[1:] - 0.97 * chunk[:-1]
             self._last = chunk[min(n * s.frame_step, len(chunk)) - 1]
         emph[len(chunk):] = 0.0
-        framing = {"winlen": s.winlen, "winstep": s.winstep, "window": s.window, "preemph": 0.0}
-        if s.numcep:
-            feats = audio.mfcc(emph, s.rate, s.numcep, s.nfilt, s.nfft, **framing)
-        else:
-            feats = audio.log_mel(emph, s.rate, s.nfilt, s.nfft, **framing)[0]
-        self._base.append(feats[:n])
+        self._base.append(s.base(emph, preemph=0.0)[:n])
 
     def _emit(self, final: bool) -> np.ndarray:
         s = self.setting
