@@ -184,11 +184,11 @@ class Transcribed:
         frames, errors = self._read(files, cache, progress)
         self.alphabet = alphabet if alphabet is not None else "".join(sorted(set("".join(texts))))
         index = {c: i + 1 for i, c in enumerate(self.alphabet)}
-        keep = []
+        keep, kept_labels = [], []
         for i, (f, t) in enumerate(zip(files, texts)):
             if i in errors:
                 continue
-            bad = sorted(set(t) - set(index))
+            bad = sorted(set(t) - index.keys())
             labels = [index.get(c, 0) for c in t]
             if not t:
                 errors[i] = f"{f}: its transcript is empty"
@@ -199,6 +199,7 @@ class Transcribed:
                              f"transcript (CTC needs {ctc_frames_needed(labels)})")
             else:
                 keep.append(i)
+                kept_labels.append(labels)
         for i in sorted(errors):
             warnings.warn(f"skipping {errors[i]}", stacklevel=2)
         if not keep:
@@ -214,8 +215,8 @@ class Transcribed:
                 raise TranscriptError(f"{f}: {x.shape[1]} features a frame, but {self.files[0]} has {self.size}")
         S = max(len(t) for t in self.texts)
         targets = np.zeros((len(keep), S), np.int64)
-        for i, t in enumerate(self.texts):
-            targets[i, :len(t)] = [index.get(c, 0) for c in t]
+        for i, labels in enumerate(kept_labels):
+            targets[i, :len(labels)] = labels
         self.packed = pack_targets(self.lengths, targets, np.array([len(t) for t in self.texts]))
         self.mean = np.zeros(self.size, np.float32)
         self.std = np.ones(self.size, np.float32)
@@ -285,7 +286,8 @@ class Transcribed:
         names = [_name(f, self.table.parent) for f in files]
         stale = set(old) != set(names)
         cached = [old.get(n) for n in names]
-        todo = [i for i, (f, hit) in enumerate(zip(files, cached)) if hit is None or hit[0] != _stamp(f)]
+        stamps = [_stamp(f) for f in files]
+        todo = [i for i, (hit, stamp) in enumerate(zip(cached, stamps)) if hit is None or hit[0] != stamp]
         got = dict(zip(todo, self._read_many([files[i] for i in todo], progress)))
         frames: list[np.ndarray] = []
         errors: dict[int, str] = {}
@@ -297,7 +299,7 @@ class Transcribed:
             else:
                 frames.append(one)
         if cache_path is not None and (todo or stale):
-            _save_cache(cache_path, files, names, frames, errors)
+            _save_cache(cache_path, stamps, names, frames, errors)
         return frames, errors
 
     def _read_many(self, files: list[Path], progress: bool) -> list[np.ndarray | str]:
@@ -352,14 +354,14 @@ def _load_cache(path: Path | None) -> dict[str, tuple[list[int], np.ndarray | st
         return {}
 
 
-def _save_cache(path: Path, files: list[Path], names: list[str], frames: list[np.ndarray],
+def _save_cache(path: Path, stamps: list[list[int]], names: list[str], frames: list[np.ndarray],
                 errors: dict[int, str]) -> None:
     ok = [f for f in frames if f.shape[0]]
     width = ok[0].shape[1] if ok else 1
     body = np.concatenate([f if f.shape[0] else np.zeros((0, width), np.float32) for f in frames]) \
         if ok else np.zeros((0, width), np.float32)
-    meta = {"format": "lstmkit-frames", "files": [{"file": n, "stamp": _stamp(f), "error": errors.get(i)}
-                                                  for i, (f, n) in enumerate(zip(files, names))]}
+    meta = {"format": "lstmkit-frames", "files": [{"file": n, "stamp": st, "error": errors.get(i)}
+                                                  for i, (st, n) in enumerate(zip(stamps, names))]}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if any(f.shape[0] and f.shape[1] != width for f in frames):
