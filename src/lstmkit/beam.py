@@ -38,7 +38,7 @@ class PrefixScorer(Protocol):
         ...
 
     def put(self, state: Any, rows: np.ndarray, part: Any) -> Any:
-        """``state`` with its ``rows`` replaced by ``part``."""
+        """``state`` (one ``take`` returned: the search's own) with its ``rows`` replaced by ``part``, in place."""
         ...
 
 
@@ -92,7 +92,7 @@ def prefix_beam_search(log_probs: np.ndarray, lengths: np.ndarray, beam_width: i
                                   ).reshape(B, K * C)], axis=1)
         pick = np.argsort(-scores, axis=1, kind="stable")[:, :K]                  # (B, K)
         ok = np.isfinite(np.take_along_axis(scores, pick, 1))
-        keep = ~active[:, None] | np.zeros((1, K), bool)   # finished sequences keep their beams as they were
+        keep = np.repeat(~active[:, None], K, axis=1)   # finished sequences keep their beams as they were
         grows = (pick >= K) & ~keep
         src = np.where(keep, np.arange(K), np.where(pick >= K, (pick - K) // C, pick))
         c = np.where(grows, (pick - K) % C, -1)
@@ -107,15 +107,15 @@ def prefix_beam_search(log_probs: np.ndarray, lengths: np.ndarray, beam_width: i
         lm_sum = np.take_along_axis(lm_sum, src, 1) + np.where(grows, lm_next[rows, src, cc], 0.0)
         length = np.take_along_axis(length, src, 1) + grows
         last = np.where(grows, c, np.take_along_axis(last, src, 1))
-        flat = (rows * K + src).reshape(-1)
-        lm_next, lm_end = lm_next.reshape(B * K, C)[flat], lm_end.reshape(-1)[flat]
-        if lm is not None:
+        if lm is not None:                           # each beam's LM state: its source's, a step on where it grew
+            flat = (rows * K + src).reshape(-1)
+            lm_next, lm_end = lm_next.reshape(B * K, C)[flat], lm_end.reshape(-1)[flat]
             state = lm.take(state, flat)
             grown = np.flatnonzero((grows & ok).reshape(-1))
             if len(grown):
                 part, lm_next[grown], lm_end[grown] = lm.step(lm.take(state, grown), c.reshape(-1)[grown])
                 state = lm.put(state, grown, part)
-        lm_next, lm_end = lm_next.reshape(B, K, C), lm_end.reshape(B, K)
+            lm_next, lm_end = lm_next.reshape(B, K, C), lm_end.reshape(B, K)
         parents.append(src)
         labels.append(c)
     final = np.logaddexp(pb, pnb)
@@ -180,6 +180,5 @@ class CharLMScorer:
         return state[0][:, rows], state[1][:, rows]
 
     def put(self, state: Any, rows: np.ndarray, part: Any) -> Any:
-        h, c = state[0].copy(), state[1].copy()
-        h[:, rows], c[:, rows] = part
-        return h, c
+        state[0][:, rows], state[1][:, rows] = part
+        return state
