@@ -167,7 +167,11 @@ class Recogniser:
         x = read_frames(path, kind, self.reading["height"], self.speech)
         if x.shape[1] != self.reading["size"]:
             raise TranscriptError(f"{path}: {x.shape[1]} features a frame; the run reads {self.reading['size']}")
-        return (x - self.mean) / self.std
+        return self.normalise(x)
+
+    def normalise(self, x: np.ndarray) -> np.ndarray:
+        """Frames (..., F) as the model reads them: float32, less the training frames' mean, over their deviation."""
+        return (x.astype(np.float32) - self.mean) / self.std
 
     def log_probs(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """(B, T, C) float64 log-probabilities of normalised frames (B, T, F)."""
@@ -262,7 +266,7 @@ def listen(run: str | Path, file: str | Path, chunk_seconds: float = 0.1) -> Ite
         if start + step >= len(samples):
             frames = np.concatenate([frames, features.end()])
         if len(frames):
-            best = stream(((frames.astype(np.float32) - rec.mean) / rec.std)[None])[0].argmax(axis=-1)
+            best = stream(rec.normalise(frames)[None])[0].argmax(axis=-1)
             for k in best.tolist():
                 if k != 0 and k != prev:
                     labels.append(k)
