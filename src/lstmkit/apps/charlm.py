@@ -54,11 +54,13 @@ class TrainConfig(training.TrainConfig):
     lr: float = 3e-3
     warmup: int = 50              # linear warm-up steps
     schedule: str = "cosine"      # cosine | step | constant, over the budget
+    min_lr_frac: float = 0.0      # the cosine ends at this fraction of lr
     weight_decay: float = 0.1     # AdamW, on matrices only (not biases)
     clip: float | None = 1.0      # global gradient-norm clip
     eval_every: int | None = 250  # validate (and save latest) every N steps
     val_fraction: float = 0.1
     val_chars: int = 65536        # validate on a fixed sample of this many held-out characters (0: all of them)
+    shift_windows: bool = True    # each pass after the first cut from a random offset in [0, seq_len)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.batch_size >= 1, "batch size must be >= 1"), (self.seq_len >= 1, "seq-len must be >= 1"),
@@ -201,8 +203,8 @@ class Trainer(training.Trainer):
         self.vocab, self.source = corpus.vocab, source
         self.text_sha = corpus.sha256
         train_ids, self.val_ids = split_train_val(corpus.ids, tcfg.val_fraction)      # views of the ids
-        what = f"{source_name(source)} (training part, {len(train_ids)} characters)"
-        self.windows = Windows.make(train_ids, tcfg.batch_size, tcfg.seq_len, what=what)
+        self.train_ids, self.tcfg = train_ids, tcfg
+        self.windows = self.pass_windows(0)
         if len(self.val_ids) < 2:
             raise TextError(f"{source_name(source)}: too short to hold out a validation part "
                             f"({len(self.val_ids)} characters); use a longer text")
@@ -217,6 +219,16 @@ class Trainer(training.Trainer):
         self.carry = StateCarry(model.rnn)    # the LSTM's (h, c), each (layers, B, H), carried window to window
 
     # -- construction -----------------------------------------------------------
+
+    def pass_windows(self, epoch: int) -> Windows:
+        """The windows of pass ``epoch``: with ``shift_windows``, every pass after the first cuts the text from its
+        own offset in [0, seq_len) (drawn from the seed and the pass), so window edges, where the gradient is cut,
+        fall elsewhere in the text each time (as AWD-LSTM's varied BPTT length does)."""
+        t = self.tcfg
+        offset = (int(np.random.default_rng([t.seed, epoch]).integers(t.seq_len))
+                  if t.shift_windows and epoch else 0)
+        what = f"{source_name(self.source)} (training part, {len(self.train_ids)} characters)"
+        return Windows.make(self.train_ids, t.batch_size, t.seq_len, what=what, offset=offset)
 
     def _own_dropout(self) -> None:
         """Ranks other than 0 draw their dropout masks from their own stream (a jump ahead of the run's)."""
@@ -292,6 +304,7 @@ class Trainer(training.Trainer):
             self.window = 0
             self.carry.reset()
             self.epoch += 1
+            self.windows = self.pass_windows(self.epoch)
 
     def validate(self) -> dict[str, float]:
         val = evaluate(self.model, self.val_ids, self.tcfg.batch_size, self.tcfg.seq_len, self.comm,
@@ -312,6 +325,7 @@ class Trainer(training.Trainer):
 
     def load_state(self, arrays: dict[str, np.ndarray], position: dict[str, Any], meta: dict[str, Any]) -> None:
         self.window = position["window"]
+        self.windows = self.pass_windows(self.epoch)
         self.carry.load({name.replace("state", "carry/0"): a[:, self.mine] for name, a in arrays.items()
                          if name in ("state/h", "state/c")})
         self._own_dropout()

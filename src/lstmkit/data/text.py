@@ -97,14 +97,18 @@ class Windows:
 
     streams: np.ndarray          # (B, L)
     seq_len: int
+    offset: int = 0              # where in the text the first stream starts
 
     @classmethod
-    def make(cls, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "text") -> Windows:
-        L = len(ids) // batch_size
+    def make(cls, ids: np.ndarray, batch_size: int, seq_len: int, what: str = "text", offset: int = 0) -> Windows:
+        """The streams of ``ids[offset:]`` (an offset that would leave too little text is taken as 0)."""
+        if len(ids) - offset < batch_size * (seq_len + 1):
+            offset = 0
+        L = (len(ids) - offset) // batch_size
         if L < seq_len + 1:
             raise TextError(f"{what} is too short: {len(ids)} characters give {batch_size} streams of {L}, "
                             f"but a window needs {seq_len + 1} (lower --batch or --seq-len, or use more text)")
-        return cls(ids[:batch_size * L].reshape(batch_size, L), seq_len)        # (a view: nothing is copied)
+        return cls(ids[offset:offset + batch_size * L].reshape(batch_size, L), seq_len, offset)   # (a view)
 
     def __len__(self) -> int:
         return (self.streams.shape[1] - 1) // self.seq_len
