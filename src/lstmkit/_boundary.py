@@ -75,10 +75,17 @@ class Pool(ctypes.Structure):
                                   "threads")] + [(n, _P) for n in ("x", "y", "arg", "dy", "dx")]
 
 
+class Adam(ctypes.Structure):
+    """core.h's LkAdam, field for field: what lk_adam reads and writes."""
+
+    _fields_ = [("f64", _I), ("n", _L)] + [(n, _P) for n in ("p", "g", "m", "v", "vmax")] + [
+        (n, ctypes.c_double) for n in ("decay", "l2", "b1", "b2", "eps", "step_size", "bc2_sqrt")]
+
+
 # lk_struct_size's order.
-STRUCTS = (Forward, Backward, Grad, KindInfo, CtcForward, CtcOccupancy, Conv, Pool)
+STRUCTS = (Forward, Backward, Grad, KindInfo, CtcForward, CtcOccupancy, Conv, Pool, Adam)
 # Each entry point and the struct it takes.
 ENTRIES = (("lk_scan_forward", Forward), ("lk_scan_backward", Backward), ("lk_weight_grads", Grad),
            ("lk_ctc_forward", CtcForward), ("lk_ctc_occupancy", CtcOccupancy), ("lk_conv_forward", Conv),
            ("lk_conv_wgrad", Conv), ("lk_conv_input_grad", Conv), ("lk_maxpool_forward", Pool),
-           ("lk_maxpool_backward", Pool))
+           ("lk_maxpool_backward", Pool), ("lk_adam", Adam))

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from . import parallel
+from . import compiled_optim, parallel
 from .parameter import Parameter
 from .workspace import Workspace
 
@@ -170,14 +170,21 @@ class Adam(Optimizer):
         state["step"] += 1
         t = state["step"]
         g = p.grad
+        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
+        vmax = state.get("max_exp_avg_sq")
+        if compiled_optim.usable(p.value, g, state["exp_avg"], state["exp_avg_sq"], vmax):   # the same, one pass
+            decoupled = self._decoupled and wd
+            compiled_optim.adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], vmax,
+                                       1 - lr * wd if decoupled else 1.0, 0.0 if self._decoupled else wd,
+                                       b1, b2, eps, lr / bc1, math.sqrt(bc2))
+            return
         if wd:
             if self._decoupled:
                 p.value *= 1 - lr * wd
             else:
                 g = g + wd * p.value
-        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-        _adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], tmp, state.get("max_exp_avg_sq"),
-                     b1, b2, eps, lr / bc1, math.sqrt(bc2))
+        _adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], tmp, vmax, b1, b2, eps, lr / bc1,
+                     math.sqrt(bc2))
 
 
 def _adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, tmp: np.ndarray,

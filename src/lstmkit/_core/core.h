@@ -171,6 +171,20 @@ typedef struct {
     double *occ;                         /* (B, T, C), zeroed here */
 } LkCtcOccupancy;
 
+/* ---- lk_adam: one Adam / AdamW update of n elements in place (optim.c) -------------------------------------
+ * optim.py's _adam_update, operation for operation and in its order, each rounded to the precision: θ ·= decay
+ * (AdamW's 1 − lr·λ, else 1); g' = g + l2·θ (Adam's λ, else 0: g as it is); m = β1·m + (1 − β1)·g';
+ * v = β2·v + (1 − β2)·g'²; with vmax (amsgrad) vmax = max(vmax, v), read in v's place;
+ * θ −= step_size · m / (sqrt(v) / bc2_sqrt + eps). One pass over memory instead of a dozen. Returns 0. */
+typedef struct {
+    int f64;
+    long n;
+    void *p;
+    const void *g;
+    void *m, *v, *vmax;               /* vmax NULL without amsgrad */
+    double decay, l2, b1, b2, eps, step_size, bc2_sqrt;
+} LkAdam;
+
 /* ---- the thread pool (pool.c) ----------------------------------------------------------------------------- */
 typedef void (*lk_job_fn)(void *arg, int tid, int nthreads);
 

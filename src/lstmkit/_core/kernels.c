@@ -188,7 +188,7 @@ int lk_conv_wgrad(LkConv *s) {
 }
 
 /* sizeof each boundary struct (0 LkForward, 1 LkBackward, 2 LkGrad, 3 LkKindInfo, 4 LkCtcForward,
- * 5 LkCtcOccupancy, 6 LkConv, 7 LkPool): compiled.py checks its mirrors against them before it runs anything. */
+ * 5 LkCtcOccupancy, 6 LkConv, 7 LkPool, 8 LkAdam): compiled.py checks its mirrors against them before it runs anything. */
 long lk_struct_size(int which) {
     switch (which) {
     case 0: return (long)sizeof(LkForward);
@@ -199,6 +199,7 @@ long lk_struct_size(int which) {
     case 5: return (long)sizeof(LkCtcOccupancy);
     case 6: return (long)sizeof(LkConv);
     case 7: return (long)sizeof(LkPool);
+    case 8: return (long)sizeof(LkAdam);
     default: return -1;
     }
 }
