@@ -60,7 +60,7 @@ def page(tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.html"
     lk.inspect.charlm_report(model, vocab, text, path, title="the pretrained Shakespeare model on held-out text",
                              progress=False)
-    return path, text
+    return path, text, model.cfg.hidden
 
 
 def colours(driver, n: int = 400) -> list[str]:
@@ -74,7 +74,7 @@ def test_report_in_headless_chromium(browser, page, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    path, text = page
+    path, text, hidden = page
     d = browser
     d.get(path.as_uri())
     WebDriverWait(d, 20).until(lambda drv: drv.execute_script("return document.body.dataset.ready === '1'"))
@@ -83,7 +83,7 @@ def test_report_in_headless_chromium(browser, page, tmp_path):
     assert severe == [], severe
     spans = d.find_elements(By.CSS_SELECTOR, "#text span")
     assert len(spans) == len(text)
-    assert len(d.find_elements(By.CSS_SELECTOR, "#saturation svg circle")) == 2 * 3 * 384
+    assert len(d.find_elements(By.CSS_SELECTOR, "#saturation svg circle")) == 2 * 3 * hidden
 
     # the page opens on the strongest detector's cell; pick another: click a detector row with another cell
     before = colours(d)

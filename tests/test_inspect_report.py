@@ -42,7 +42,7 @@ def test_report_is_self_contained_and_holds_the_analyses(pretrained, tmp_path):
     assert {d["feature"] for d in data["detectors"]} == {"line position", "inside quotes", "inside brackets",
                                                          "upper-case line", "word start"}
     assert [s["layer"] for s in data["saturation"]] == ["layer 1", "layer 2"]
-    assert all(len(s["gates"]["f"]) == 384 for s in data["saturation"])
+    assert all(len(s["gates"]["f"]) == model.cfg.hidden for s in data["saturation"])
     # the embedded blobs inflate to the sizes the page expects
     import base64
     import zlib
@@ -55,8 +55,11 @@ def test_report_is_self_contained_and_holds_the_analyses(pretrained, tmp_path):
 
 def test_memory_check_names_the_most_characters_that_fit(pretrained):
     model, _ = pretrained
-    with pytest.raises(report.InspectError, match=r"at most 1,\d\d\d fit"):
+    most = 5_000_000 // report.bytes_per_char(model)
+    assert 100 < most < 20000
+    with pytest.raises(report.InspectError, match=f"at most {most:,} fit"):
         report.check_size(model, 20000, budget=5_000_000)
+    report.check_size(model, most, budget=5_000_000)
     report.check_size(model, 100, budget=5_000_000)
 
 

@@ -55,7 +55,7 @@ class TrainConfig(training.TrainConfig):
     warmup: int = 50              # linear warm-up steps
     schedule: str = "cosine"      # cosine | step | constant, over the budget
     min_lr_frac: float = 0.0      # the cosine ends at this fraction of lr
-    weight_decay: float = 0.1     # AdamW, on matrices only (not biases)
+    weight_decay: float = 0.25    # AdamW, on matrices only (not biases)
     clip: float | None = 1.0      # global gradient-norm clip
     eval_every: int | None = 250  # validate (and save latest) every N steps
     val_fraction: float = 0.1
