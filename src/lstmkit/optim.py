@@ -169,22 +169,18 @@ class Adam(Optimizer):
                 state["max_exp_avg_sq"] = np.zeros_like(p.value)
         state["step"] += 1
         t = state["step"]
-        g = p.grad
-        bc1, bc2 = 1 - b1 ** t, 1 - b2 ** t
-        vmax = state.get("max_exp_avg_sq")
-        if compiled_optim.usable(p.value, g, state["exp_avg"], state["exp_avg_sq"], vmax):   # the same, one pass
-            decoupled = self._decoupled and wd
-            compiled_optim.adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], vmax,
-                                       1 - lr * wd if decoupled else 1.0, 0.0 if self._decoupled else wd,
-                                       b1, b2, eps, lr / bc1, math.sqrt(bc2))
+        step_size, bc2_sqrt = lr / (1 - b1 ** t), math.sqrt(1 - b2 ** t)
+        g, m, v, vmax = p.grad, state["exp_avg"], state["exp_avg_sq"], state.get("max_exp_avg_sq")
+        if compiled_optim.usable(p.value, g, m, v, vmax):        # the same arithmetic, one pass over memory
+            compiled_optim.adam_update(p.value, g, m, v, vmax, 1 - lr * wd if self._decoupled else 1.0,
+                                       0.0 if self._decoupled else wd, b1, b2, eps, step_size, bc2_sqrt)
             return
         if wd:
             if self._decoupled:
                 p.value *= 1 - lr * wd
             else:
                 g = g + wd * p.value
-        _adam_update(p.value, g, state["exp_avg"], state["exp_avg_sq"], tmp, vmax, b1, b2, eps, lr / bc1,
-                     math.sqrt(bc2))
+        _adam_update(p.value, g, m, v, tmp, vmax, b1, b2, eps, step_size, bc2_sqrt)
 
 
 def _adam_update(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, tmp: np.ndarray,
