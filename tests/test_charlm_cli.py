@@ -264,6 +264,8 @@ def test_bad_options(tmp_path, corpus, capsys):
     out = str(tmp_path / "run")
     bad(["train", "--text", str(corpus), "--out", out, "--steps", "0", *TINY], capsys, "steps must be >= 1")
     bad(["train", "--text", str(corpus), "--out", out, "--steps", "5", *TINY, "--lr", "-1"], capsys, "lr must be > 0")
+    bad(["train", "--text", str(corpus), "--out", out, "--steps", "5", *TINY, "--weight-decay", "-1"], capsys,
+        "weight decay must be >= 0")
     (tmp_path / "afile").write_text("x")
     bad(["train", "--text", str(corpus), "--out", str(tmp_path / "afile"), "--steps", "5", *TINY], capsys,
         "afile", "not a directory")

@@ -120,3 +120,8 @@ def test_optimizer_bad_input():
         lk.optim.Adam([lk.Parameter(np.zeros(1))], betas=(1.0, 0.9))
     with pytest.raises(ValueError, match="SGD: got an empty parameter list"):
         lk.optim.SGD([])
+    params = [lk.Parameter(np.zeros((2, 2))), lk.Parameter(np.zeros(2))]
+    with pytest.raises(ValueError, match=r"AdamW: lr, eps and weight_decay must be >= 0, got 0.001, 1e-08, -1"):
+        lk.optim.AdamW(lk.optim.decay_groups(params, -1.0))      # a group's own value is checked, not only the default
+    with pytest.raises(ValueError, match="Adam: betas must be in"):
+        lk.optim.Adam([{"params": params, "betas": (0.9, 1.5)}])

@@ -154,12 +154,14 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
-        name = type(self).__name__
-        if lr < 0 or eps < 0 or weight_decay < 0:
-            raise ValueError(f"{name}: lr, eps and weight_decay must be >= 0, got {lr}, {eps}, {weight_decay}")
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"{name}: betas must be in [0, 1), got {betas}")
         super().__init__(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        name = type(self).__name__
+        for g in self.param_groups:                  # the defaults and what each group gives in their place
+            if g["lr"] < 0 or g["eps"] < 0 or g["weight_decay"] < 0:
+                raise ValueError(f"{name}: lr, eps and weight_decay must be >= 0, got {g['lr']}, {g['eps']}, "
+                                 f"{g['weight_decay']}")
+            if not (0 <= g["betas"][0] < 1 and 0 <= g["betas"][1] < 1):
+                raise ValueError(f"{name}: betas must be in [0, 1), got {tuple(g['betas'])}")
 
     def _update(self, p: Parameter, state: dict[str, Any], group: dict[str, Any], tmp: np.ndarray) -> None:
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]

@@ -64,7 +64,8 @@ class TrainConfig(training.TrainConfig):
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.batch_size >= 1, "batch size must be >= 1"), (self.seq_len >= 1, "seq-len must be >= 1"),
-                (self.lr > 0, "lr must be > 0"), (0 < self.val_fraction < 1, "val fraction must be in (0, 1)"),
+                (self.lr > 0, "lr must be > 0"), (self.weight_decay >= 0, "weight decay must be >= 0"),
+                (0 < self.val_fraction < 1, "val fraction must be in (0, 1)"),
                 (self.val_chars >= 0, "val-chars must be >= 0"),
                 *super().checks()]
 
