@@ -334,7 +334,7 @@ def fit(model: Layer, x: Any, y: Any = None, loss: Any = "cross_entropy", optimi
         lengths: (N,) lengths of padded sequences, handed to every layer that takes them.
         shuffle: a new order each epoch, drawn from the run's generator (``seed``).
         clip: global gradient-norm clip. schedule, warmup, min_lr_frac: the LR over the budget
-            ("constant", "cosine" or "step"; see ``TrainConfig``).
+            ("constant", "cosine", "linear" or "step"; see ``TrainConfig``).
         eval_every: validate every N steps instead of at each epoch's end.
         early_stopping: patience, in evaluations without improvement of ``monitor`` (default
             "val_loss", or "loss" without validation data) by more than ``min_delta``;

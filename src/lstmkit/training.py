@@ -46,7 +46,7 @@ from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
 from .runs import RunError, release_run
 
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "linear", "step")
 
 
 @dataclass
@@ -57,8 +57,8 @@ class TrainConfig:
     ``minutes`` of wall-clock time (totals over resumes). The learning rate of each
     optimizer group is its ``initial_lr`` times a linear warm-up over ``warmup``
     steps (at most a tenth of a step budget) times the schedule's decay over the
-    budget's progress ("cosine" to ``min_lr_frac``, "step": ×0.3 at 50 % and 75 %,
-    or "constant").
+    budget's progress ("cosine" or "linear" to ``min_lr_frac``, "step": ×0.3 at 50 %
+    and 75 %, or "constant").
     """
 
     steps: int | None = None
@@ -73,7 +73,7 @@ class TrainConfig:
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.warmup >= 0, "warmup must be >= 0"),
-                (self.schedule in SCHEDULES, "schedule must be cosine, step or constant"),
+                (self.schedule in SCHEDULES, "schedule must be cosine, linear, step or constant"),
                 (self.steps is None or self.steps >= 1, "steps must be >= 1"),
                 (self.minutes is None or self.minutes > 0, "minutes must be > 0"),
                 (self.epochs is None or self.epochs >= 1, "epochs must be >= 1"),
@@ -115,6 +115,8 @@ class TrainConfig:
         p = self.progress(step, elapsed_s, steps_per_epoch)
         if self.schedule == "cosine":
             decay = self.min_lr_frac + (1 - self.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p))
+        elif self.schedule == "linear":
+            decay = self.min_lr_frac + (1 - self.min_lr_frac) * (1 - p)
         elif self.schedule == "step":
             decay = 0.3 ** ((p >= 0.5) + (p >= 0.75))
         else:

@@ -56,7 +56,7 @@ _MODEL: list[Shaping] = [
 _TRAINING: list[Shaping] = [
     ("batch_size", int, "parallel streams B"), ("seq_len", int, "BPTT window T in characters"),
     ("lr", float, "peak AdamW learning rate"), ("warmup", int, "linear warm-up steps"),
-    ("schedule", ["cosine", "step", "constant"], "decay over the budget"),
+    ("schedule", ["cosine", "linear", "step", "constant"], "decay over the budget"),
     ("weight_decay", float, "AdamW decay on matrices"), ("clip", float, "global gradient-norm clip"),
     ("seed", int, "seed for initialisation and dropout"),
     ("val_chars", int, "validate on a fixed sample of N held-out characters, 0 for all (the full pass is charlm "
