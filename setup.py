@@ -37,7 +37,7 @@ core = Extension(
     sources=["src/lstmkit/_core/kernels.c", "src/lstmkit/_core/pool.c", "src/lstmkit/_core/ctc.c",
              "src/lstmkit/_core/image.c", "src/lstmkit/_core/optim.c"],
     depends=[f"src/lstmkit/_core/{h}.h"
-             for h in ("body", "cells", "conv", "core", "isa", "vec", "matvec", "scan", "wgrad")],
+             for h in ("body", "cells", "conv", "core", "isa", "vec", "bf16", "matvec", "scan", "wgrad")],
     extra_compile_args=["-O3", "-fno-math-errno", "-Wno-psabi", "-std=gnu11", "-Werror=implicit-function-declaration"],
     libraries=["m", "pthread"],
     optional=True,

@@ -54,6 +54,7 @@ from .losses import CrossEntropyLoss, MSELoss
 from .modelfile import ModelFileError, load_model, load_optimizer, save_model
 from .models import Model, Sequential
 from .parameter import Parameter
+from .precision import float32_matmul_precision, get_float32_matmul_precision, set_float32_matmul_precision
 from .random import get_rng, manual_seed
 from .streaming import Stream
 
@@ -67,4 +68,5 @@ __all__ = ["__version__", "Parameter", "Layer", "Model", "Sequential", "fit", "e
            "checkpoint", "compiled", "data", "decoding", "distributed", "inspect", "models", "optim", "functional",
            "init", "tbptt", "Stream", "inference", "onnx",
            "manual_seed", "get_rng", "training", "load_model", "load_optimizer", "save_model", "ModelFileError",
-           "gradcheck", "GradcheckReport", "GradcheckError"]
+           "gradcheck", "GradcheckReport", "GradcheckError",
+           "set_float32_matmul_precision", "get_float32_matmul_precision", "float32_matmul_precision"]

@@ -37,6 +37,17 @@ static inline void fence(void) { _mm_sfence(); }    /* streamed stores reach mem
 static inline void fence(void) {}
 #endif
 
+/* bfloat16 products (bf16.h) asked for and possible: set by lk_set_bf16, read by the float32 AVX-512 build (when the
+ * compiler knows AVX512-BF16: GCC 10, clang 9 and later). */
+static int lk_bf16 = 0;
+#ifndef LK_CAN_BF16
+#if LK_X86 && (defined(__clang__) || __GNUC__ >= 10)
+#define LK_CAN_BF16 1
+#else
+#define LK_CAN_BF16 0
+#endif
+#endif
+
 /* ---- the builds: generic everywhere, AVX2+FMA and AVX-512 on x86-64 ------------------------------------ */
 #define ISA generic
 #define VBYTES 16
@@ -92,6 +103,18 @@ int lk_set_simd(int level) {
     int best = best_simd();
     simd = level < 0 ? best : (level > best ? best : level);
     return simd;
+}
+
+/* Ask for (1) or stop (0) bfloat16 products in the scans and weight gradients; returns whether they now run:
+ * only on a CPU with AVX512-BF16, on the AVX-512 path, in float32. */
+int lk_set_bf16(int on) {
+    int can = 0;
+#if LK_CAN_BF16
+    __builtin_cpu_init();
+    can = __builtin_cpu_supports("avx512bf16") && best_simd() == SIMD_AVX512;
+#endif
+    lk_bf16 = on && can;
+    return lk_bf16 && lk_simd() == SIMD_AVX512;
 }
 
 typedef void (*job)(void *, int, int);

@@ -11,7 +11,7 @@ static inline void FN(rows_of)(int whole, int B, int tid, int nth, int *b0, int 
 }
 
 /* This thread's units [u0, u0 + n) of H, its packed columns of a weight (K rows) and a product buffer (B rows). */
-typedef struct { int u0, n, N, Npad; REAL *packed, *prod; int ok; } FN(Slice);
+typedef struct { int u0, n, N, Npad; REAL *packed, *prod; int ok, bf; } FN(Slice);   /* bf: packed in bf16.h's pairs */
 
 static FN(Slice) FN(slice)(int H, int tid, int nth, int blocks, int K, int B) {
     FN(Slice) p;
@@ -22,6 +22,7 @@ static FN(Slice) FN(slice)(int H, int tid, int nth, int blocks, int K, int B) {
     p.packed = FN(alloc)((long)p.Npad * K);
     p.prod = FN(alloc)((long)B * p.Npad);
     p.ok = p.packed && p.prod;
+    p.bf = FN(bf_on)();
     return p;
 }
 
@@ -94,7 +95,7 @@ static void FN(fwd_rows)(const LkForward *s, FN(FwdRow) *q, int t, int off, cons
 static void FN(project)(const LkForward *s, const FN(Slice) *r, int t) {
     const int B = s->B, H = s->H, P = s->P;
     if (!r->n) return;
-    FN(gemm)(B, r->Npad, H, (const REAL *)s->ms + (long)t * B * H, H, r->packed, r->prod, r->Npad, 0);
+    FN(gemm_any)(r->bf, B, r->Npad, H, (const REAL *)s->ms + (long)t * B * H, H, r->packed, r->prod, r->Npad, 0);
     REAL *h = (REAL *)s->hs + (long)(t + 1) * B * P + r->u0;
     for (int b = 0; b < B; b++) {
         memcpy(h + (long)b * P, r->prod + (long)b * r->Npad, sizeof(REAL) * (size_t)r->n);
@@ -122,20 +123,20 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
     REAL *h_in = s->rmask ? FN(alloc)((long)nb * P) : NULL;             /* h_{t-1} ⊙ rmask, this thread's rows */
     long *rows = malloc(sizeof(long) * (size_t)(p.N + r.N + 1)), *rows_x = malloc(sizeof(long) * (size_t)(p.N + 1));
     if (!p.ok || !r.ok || (x && !packed_x) || (x && kind->split && !prod_x) || !rows || !rows_x ||
-        (s->rmask && !h_in))
+        (s->rmask && !h_in) || (p.bf && !FN(bf_reserve)(B, P > I ? (P > H ? P : H) : (I > H ? I : H))))
         s->failed = 1;
     lk_barrier(nth);                                 /* all threads know whether memory was found */
     const int ok = !s->failed;
     if (ok) {
         FN(gate_rows)(rows, p.N, p.n, H, p.u0, s->wn);
-        if (!direct) FN(pack)(P, p.N, (const REAL *)s->w_hh_t, s->wk, rows, p.packed);
+        if (!direct) FN(pack_any)(p.bf, P, p.N, (const REAL *)s->w_hh_t, s->wk, rows, p.packed);
         if (x) {                                     /* W_ih (G·H, I) row-major: element (k, row) at row·I + k */
             FN(gate_rows)(rows_x, p.N, p.n, H, p.u0, I);
-            FN(pack)(I, p.N, (const REAL *)s->w_ih, 1, rows_x, packed_x);
+            FN(pack_any)(p.bf, I, p.N, (const REAL *)s->w_ih, 1, rows_x, packed_x);
         }
         if (r.n) {                                   /* W_hr (P, H) row-major: W_hrᵀ's element (k, c) at c·H + k */
             for (int c = 0; c < r.N; c++) rows[c] = (long)(r.u0 + c) * H;
-            FN(pack)(H, r.N, (const REAL *)s->w_hr, 1, rows, r.packed);
+            FN(pack_any)(r.bf, H, r.N, (const REAL *)s->w_hr, 1, rows, r.packed);
         }
     }
     FN(FwdRow) q = {.n = p.n, .H = H, .x_in = x == NULL, .bias = (const REAL *)s->bias + p.u0,
@@ -150,9 +151,9 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
             h_prev = h_in;
         }
         if (work && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
-        else if (work) FN(gemm)(nb, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
+        else if (work) FN(gemm_any)(p.bf, nb, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
         if (work && x)                               /* added to the h side's, or apart (split kinds) */
-            FN(gemm)(nb, p.Npad, I, x + ((long)t * B + b0) * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad,
+            FN(gemm_any)(p.bf, nb, p.Npad, I, x + ((long)t * B + b0) * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad,
                      !prod_x);
         if (work) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad, b0, b1);
         if (!whole) lk_barrier(nth);                 /* (whole kinds: this thread's rows need no other's) */
@@ -265,19 +266,20 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     k->d_extra = k->sums ? k->sums + 2 * GH : NULL;
     if (!k->p.ok || !k->r.ok || !k->cols || !k->dh_rec || !k->carry || !k->sums ||
         ((kind->proj || zone) && !k->zeros) || (zone && (!k->bypass || !k->c_bypass)) ||
-        (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares))
+        (k->packs_x && (!k->packed_x || !k->prod_x)) || (direct && !k->shares) ||
+        (k->p.bf && !FN(bf_reserve)(B, GH > P ? GH : P)))
         s->failed = 1;
     lk_barrier(nth);
     if (s->failed) return 0;
     if (k->packs_x) {                                /* W_ih (G·H, I) row-major: element (k, column c) at k·I + c */
         for (int c = 0; c < k->x1 - k->x0; c++) k->cols[c] = k->x0 + c;
-        FN(pack)(GH, k->x1 - k->x0, (const REAL *)s->w_ih, I, k->cols, k->packed_x);
+        FN(pack_any)(k->p.bf, GH, k->x1 - k->x0, (const REAL *)s->w_ih, I, k->cols, k->packed_x);
     }
     for (int c = 0; c < k->p.N; c++) k->cols[c] = k->p.u0 + c;
-    if (!direct) FN(pack)(GH, k->p.N, (const REAL *)s->w_hh, P, k->cols, k->p.packed);
+    if (!direct) FN(pack_any)(k->p.bf, GH, k->p.N, (const REAL *)s->w_hh, P, k->cols, k->p.packed);
     if (k->r.N) {                                    /* W_hr (P, H) row-major: element (p, unit u0 + c) at p·H + u0 + c */
         for (int c = 0; c < k->r.N; c++) k->cols[c] = k->u0 + c;
-        FN(pack)(P, k->r.N, (const REAL *)s->w_hr, H, k->cols, k->r.packed);
+        FN(pack_any)(k->r.bf, P, k->r.N, (const REAL *)s->w_hr, H, k->cols, k->r.packed);
     }
     memset(k->dh_rec, 0, sizeof(REAL) * (size_t)nb * k->n);
     memset(k->carry, 0, sizeof(REAL) * (size_t)nb * k->n);
@@ -367,7 +369,7 @@ static void FN(proj_dh)(const LkBackward *s, const FN(Back) *k, int t, const REA
 static void FN(proj_dm)(const LkBackward *s, const FN(Back) *k, int t) {
     const int B = s->B, P = s->P, n = k->n;
     if (!n) return;
-    FN(gemm)(B, k->r.Npad, P, (const REAL *)s->dh_all + (long)t * B * P, P, k->r.packed, k->r.prod, k->r.Npad, 0);
+    FN(gemm_any)(k->r.bf, B, k->r.Npad, P, (const REAL *)s->dh_all + (long)t * B * P, P, k->r.packed, k->r.prod, k->r.Npad, 0);
     for (int b = 0; b < B; b++)
         memcpy(k->dh_rec + (long)b * n, k->r.prod + (long)b * k->r.Npad, sizeof(REAL) * (size_t)n);
 }
@@ -381,13 +383,13 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     const REAL *dpre_h = kind->split ? s->dpre_h : s->dpre_x;
     const long row = ((long)t * B + b0) * GH;        /* this thread's first row of step t */
     if (s->dx && k->x1 > k->x0 && nb) {
-        FN(gemm)(nb, k->Nx, GH, (const REAL *)s->dpre_x + row, GH, k->packed_x, k->prod_x, k->Nx, 0);
+        FN(gemm_any)(k->p.bf, nb, k->Nx, GH, (const REAL *)s->dpre_x + row, GH, k->packed_x, k->prod_x, k->Nx, 0);
         for (int b = 0; b < nb; b++)
             memcpy((REAL *)s->dx + t * s->dx_t + (b0 + b) * s->dx_b + k->x0, k->prod_x + (long)b * k->Nx,
                    sizeof(REAL) * (size_t)(k->x1 - k->x0));
     }
     if (!n || !nb) return;
-    FN(gemm)(nb, k->p.Npad, GH, dpre_h + row, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
+    FN(gemm_any)(k->p.bf, nb, k->p.Npad, GH, dpre_h + row, GH, k->p.packed, k->p.prod, k->p.Npad, 0);
     if (kind->proj) {
         FN(proj_dh)(s, k, t - 1, k->p.prod, k->p.Npad);
         return;

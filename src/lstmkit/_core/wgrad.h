@@ -9,11 +9,6 @@
  * against every panel of B in turn).
  */
 
-#if VBYTES == 64
-#define MRP 12                          /* 24 accumulators of 32 vector registers */
-#else
-#define MRP 6                           /* 12 accumulators of 16 */
-#endif
 /* Steps per block: an A micro-panel (KC x MRP, 24 kB) stays in L1 while the B panels (KC x N, 768 kB at N 384)
  * stream from L2. Measured on Zen 4 (f32, K 6400, M 1024, N 128 + 256, two threads): 24.9 ms at 2048 bytes
  * per row of steps against 26.5 at 512 and 25.3 at 4096; OpenBLAS 27.4. */
@@ -119,6 +114,24 @@ static void FN(pack_b)(const REAL *Bm, long ldb, int N, int k0, int kc, REAL *Bp
     }
 }
 
+/* One block of kc steps of product q on bfloat16 pairs of steps (bf16.h), into this thread's rows [m0, m1). */
+static void FN(wgrad_bf)(const LkGrad *g, int q, int m0, int m1, int k0, int kc, REAL *Ap, REAL *Bp) {
+#if VBYTES == 64 && IS_FLOAT && LK_CAN_BF16
+    const int kp = (kc + 1) / 2, N = g->N[q];
+    uint16_t *ap = (uint16_t *)Ap, *bp = (uint16_t *)Bp;
+    if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a_bf)(g->a[q], g->lda[q], m0, m1, k0, kc, ap);
+    FN(pack_b_bf)(g->b[q], g->ldb[q], N, k0, kc, bp);
+    REAL *C = g->c[q];
+    for (int i0 = m0; i0 < m1; i0 += MRP)
+        for (int j0 = 0; j0 < N; j0 += NR)
+            FN(kern_bf)(kp, ap + (long)((i0 - m0) / MRP) * kp * MRP * 2, bp + (long)(j0 / NR) * kp * NR * 2,
+                        C + (long)i0 * g->ldc[q] + j0, g->ldc[q], m1 - i0 < MRP ? m1 - i0 : MRP,
+                        N - j0 < NR ? N - j0 : NR);
+#else
+    (void)g; (void)q; (void)m0; (void)m1; (void)k0; (void)kc; (void)Ap; (void)Bp;
+#endif
+}
+
 static void FN(wgrad_job)(void *arg, int tid, int n) {
     LkGrad *g = (LkGrad *)arg;
     const int M = g->M, K = g->K;
@@ -134,10 +147,15 @@ static void FN(wgrad_job)(void *arg, int tid, int n) {
         free(Bp);
         return;
     }
+    const int bf = FN(bf_on)();                      /* bfloat16 pairs of steps (bf16.h) */
     for (int k0 = 0; k0 < K; k0 += KC) {
         const int kc = K - k0 < KC ? K - k0 : KC;
         for (int q = 0; q < g->nprod; q++) {
             const REAL *A = g->a[q];
+            if (bf) {
+                FN(wgrad_bf)(g, q, m0, m1, k0, kc, Ap, Bp);
+                continue;
+            }
             if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a)(A, g->lda[q], m0, m1, k0, kc, Ap);
             const int N = g->N[q];
             FN(pack_b)(g->b[q], g->ldb[q], N, k0, kc, Bp);
