@@ -44,6 +44,7 @@ from .distributed import Comm, GradSync
 from .history import History
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
+from .precision import PRECISIONS, float32_matmul_precision, get_float32_matmul_precision
 from .runs import RunError, release_run
 
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -70,6 +71,7 @@ class TrainConfig:
     eval_every: int | None = None      # validate every N steps; None: at the end of every epoch
     clip: float | None = None          # global gradient-norm clip
     seed: int = 0
+    matmul_precision: str | None = None  # the training steps' products (lstmkit.precision); None: as set globally
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.warmup >= 0, "warmup must be >= 0"),
@@ -79,7 +81,9 @@ class TrainConfig:
                 (self.epochs is None or self.epochs >= 1, "epochs must be >= 1"),
                 (self.eval_every is None or self.eval_every >= 1, "eval-every must be >= 1"),
                 (0 <= self.min_lr_frac <= 1, "min lr fraction must be in [0, 1]"),
-                (self.clip is None or self.clip > 0, "clip must be > 0")]
+                (self.clip is None or self.clip > 0, "clip must be > 0"),
+                (self.matmul_precision in (None, *PRECISIONS),
+                 f"matmul precision must be one of {', '.join(PRECISIONS)}")]
 
     def validate(self) -> None:
         for ok, msg in self.checks():
@@ -289,7 +293,8 @@ class Trainer:
             g["lr"] = g["initial_lr"] * factor
         self.opt.zero_grad()
         self.update = True                       # batch_loss may say this step has nothing to learn from
-        loss = self.batch_loss()
+        with float32_matmul_precision(self.tcfg.matmul_precision or get_float32_matmul_precision()):
+            loss = self.batch_loss()
         if self.sync is not None:                # every rank: the whole batch's gradient, and decisions in common
             now = time.perf_counter()
             loss, self._stop_any, bad, self.elapsed = self.sync.reduce(

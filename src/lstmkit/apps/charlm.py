@@ -57,10 +57,11 @@ class TrainConfig(training.TrainConfig):
     min_lr_frac: float = 0.0      # the cosine ends at this fraction of lr
     weight_decay: float = 0.25    # AdamW, on matrices only (not biases)
     clip: float | None = 1.0      # global gradient-norm clip
-    eval_every: int | None = 250  # validate (and save latest) every N steps
+    eval_every: int | None = 500  # validate (and save latest) every N steps
     val_fraction: float = 0.1
     val_chars: int = 65536        # validate on a fixed sample of this many held-out characters (0: all of them)
     shift_windows: bool = True    # each pass after the first cut from a random offset in [0, seq_len)
+    matmul_precision: str = "medium"  # bfloat16 products in training where the CPU has them (lstmkit.precision)
 
     def checks(self) -> list[tuple[bool, str]]:
         return [(self.batch_size >= 1, "batch size must be >= 1"), (self.seq_len >= 1, "seq-len must be >= 1"),
@@ -264,7 +265,7 @@ class Trainer(training.Trainer):
         model, vocab, meta, arrays = load_run(path, rng=rng)
         model.train()
         try:
-            tcfg = TrainConfig(**meta["train"])
+            tcfg = TrainConfig(**{"matmul_precision": "highest", **meta["train"]})   # (runs from before it: float32)
         except (KeyError, TypeError) as e:
             raise CheckpointError(f"{path}: damaged checkpoint, no training state ({e})") from None
         if steps is not None or minutes is not None or epochs is not None:   # a budget given replaces the old one
