@@ -118,6 +118,10 @@ def test_every_kind_at_medium_stays_near_float32(make):
         assert (np.abs(a - b).max() > 0) == (bf16_here() and compiled.active())
 
 
+def test_info_says_whether_bfloat16_products_can_run():
+    assert compiled.info()["bf16"] == bf16_here()
+
+
 def test_precision_names_and_the_context_restoring_the_one_before():
     assert lk.get_float32_matmul_precision() == "highest"
     with lk.float32_matmul_precision("medium"):

@@ -196,11 +196,14 @@ def set_simd(name: str | None) -> str:
 
 
 def info() -> dict[str, Any]:
-    """Which kernel runs the recurrent scans and on what: kernel, simd, threads, cpu, and why not when NumPy."""
+    """Which kernel runs the recurrent scans and on what: kernel, simd, threads, cpu, why not when NumPy, and bf16:
+    whether bfloat16 products can run (``lk.set_float32_matmul_precision("medium")``)."""
     on = active()
     why = "" if on else ("LSTMKIT_KERNEL=numpy" if available() else _why)
+    bf16 = bool(on and hasattr(_lib, "lk_bf16_possible") and _lib.lk_bf16_possible() and simd() == "avx512")
     return {"kernel": "compiled" if on else "numpy", "simd": simd() if available() else "none",
-            "threads": threads(), "cpu": cpu_name(), "why": why, "blas_idle_threads_sleep": _blas.IDLE_SLEEPS}
+            "threads": threads(), "cpu": cpu_name(), "why": why, "blas_idle_threads_sleep": _blas.IDLE_SLEEPS,
+            "bf16": bf16}
 
 
 def cpu_name() -> str:

@@ -105,15 +105,20 @@ int lk_set_simd(int level) {
     return simd;
 }
 
+/* Whether this build and CPU can run bfloat16 products (AVX512-BF16, the AVX-512 path's CPU). */
+int lk_bf16_possible(void) {
+#if LK_CAN_BF16
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && best_simd() == SIMD_AVX512;
+#else
+    return 0;
+#endif
+}
+
 /* Ask for (1) or stop (0) bfloat16 products in the scans and weight gradients; returns whether they now run:
  * only on a CPU with AVX512-BF16, on the AVX-512 path, in float32. */
 int lk_set_bf16(int on) {
-    int can = 0;
-#if LK_CAN_BF16
-    __builtin_cpu_init();
-    can = __builtin_cpu_supports("avx512bf16") && best_simd() == SIMD_AVX512;
-#endif
-    lk_bf16 = on && can;
+    lk_bf16 = on && lk_bf16_possible();
     return lk_bf16 && lk_simd() == SIMD_AVX512;
 }
 
