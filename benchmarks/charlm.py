@@ -2,7 +2,10 @@
 
 ``speed_lstmkit()`` / ``speed_torch()`` time training steps of the default model
 (same architecture, batches and optimizer) on the bundled Shakespeare, each
-library in its own process; ``table()`` reports chars/s for both. ``quality(minutes)``
+library in its own process; ``table()`` reports chars/s for both. On a CPU with
+AVX512-BF16 both also time the step with bfloat16 products (what ``charlm train``
+runs by default): lstmkit at ``set_float32_matmul_precision("medium")``, PyTorch
+under ``torch.autocast("cpu", torch.bfloat16)`` (oneDNN's bf16 LSTM). ``quality(minutes)``
 runs ``lstmkit charlm train`` with the default settings for ``minutes`` and reports the
 validation loss.
 """
@@ -76,7 +79,20 @@ def speed_lstmkit(steps: int = 20, warmup: int = 3) -> dict[str, object]:
     timed = _timed_steps(step, steps, warmup)
     with numpy_kernel():
         timed["numpy_ms"] = _timed_steps(step, steps, warmup)["median_ms"]
-    return {"step": timed, "params": n, "gemm_ms": _gemm_only_ms(t, cfg)}
+    out = {"step": timed, "params": n, "gemm_ms": _gemm_only_ms(t, cfg)}
+    if has_bf16():
+        with lk.float32_matmul_precision("medium"):
+            out["bf16"] = {**_timed_steps(step, steps, warmup), "numpy_ms": math.nan,
+                           "runs_bf16": lk.precision.bf16_products()}
+    return out
+
+
+def has_bf16() -> bool:
+    """Whether this CPU has AVX512-BF16 (both libraries' bfloat16 products need it)."""
+    try:
+        return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def _gemm_only_ms(t: ct.TrainConfig, cfg: CharLMConfig) -> float:
@@ -135,18 +151,33 @@ def speed_torch(steps: int = 20, warmup: int = 3) -> dict[str, object]:
         torch.nn.utils.clip_grad_norm_(theirs.parameters(), t.clip)
         topt.step()
 
-    return {"step": _timed_steps(step, steps, warmup)}
+    out = {"step": _timed_steps(step, steps, warmup)}
+    if has_bf16():
+        def step_bf16(k: int, state: list) -> None:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                step(k, state)
+        out["bf16"] = _timed_steps(step_bf16, steps, warmup)
+    return out
 
 
 def table(ours: dict[str, Any], theirs: dict[str, Any]) -> list[dict[str, object]]:
     t, _, cfg = _setup()
     chars = t.batch_size * t.seq_len
     o, th = ours["step"], theirs["step"]
-    return [{"model": f"{cfg.layers}x{cfg.hidden} LSTM, {ours['params'] / 1e6:.2f}M params",
+    rows = [{"model": f"{cfg.layers}x{cfg.hidden} LSTM, {ours['params'] / 1e6:.2f}M params, float32",
              "B,T": f"{t.batch_size},{t.seq_len}", "steps": o["runs"],
              "lstmkit chars/s": f"{chars / o['median_ms'] * 1e3:,.0f}",
              "torch chars/s": f"{chars / th['median_ms'] * 1e3:,.0f}", **kernel_columns(o, th, SPEED_TARGET),
              "sequence GEMMs / torch": ours["gemm_ms"] / th["median_ms"]}]
+    if "bf16" in ours and "bf16" in theirs:             # both lowered to bfloat16 products: like against like
+        ob, tb = ours["bf16"], theirs["bf16"]
+        rows.append({"model": "the same, bfloat16 products (lstmkit \"medium\", torch autocast)"
+                     + ("" if ob["runs_bf16"] else " (lstmkit: float32 ran)"),
+                     "B,T": f"{t.batch_size},{t.seq_len}", "steps": ob["runs"],
+                     "lstmkit chars/s": f"{chars / ob['median_ms'] * 1e3:,.0f}",
+                     "torch chars/s": f"{chars / tb['median_ms'] * 1e3:,.0f}", **kernel_columns(ob, tb, SPEED_TARGET),
+                     "sequence GEMMs / torch": math.nan})
+    return rows
 
 
 def quality(minutes: float, out: str | Path | None = None, env: dict[str, str] | None = None
