@@ -200,10 +200,16 @@ def info() -> dict[str, Any]:
     whether bfloat16 products can run (``lk.set_float32_matmul_precision("medium")``)."""
     on = active()
     why = "" if on else ("LSTMKIT_KERNEL=numpy" if available() else _why)
-    bf16 = bool(on and hasattr(_lib, "lk_bf16_possible") and _lib.lk_bf16_possible() and simd() == "avx512")
+    bf16 = on and bf16_possible()
     return {"kernel": "compiled" if on else "numpy", "simd": simd() if available() else "none",
             "threads": threads(), "cpu": cpu_name(), "why": why, "blas_idle_threads_sleep": _blas.IDLE_SLEEPS,
             "bf16": bf16}
+
+
+def bf16_possible() -> bool:
+    """Whether the core can run bfloat16 products here: built with AVX512-BF16, on such a CPU, on the AVX-512 path."""
+    lib = _load()
+    return lib is not None and hasattr(lib, "lk_bf16_possible") and bool(lib.lk_bf16_possible()) and simd() == "avx512"
 
 
 def cpu_name() -> str:

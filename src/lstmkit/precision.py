@@ -50,7 +50,7 @@ def get_float32_matmul_precision() -> str:
 
 def bf16_products() -> bool:
     """Whether the core's products now run in bfloat16 (precision "medium" on a CPU that has it)."""
-    return _current == "medium" and _apply("medium")
+    return _current == "medium" and compiled.active() and compiled.bf16_possible()
 
 
 @contextlib.contextmanager

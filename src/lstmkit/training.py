@@ -44,7 +44,7 @@ from .distributed import Comm, GradSync
 from .history import History
 from .layers.base import Layer
 from .optim import Optimizer, clip_grad_norm_
-from .precision import PRECISIONS, float32_matmul_precision, get_float32_matmul_precision
+from .precision import PRECISIONS, float32_matmul_precision
 from .runs import RunError, release_run
 
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -293,7 +293,8 @@ class Trainer:
             g["lr"] = g["initial_lr"] * factor
         self.opt.zero_grad()
         self.update = True                       # batch_loss may say this step has nothing to learn from
-        with float32_matmul_precision(self.tcfg.matmul_precision or get_float32_matmul_precision()):
+        precision = self.tcfg.matmul_precision
+        with float32_matmul_precision(precision) if precision else contextlib.nullcontext():
             loss = self.batch_loss()
         if self.sync is not None:                # every rank: the whole batch's gradient, and decisions in common
             now = time.perf_counter()

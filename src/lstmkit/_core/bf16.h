@@ -1,7 +1,7 @@
 /* bfloat16 products (included by body.h): the scans' packed products and the weight gradients with their operands
  * rounded to bfloat16 (round to nearest even) and the products summed in float32, on CPUs with AVX512-BF16
- * (Zen 4, Sapphire Rapids and later), when lk_set_bf16 turned them on (lstmkit.compiled.set_matmul_precision
- * ("medium"), as torch.set_float32_matmul_precision). One VDPBF16PS does the work of two FMAs: each float32 lane
+ * (Zen 4, Sapphire Rapids and later), when lk_set_bf16 turned them on (lk.set_float32_matmul_precision("medium"),
+ * lstmkit/precision.py, as torch.set_float32_matmul_precision). One VDPBF16PS does the work of two FMAs: each float32 lane
  * adds a[2i]·b[2i] + a[2i+1]·b[2i+1], so the packed panels hold the K index in pairs,
  *
  *     panel[k / 2][column][k % 2]        (NR columns a panel, a zero past K and past N)

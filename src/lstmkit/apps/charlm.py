@@ -53,7 +53,7 @@ class TrainConfig(training.TrainConfig):
     seq_len: int = 64             # T characters per truncated-BPTT window
     lr: float = 3e-3
     warmup: int = 50              # linear warm-up steps
-    schedule: str = "cosine"      # cosine | step | constant, over the budget
+    schedule: str = "cosine"      # cosine | linear | step | constant, over the budget
     min_lr_frac: float = 0.0      # the cosine ends at this fraction of lr
     weight_decay: float = 0.25    # AdamW, on matrices only (not biases)
     clip: float | None = 1.0      # global gradient-norm clip

@@ -30,7 +30,9 @@ from ..distributed import world
 from ..inspect import InspectError, charlm_report, recurrent_layers
 from ..modelfile import load_model
 from ..models.charlm import CharLM, CharLMConfig
+from ..precision import PRECISIONS
 from ..runs import RunError, run_file
+from ..training import SCHEDULES
 from .common import Shaping, end_of_training, fixed_settings, run_options, shaping_names, shaping_options
 
 PRETRAINED = "pretrained/charlm_shakespeare.npz"
@@ -56,10 +58,10 @@ _MODEL: list[Shaping] = [
 _TRAINING: list[Shaping] = [
     ("batch_size", int, "parallel streams B"), ("seq_len", int, "BPTT window T in characters"),
     ("lr", float, "peak AdamW learning rate"), ("warmup", int, "linear warm-up steps"),
-    ("schedule", ["cosine", "linear", "step", "constant"], "decay over the budget"),
+    ("schedule", list(SCHEDULES), "decay over the budget"),
     ("weight_decay", float, "AdamW decay on matrices"), ("clip", float, "global gradient-norm clip"),
     ("seed", int, "seed for initialisation and dropout"),
-    ("matmul_precision", ["highest", "high", "medium"], "the training steps' products: medium rounds their operands "
+    ("matmul_precision", list(PRECISIONS), "the training steps' products: medium rounds their operands "
      "to bfloat16 where the CPU has AVX512-BF16 (about 1.7x the steps), highest keeps float32"),
     ("val_chars", int, "validate on a fixed sample of N held-out characters, 0 for all (the full pass is charlm "
      "eval's)")]
