@@ -24,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"cpu:     {info['cpu']}")
     print(f"simd:    {info['simd']}")
     print(f"threads: {info['threads']} per scan")
-    print("bf16:    " + ("bfloat16 products available (lk.set_float32_matmul_precision(\"medium\"); charlm train uses "
-                         "them)" if info["bf16"] else "none (no AVX512-BF16 on this CPU or path): products in float32"))
+    bf16 = ('bfloat16 products available (lk.set_float32_matmul_precision("medium"); charlm train uses them)'
+            if info["bf16"] else "none (no compiled core, or no AVX512-BF16 on this CPU or path): products in float32")
+    print(f"bf16:    {bf16}")
     print(f"blas:    {compiled.blas_description()}")
     others = _blas.other_pools()
     print("others:  " + ("; ".join(others) + " — not held by lstmkit: their threads take cores while they work"
