@@ -33,8 +33,12 @@ def _both(monkeypatch: pytest.MonkeyPatch, simd: str, fn):
 # (N, H, W, C, O, kernel, stride, padding, dilation, bias): C 1, 3, 8, 16 and 32 at stride 1 have kernels that read
 # the input where it lies; 5 and stride 2 go through packing; C 16 with 3 taps across fills whole weight-gradient
 # panels; O 40 and 33 leave a partial panel. dx: by the flipped forward from 8 channels at stride 1, else scattered
-# (dy's rows read where they lie at O 16, packed at O 5, 7, 17, 40).
+# (dy's rows read where they lie at O 16, packed at O 5, 7, 17, 40). Stride 1 with padding tiles the padded rows
+# (padding columns as virtual pixels, not written): dilation 2 with padding 2 reads farthest past a row's end, and a
+# 2 × 2 image has fewer pixels than one tile.
 CONVS = [
+    (2, 7, 9, 8, 16, 3, 1, 2, 2, False),
+    (3, 2, 2, 16, 32, 3, 1, 1, 1, True),
     (3, 7, 6, 3, 5, 3, 1, "same", 1, True),
     (2, 8, 13, 3, 16, 3, 1, "same", 1, True),
     (2, 9, 8, 16, 33, 3, 1, 1, 1, True),

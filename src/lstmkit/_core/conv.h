@@ -141,11 +141,58 @@ static long FN(pieces)(const LkConv *s, int padded, int piece) {
     return padded ? (long)s->N * ((hw + piece - 1) / piece) : ((long)s->N * hw + piece - 1) / piece;
 }
 
+/* One tile of MRP output pixels (window corners base[], ``rows`` of them real) into C (MRP rows ldc apart, all K
+ * taps summed): read where they lie when the corners are evenly spaced and the stride has a kernel, else packed. */
+static void FN(conv_tile)(const LkConv *s, const FN(Image) *im, int K, int Opad, const REAL *Bp, const Run *run,
+                          const int *first, const long *off, REAL *Ap, const long *base, int rows, REAL *C, long ldc) {
+    const int O = s->O, rs = s->sw * s->C;             /* pixel to pixel along a row */
+    int one_row = rows == MRP;                         /* the tile's corners rs apart, as along a row */
+    for (int r = 1; r < MRP && one_row; r++) one_row = base[r] - base[r - 1] == rs;
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        const int kc = K - k0 < KC ? K - k0 : KC;
+        if (one_row) {                                 /* read where they lie, if the stride has a kernel */
+            int done = 1;
+            for (int j0 = 0; j0 < O && done; j0 += NR)
+                done = FN(kern_rows)(kc, im->src + base[0], off + k0, Bp + (long)k0 * Opad + (long)j0 * kc,
+                                     C + j0, ldc, O - j0 < NR ? O - j0 : NR, rs, k0 > 0);
+            if (done) continue;
+        }
+        const Run *r0 = run + first[k0 / KC], *r1 = run + first[k0 / KC + 1];
+        for (int r = 0; r < MRP; r++) {                              /* the tile's receptive fields */
+            const REAL *px = im->src + base[r];
+            for (const Run *q = r0; q < r1; q++) {
+                const REAL *src = px + q->off;
+                REAL *dst = Ap + (long)q->k * MRP + r;
+                for (int t = 0; t < q->len; t++) dst[(long)t * MRP] = src[t];
+            }
+        }
+        for (int j0 = 0; j0 < O; j0 += NR)
+            FN(kern_pp)(kc, Ap, Bp + (long)k0 * Opad + (long)j0 * kc, C + j0, ldc, rows, O - j0 < NR ? O - j0 : NR,
+                        k0 > 0);
+    }
+}
+
+/* One output pixel's row: y = src + bias, then max(·, 0) with relu (src may be y). */
+static inline void FN(conv_out)(const LkConv *s, const REAL *src, REAL *y, const REAL *bias) {
+    const int O = s->O;
+    for (int j = 0, m; m = O - j < VL ? O - j : VL, j < O; j += VL) {
+        V v = FN(loadn)(src + j, m);
+        if (bias) v += FN(loadn)(bias + j, m);
+        if (s->relu) v = FN(select)(v < 0, (V){0}, v);
+        FN(storen)(y + j, v, m);
+    }
+}
+
 static void FN(conv_forward_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
     const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), padded = FN(needs_padding)(s);
     FN(pack_shared)((const REAL *)s->w, s->wk, s->wo, K, O, (REAL *)s->packed, tid, n);
-    const long tiles = FN(pieces)(s, padded, MRP);
+    /* Stride 1 on a padded image: a tile's corners are C apart even where it crosses into the next row, if the
+     * padding columns count as (virtual) output pixels; so every tile is read where it lies, and only the real
+     * pixels are written. vspan: an image's virtual pixels up to its last real one. */
+    const int virt = padded && s->sh == 1 && s->sw == 1;
+    const long Ho = s->Ho, vspan = (Ho - 1) * s->Wp + s->Wo, vper = (vspan + MRP - 1) / MRP;
+    const long tiles = virt ? s->N * vper : FN(pieces)(s, padded, MRP);
     const long t0 = tiles * tid / n, t1 = tiles * (tid + 1) / n;
     if (t0 >= t1) return;
     int ok;
@@ -173,48 +220,42 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
         FN(runs)(s, &im, k, k + 1, &one);
         off[k] = one.off;
     }
-    const int rs = s->sw * s->C;                                       /* pixel to pixel along a row */
     first[0] = 0;
     for (int b = 0; b < blocks; b++)
         first[b + 1] = first[b] + FN(runs)(s, &im, b * KC, (b + 1) * KC < K ? (b + 1) * KC : K, run + first[b]);
     const REAL *Bp = (const REAL *)s->packed, *bias = (const REAL *)s->bias;
     long base[MRP];
-    for (long t = t0; t < t1; t++) {
+    REAL *tile = virt ? FN(alloc)((long)MRP * Opad) : NULL;
+    if (virt && !tile) s->failed = 1;
+    for (long t = t0; t < t1 && (tile || !virt); t++) {
         long p0;
-        const int rows = FN(visit)(s, &im, padded, MRP, t, &p0, base);
-        for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
-        int one_row = rows == MRP;                         /* the tile's corners rs apart, as along a row */
-        for (int r = 1; r < MRP && one_row; r++) one_row = base[r] - base[r - 1] == rs;
-        REAL *Y = (REAL *)s->y + p0 * O;
-        for (int k0 = 0; k0 < K; k0 += KC) {
-            const int kc = K - k0 < KC ? K - k0 : KC;
-            if (one_row) {                                 /* read where they lie, if the stride has a kernel */
-                int done = 1;
-                for (int j0 = 0; j0 < O && done; j0 += NR)
-                    done = FN(kern_rows)(kc, im.src + base[0], off + k0, Bp + (long)k0 * Opad + (long)j0 * kc,
-                                         Y + j0, O, O - j0 < NR ? O - j0 : NR, rs, k0 > 0);
-                if (done) continue;
+        int rows, skip = 0;
+        if (virt) {                                        /* tile t of image img: virtual pixels f0 .. */
+            const long img = t / vper;
+            long f0 = t % vper * MRP;
+            if (f0 + MRP > vspan) {                        /* the image's last tile, moved back to end at its end */
+                skip = (int)(f0 - (vspan - MRP > 0 ? vspan - MRP : 0));
+                f0 -= skip;
             }
-            const Run *r0 = run + first[k0 / KC], *r1 = run + first[k0 / KC + 1];
-            for (int r = 0; r < MRP; r++) {                              /* the tile's receptive fields */
-                const REAL *px = im.src + base[r];
-                for (const Run *q = r0; q < r1; q++) {
-                    const REAL *src = px + q->off;
-                    REAL *dst = Ap + (long)q->k * MRP + r;
-                    for (int t = 0; t < q->len; t++) dst[(long)t * MRP] = src[t];
-                }
+            rows = vspan - f0 < MRP ? (int)(vspan - f0) : MRP;
+            FN(image)(s, &im, (int)img);
+            for (int r = 0; r < MRP; r++) base[r] = (f0 + (r < rows ? r : 0)) * s->C;
+            p0 = img * Ho * s->Wo;
+            FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, tile, Opad);
+            long u = (f0 + skip) / s->Wp, v = (f0 + skip) % s->Wp;
+            for (int r = skip; r < rows; r++) {            /* the real pixels into y */
+                if (v < s->Wo) FN(conv_out)(s, tile + (long)r * Opad, (REAL *)s->y + (p0 + u * s->Wo + v) * O, bias);
+                if (++v == s->Wp) { v = 0; u++; }
             }
-            for (int j0 = 0; j0 < O; j0 += NR)
-                FN(kern_pp)(kc, Ap, Bp + (long)k0 * Opad + (long)j0 * kc, Y + j0, O, rows, O - j0 < NR ? O - j0 : NR,
-                            k0 > 0);
+            continue;
         }
-        if (bias || s->relu)
-            for (int r = 0; r < rows; r++) {
-                REAL *y = Y + (long)r * O;
-                if (bias) for (int j = 0; j < O; j++) y[j] += bias[j];
-                if (s->relu) for (int j = 0; j < O; j++) y[j] = y[j] > 0 ? y[j] : 0;
-            }
+        rows = FN(visit)(s, &im, padded, MRP, t, &p0, base);
+        for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
+        REAL *Y = (REAL *)s->y + p0 * O;
+        FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, Y, O);
+        for (int r = 0; r < rows; r++) FN(conv_out)(s, Y + (long)r * O, Y + (long)r * O, bias);
     }
+    free(tile);
     free(run);
     free(first);
     free(off);
@@ -223,11 +264,11 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
 }
 
 /* The weight gradient: this thread's pixels [p0, p1) into its own buffer part (Kb, O) (Kb = K + 1 with a bias:
- * its last tap reads 1), then, after a barrier, its share of the rows of every thread's buffer into dW. */
+ * its last row Σ dy, summed from dy's packed panels), then, after a barrier, its share of the rows of every thread's buffer into dW. */
 static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
     const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), Kb = K + (s->bias != NULL);
-    const int padded = FN(needs_padding)(s), panels = (Kb + MRP - 1) / MRP;
+    const int padded = FN(needs_padding)(s), panels = (K + MRP - 1) / MRP;          /* (the bias row: summed apart) */
     const long blocks = FN(pieces)(s, padded, KC), b0 = blocks * tid / n, b1 = blocks * (tid + 1) / n;
     int have_image;
     FN(Image) im = FN(reader)(s, &have_image);
@@ -240,15 +281,28 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
     if (!ok) s->failed = 1;
     if (ok) {
         for (int m = 0; m < panels; m++)
-            nrun[m] = m * MRP < K ? FN(runs)(s, &im, m * MRP, (m + 1) * MRP < K ? (m + 1) * MRP : K, run + m * MRP) : 0;
+            nrun[m] = FN(runs)(s, &im, m * MRP, (m + 1) * MRP < K ? (m + 1) * MRP : K, run + m * MRP);
         memset(part, 0, sizeof(REAL) * (size_t)Kb * O);
         for (long b = b0; b < b1; b++) {
             long q0;
             const int kc = FN(visit)(s, &im, padded, KC, b, &q0, base);
             const REAL *dy = (const REAL *)s->dy + q0 * O;
             FN(pack_b)(dy, O, O, (int)0, kc, Bp);                          /* dy rows q0.. as panels */
-            for (int m0 = 0; m0 < Kb; m0 += MRP) {
-                const int rows = Kb - m0 < MRP ? Kb - m0 : MRP;
+            if (Kb > K)                                                     /* db: Σ dy, from the panels */
+                for (int j0 = 0; j0 < O; j0 += NR) {
+                    const REAL *panel = Bp + (long)j0 * kc;
+                    V s0 = {0}, s1 = {0};
+                    for (int q = 0; q < kc; q++) {
+                        s0 += FN(load)(panel + (long)q * NR);
+                        s1 += FN(load)(panel + (long)q * NR + VL);
+                    }
+                    REAL *db = part + (long)K * O + j0;
+                    const int cols = O - j0 < NR ? O - j0 : NR;
+                    FN(storen)(db, FN(loadn)(db, cols < VL ? cols : VL) + s0, cols < VL ? cols : VL);
+                    if (cols > VL) FN(storen)(db + VL, FN(loadn)(db + VL, cols - VL) + s1, cols - VL);
+                }
+            for (int m0 = 0; m0 < K; m0 += MRP) {
+                const int rows = K - m0 < MRP ? K - m0 : MRP;
                 const Run *r0 = run + (m0 / MRP) * MRP, *r1 = r0 + nrun[m0 / MRP];
                 if (r1 - r0 == 1 && r0->len == MRP) {                         /* MRP taps side by side: read */
                     for (int j0 = 0; j0 < O; j0 += NR)                        /* where they lie */
@@ -256,13 +310,12 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
                                     MRP, O - j0 < NR ? O - j0 : NR);
                     continue;
                 }
-                const int real = K - m0 < MRP ? (K - m0 > 0 ? K - m0 : 0) : MRP;   /* taps, then the bias's 1 */
                 for (int q = 0; q < kc; q++) {                                /* taps m0.. of each pixel */
                     const REAL *px = im.src + base[q];
                     REAL *dst = Ap + (long)q * MRP;
                     for (const Run *u = r0; u < r1; u++)
                         for (int t = 0; t < u->len; t++) dst[u->k + t] = px[u->off + t];
-                    for (int r = real; r < MRP; r++) dst[r] = m0 + r == K && K < Kb ? 1 : 0;
+                    for (int r = rows; r < MRP; r++) dst[r] = 0;
                 }
                 for (int j0 = 0; j0 < O; j0 += NR)
                     FN(kern_pp)(kc, Ap, Bp + (long)j0 * kc, part + (long)m0 * O + j0, O, rows,
