@@ -13,7 +13,8 @@ class Forward(ctypes.Structure):
     """core.h's LkForward, field for field: what lk_scan_forward reads and writes."""
 
     _fields_ = [(n, _I) for n in ("kind", "f64", "T", "B", "H", "I", "direct", "threads")] + [
-        ("gates", _P), ("w_hh_t", _P), ("wk", _L), ("wn", _L), ("x", _P), ("w_ih", _P), ("bias", _P), ("b_loop", _P),
+        ("gates", _P), ("w_hh_t", _P), ("wk", _L), ("wn", _L), ("x", _P), ("w_ih", _P), ("x_t", _L), ("x_b", _L),
+        ("bias", _P), ("b_loop", _P),
         ("extra", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("y", _P), ("y_t", _L), ("y_b", _L),
         ("P", _I), ("w_hr", _P), ("ms", _P), ("saved", _P), ("rmask", _P), ("h_raw", _P), ("c_raw", _P), ("zh", _P),
         ("zc", _P), ("zh_p", ctypes.c_double), ("zc_p", ctypes.c_double), ("failed", _I)]
@@ -37,7 +38,7 @@ class Grad(ctypes.Structure):
 
     _fields_ = [(n, _I) for n in ("f64", "M", "K", "nprod", "threads")] + [
         ("a", _P * 2), ("b", _P * 2), ("c", _P * 2), ("lda", _L * 2), ("ldb", _L * 2), ("ldc", _L * 2),
-        ("N", _I * 2), ("failed", _I)]
+        ("ldb_t", _L * 2), ("per", _L * 2), ("N", _I * 2), ("failed", _I)]
 
 
 class CtcForward(ctypes.Structure):

@@ -235,13 +235,18 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
+def rows_contiguous(a: np.ndarray, dt: np.dtype) -> bool:
+    """Whether the core can read a (T, B, N) of dtype dt as it lies: each row contiguous, strides whole elements."""
+    item = np.dtype(dt).itemsize
+    return a.dtype == dt and (a.shape[2] <= 1 or a.strides[2] == item) and not any(s % item for s in a.strides)
+
+
 def _steps(a: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int, int]:
     """a (T, B, N) in any layout whose rows are contiguous (else a contiguous copy), with its element strides
     between steps and between batch rows: (B, T, N) data seen time-major is read and written in place."""
-    item = dt.itemsize
-    if a.dtype != dt or a.shape[2] > 1 and a.strides[2] != item or any(s % item for s in a.strides):
+    if not rows_contiguous(a, dt):
         a = np.ascontiguousarray(a, dt)
-    return a, a.strides[0] // item, a.strides[1] // item
+    return a, a.strides[0] // dt.itemsize, a.strides[1] // dt.itemsize
 
 
 # ---- the cell kinds ------------------------------------------------------------------------------------------
@@ -362,7 +367,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     small = direct(B, H) and not (kind.proj or kind.whole)  # W_ih x_t: one GEMM first; else the scan forms it
     gates = ws.empty("xproj", (T, B, GH), dt)
     w_ih = np.ascontiguousarray(w.w_ih, dt)
-    x = None if small else np.ascontiguousarray(inp, dt)
+    x, x_t, x_b = (None, 0, 0) if small else _steps(inp, dt)    # (B, T, I) data seen time-major: read as it lies
     if small:
         np.matmul(inp.reshape(T * B, -1), w_ih.T, out=gates.reshape(T * B, GH))
     bias, b_loop = w.folded_biases(kernel.loop_bias_gates * H)
@@ -390,7 +395,7 @@ def scan_forward(kernel: ScanKernel, w: Weights, inp: np.ndarray, h0: np.ndarray
     args = Forward(
         kind=kind.id, f64=int(item == 8), T=T, B=B, H=H, I=0 if small else inp.shape[2], direct=int(small),
         threads=threads(), gates=_ptr(gates), w_hh_t=_ptr(w_t), wk=w_t.strides[0] // item, wn=w_t.strides[1] // item,
-        x=_ptr(x), w_ih=_ptr(None if small else w_ih), bias=_ptr(bias),
+        x=_ptr(x), w_ih=_ptr(None if small else w_ih), x_t=x_t, x_b=x_b, bias=_ptr(bias),
         b_loop=_ptr(None if b_loop is None else np.ascontiguousarray(b_loop, dt)), extra=_ptr(extra), hs=_ptr(hs),
         cs=_ptr(cs), tanh_cs=_ptr(tanh_cs), hproj=_ptr(hproj), y=_ptr(y), y_t=y_t, y_b=y_b, P=P, w_hr=_ptr(w_hr),
         ms=_ptr(ms), saved=_ptr(saved), rmask=_ptr(_contiguous(rmask, dt)), **_zone_args(zone, raw, dt))
@@ -462,17 +467,23 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
 
 def weight_grads(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """For each (a, b, c) of one or two products: c (M, N) += aᵀ · b, with a (K, M) and b (K, N) over all K steps
-    (the weight gradients dW_ih += dpre_xᵀ x, dW_hh += dpre_hᵀ h). Every array 2-d, rows contiguous, one dtype
-    (float32 or float64); all a share M and K."""
+    (the weight gradients dW_ih += dpre_xᵀ x, dW_hh += dpre_hᵀ h). a and c 2-d, rows contiguous; b 2-d likewise, or
+    (T, B, N) with K = T·B and rows contiguous in any layout (a (B, T, N) input seen time-major, or one reversed in
+    time: read as it lies); one dtype (float32 or float64); all a share M and K."""
     K, M = products[0][0].shape
     dt = products[0][0].dtype
-    g = Grad(f64=int(dt.itemsize == 8), M=M, K=K, nprod=len(products), threads=threads())
+    item = dt.itemsize
+    g = Grad(f64=int(item == 8), M=M, K=K, nprod=len(products), threads=threads())
     for q, (a, b, c) in enumerate(products):
-        assert a.shape == (K, M) and b.shape[0] == K and c.shape == (M, b.shape[1])
-        assert all(v.dtype == dt and v.strides[1] == dt.itemsize for v in (a, b, c))
+        assert a.shape == (K, M) and c.shape == (M, b.shape[-1]) and int(np.prod(b.shape[:-1])) == K
+        assert all(v.dtype == dt and v.strides[-1] == item and not any(s % item for s in v.strides) for v in (a, b, c))
         g.a[q], g.b[q], g.c[q] = _ptr(a), _ptr(b), _ptr(c)
-        g.lda[q], g.ldb[q], g.ldc[q] = (v.strides[0] // dt.itemsize for v in (a, b, c))
-        g.N[q] = b.shape[1]
+        g.lda[q], g.ldc[q] = a.strides[0] // item, c.strides[0] // item
+        if b.ndim == 3:                                 # row k = (t, b): per batch rows a step
+            g.ldb_t[q], g.ldb[q], g.per[q] = b.strides[0] // item, b.strides[1] // item, b.shape[1]
+        else:
+            g.ldb[q] = b.strides[0] // item
+        g.N[q] = b.shape[-1]
     _check(_lib.lk_weight_grads(ctypes.byref(g)), g)
 
 

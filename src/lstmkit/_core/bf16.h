@@ -163,14 +163,14 @@ static void FN(pack_a_bf)(const REAL *A, long lda, int m0, int m1, int k0, int k
 }
 
 /* Bp: wgrad's pack_b in pairs of steps: panel j, step pair k / 2, column c at ((j·kp + k / 2)·NR + c)·2 + k % 2. */
-static void FN(pack_b_bf)(const REAL *Bm, long ldb, int N, int k0, int kc, uint16_t *Bp) {
+static void FN(pack_b_bf)(const FN(Rows) *Bm, int N, int k0, int kc, uint16_t *Bp) {
     const int kp = (kc + 1) / 2;
     for (int j0 = 0; j0 < N; j0 += NR, Bp += (long)kp * NR * 2) {
         const int cols = N - j0 < NR ? N - j0 : NR;
         for (int k = 0; k < kp; k++) {
-            const REAL *s0 = Bm + (long)(k0 + 2 * k) * ldb + j0;
+            const REAL *s0 = FN(row)(Bm, k0 + 2 * k) + j0;
             uint32_t *out = (uint32_t *)Bp + (long)k * NR;
-            FN(bf_pairs)(s0, 2 * k + 1 < kc ? s0 + ldb : NULL, out, cols);
+            FN(bf_pairs)(s0, 2 * k + 1 < kc ? FN(row)(Bm, k0 + 2 * k + 1) + j0 : NULL, out, cols);
             for (int c = cols; c < NR; c++) out[c] = 0;
         }
     }

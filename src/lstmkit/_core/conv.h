@@ -287,7 +287,8 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
             long q0;
             const int kc = FN(visit)(s, &im, padded, KC, b, &q0, base);
             const REAL *dy = (const REAL *)s->dy + q0 * O;
-            FN(pack_b)(dy, O, O, (int)0, kc, Bp);                          /* dy rows q0.. as panels */
+            const FN(Rows) dy_rows = {dy, O, 0, 0};
+            FN(pack_b)(&dy_rows, O, 0, kc, Bp);                             /* dy rows q0.. as panels */
             if (Kb > K)                                                     /* db: Σ dy, from the panels */
                 for (int j0 = 0; j0 < O; j0 += NR) {
                     const REAL *panel = Bp + (long)j0 * kc;

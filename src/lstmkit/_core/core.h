@@ -45,7 +45,9 @@ typedef struct {
     void *gates;                      /* (T, B, G·H): W_ih x_t in (unless x is given), the gate activations out */
     const void *w_hh_t;               /* W_hh^T: element (k, row) at w_hh_t[k·wk + row·wn] */
     long wk, wn;
-    const void *x, *w_ih;             /* optional: x (T, B, I) and W_ih (G·H, I): W_ih x_t is formed here */
+    const void *x, *w_ih;             /* optional: x and W_ih (G·H, I): W_ih x_t is formed here, x_t's row b read at
+                                         x + t·x_t + b·x_b (a (B, T, I) input as it lies, or reversed in time) */
+    long x_t, x_b;
     const void *bias;                 /* (G·H,): the biases the input projections lack (split kinds: b_ih, and b_hh
                                          but for the split gate's) */
     const void *b_loop;               /* split kinds: the split gate's h-side bias (H,) (GRU's b_hn), or NULL */
@@ -106,9 +108,11 @@ typedef struct {
     int f64, M, K, nprod;             /* rows of every C (G·H); steps × batch; products (1 or 2) */
     int threads;
     const void *a[2];                 /* (K, M), rows lda apart: the pre-activation gradients */
-    const void *b[2];                 /* (K, N[q]), rows ldb apart: the inputs, the states */
+    const void *b[2];                 /* (K, N[q]): the inputs, the states; row k at b + (k / per)·ldb_t + (k % per)·ldb
+                                         (steps of per batch rows, e.g. a (B, T, I) input seen time-major) */
     void *c[2];                       /* (M, N[q]), rows ldc apart: the gradients, added to */
     long lda[2], ldb[2], ldc[2];
+    long ldb_t[2], per[2];
     int N[2];
     int failed;
 } LkGrad;

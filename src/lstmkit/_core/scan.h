@@ -153,8 +153,8 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
         if (work && direct) FN(gemv_rows)(B, p.N, H, h_prev, H, (const REAL *)s->w_hh_t, rows, p.prod, p.Npad);
         else if (work) FN(gemm_any)(p.bf, nb, p.Npad, P, h_prev, P, p.packed, p.prod, p.Npad, 0);
         if (work && x)                               /* added to the h side's, or apart (split kinds) */
-            FN(gemm_any)(p.bf, nb, p.Npad, I, x + ((long)t * B + b0) * I, I, packed_x, prod_x ? prod_x : p.prod, p.Npad,
-                     !prod_x);
+            FN(gemm_any)(p.bf, nb, p.Npad, I, x + t * s->x_t + b0 * s->x_b, s->x_b, packed_x, prod_x ? prod_x : p.prod,
+                         p.Npad, !prod_x);
         if (work) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad, b0, b1);
         if (!whole) lk_barrier(nth);                 /* (whole kinds: this thread's rows need no other's) */
         if (kind->proj) {                            /* m_t is whole: h_t = W_hr m_t, then the next step needs it */

@@ -81,6 +81,14 @@ static inline __attribute__((always_inline)) V FN(tanh)(V x) {
 /* σ(p) = ½ + ½·tanh(p/2): one transcendental for every gate. */
 static inline __attribute__((always_inline)) V FN(sigmoid)(V p) { return 0.5 + 0.5 * FN(tanh)(0.5 * p); }
 
+/* The rows of a B operand: row k at p + k·ld, or with per > 0 at p + (k / per)·ld_t + (k % per)·ld (steps of per
+ * batch rows each, ld_t apart: a (B, T, N) array read time-major, or one reversed in time). */
+typedef struct { const REAL *p; long ld, ld_t, per; } FN(Rows);
+
+static inline const REAL *FN(row)(const FN(Rows) *r, long k) {
+    return r->per ? r->p + k / r->per * r->ld_t + k % r->per * r->ld : r->p + k * r->ld;
+}
+
 /* ---- packed product ------------------------------------------------------------------------------ */
 
 static inline int FN(round_nr)(int n) { return (n + NR - 1) / NR * NR; }

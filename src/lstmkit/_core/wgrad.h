@@ -102,16 +102,20 @@ static void FN(pack_a)(const REAL *A, long lda, int m0, int m1, int k0, int kc, 
 }
 
 /* Bp: columns [0, N) of B over steps [k0, k0 + kc), NR columns per panel, zero past N. */
-static void FN(pack_b)(const REAL *Bm, long ldb, int N, int k0, int kc, REAL *Bp) {
+static void FN(pack_b)(const FN(Rows) *Bm, int N, int k0, int kc, REAL *Bp) {
     for (int j0 = 0; j0 < N; j0 += NR, Bp += (long)kc * NR) {
         const int cols = N - j0 < NR ? N - j0 : NR;
         for (int k = 0; k < kc; k++) {
-            const REAL *src = Bm + (long)(k0 + k) * ldb + j0;
+            const REAL *src = FN(row)(Bm, k0 + k) + j0;
             REAL *dst = Bp + (long)k * NR;
             if (cols == NR) memcpy(dst, src, sizeof(REAL) * NR);
             else for (int j = 0; j < NR; j++) dst[j] = j < cols ? src[j] : 0;
         }
     }
+}
+
+static inline FN(Rows) FN(b_rows)(const LkGrad *g, int q) {
+    return (FN(Rows)){(const REAL *)g->b[q], g->ldb[q], g->ldb_t[q], g->per[q]};
 }
 
 /* One block of kc steps of product q on bfloat16 pairs of steps (bf16.h), into this thread's rows [m0, m1). */
@@ -120,7 +124,8 @@ static void FN(wgrad_bf)(const LkGrad *g, int q, int m0, int m1, int k0, int kc,
     const int kp = (kc + 1) / 2, N = g->N[q];
     uint16_t *ap = (uint16_t *)Ap, *bp = (uint16_t *)Bp;
     if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a_bf)(g->a[q], g->lda[q], m0, m1, k0, kc, ap);
-    FN(pack_b_bf)(g->b[q], g->ldb[q], N, k0, kc, bp);
+    const FN(Rows) rows = FN(b_rows)(g, q);
+    FN(pack_b_bf)(&rows, N, k0, kc, bp);
     REAL *C = g->c[q];
     for (int i0 = m0; i0 < m1; i0 += MRP)
         for (int j0 = 0; j0 < N; j0 += NR)
@@ -158,7 +163,8 @@ static void FN(wgrad_job)(void *arg, int tid, int n) {
             }
             if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a)(A, g->lda[q], m0, m1, k0, kc, Ap);
             const int N = g->N[q];
-            FN(pack_b)(g->b[q], g->ldb[q], N, k0, kc, Bp);
+            const FN(Rows) rows = FN(b_rows)(g, q);
+            FN(pack_b)(&rows, N, k0, kc, Bp);
             REAL *C = g->c[q];
             for (int i0 = m0; i0 < m1; i0 += MRP) {
                 const int rows = m1 - i0 < MRP ? m1 - i0 : MRP;

@@ -66,8 +66,8 @@ class StackBackward:
             dout = dy.transpose(1, 0, 2)              # (T, B, D·H) view: the compiled scan reads it in place
         dh0 = np.empty(shape, self.dtype)
         dc0 = np.empty(c_shape, self.dtype) if self._has_cell else None
-        # The compiled scan of a one-direction bottom layer writes the (B, T, I) input gradient itself.
-        dx_out = np.empty((B, T, self.input_size), self.dtype) if D == 1 and record.core else None
+        # The compiled scan of the bottom layer (its first direction) writes the (B, T, I) input gradient itself.
+        dx_out = np.empty((B, T, self.input_size), self.dtype) if record.core else None
 
         with compiled.holding_blas(record.core):
             for k in range(self.num_layers - 1, -1, -1):
@@ -88,7 +88,7 @@ class StackBackward:
             dout = dout * rec.mask
         run = functools.partial(self._direction_backward, rec, k, dout, final, init, dx_out)
         dinps = self._directions(run, rec.B, rec.core)
-        return dinps[0] if self.num_directions == 1 else np.add(dinps[0], dinps[1], out=dinps[1])
+        return dinps[0] if self.num_directions == 1 else np.add(dinps[0], dinps[1], out=dinps[0])
 
     def _direction_backward(self, rec: StackRecord, k: int, dout: np.ndarray,
                             final: tuple[np.ndarray, np.ndarray | None], init: tuple[np.ndarray, np.ndarray | None],
@@ -101,7 +101,7 @@ class StackBackward:
         if d == 1:
             dys = self._reverse(dys, rec.rev)
         inject = self._inject_map(rec.T, rec.last, dh_n[s], None if dc_n is None else dc_n[s])
-        into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 else None
+        into = dx_out.transpose(1, 0, 2) if dx_out is not None and k == 0 and d == 0 else None
         dinp_d, dh0[s], dc_s = self._scan_backward(k, d, rec.layers[k].dirs[d], dys, inject, rec.core, into)
         if dc0 is not None:
             dc0[s] = dc_s
@@ -136,12 +136,13 @@ class StackBackward:
         g_hh, g_ih = self.params[f"weight_hh_l{k}{sfx}"].grad, self.params[f"weight_ih_l{k}{sfx}"].grad
         into_hh = g_hh if ent.wmask is None else np.zeros_like(g_hh)
         h_in = hs[:-1] if ent.rmask is None else hs[:-1] * ent.rmask
-        h2, x2 = h_in.reshape(T * B, H), np.ascontiguousarray(ent.inp).reshape(T * B, -1)
-        if core and into_hh.flags.c_contiguous and g_ih.flags.c_contiguous:
-            compiled.weight_grads([(dxp2, x2, g_ih), (dhp2, h2, into_hh)])  # in place, one job on the core's threads
+        h2 = h_in.reshape(T * B, H)
+        if core and into_hh.flags.c_contiguous and g_ih.flags.c_contiguous:      # in place, one job on the core's
+            x3 = ent.inp if compiled.rows_contiguous(ent.inp, self.dtype) else np.ascontiguousarray(ent.inp, self.dtype)
+            compiled.weight_grads([(dxp2, x3, g_ih), (dhp2, h2, into_hh)])  # threads; x (T, B, I) read as it lies
         else:
             into_hh += dhp2.T @ h2
-            g_ih += dxp2.T @ x2
+            g_ih += dxp2.T @ np.ascontiguousarray(ent.inp).reshape(T * B, -1)
         if ent.wmask is not None:
             g_hh += into_hh * ent.wmask
         if self.bias and grads.bias is not None:                  # summed by the kernel

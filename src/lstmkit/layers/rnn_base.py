@@ -324,12 +324,15 @@ class _RNNBase(StackBackward, Layer):
 
         rng = get_rng(self.rng) if self.training else None                 # the regularisers' masks: training only
         x_mask = regularise.mask(rng, (B, 1, self.input_size), self.regularisers.input_dropout, self.dtype)
-        inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
-        inp[...] = (x if x_mask is None else x * x_mask).transpose(1, 0, 2)   # (T, B, I)
-        # The compiled scan of a one-direction top layer writes the (B, T, H) output itself, with no mask to apply.
+        if core:                                 # (T, B, I) seen time-major: the compiled scans read it as it lies
+            inp = (x if x_mask is None else x * x_mask).transpose(1, 0, 2)
+        else:
+            inp = self._ws_for(-1, 0).empty("x", (T, B, self.input_size), self.dtype)
+            inp[...] = (x if x_mask is None else x * x_mask).transpose(1, 0, 2)
+        # The compiled scans of the top layer write the (B, T, D·H) output themselves, with no mask to apply.
         y_out = None
-        if D == 1 and mask is None and self.return_sequences is not False and core:
-            y_out = np.empty((B, T, H), self.dtype)
+        if mask is None and self.return_sequences is not False and core:
+            y_out = np.empty((B, T, D * H), self.dtype)
         rec = StackRecord([], B, T, rev, mask, last, core, x_mask,
                           regularise.mask(rng, (B, 1, D * H), self.regularisers.output_dropout, self.dtype))
         with compiled.holding_blas(core):                                   # (see compiled.threads)
@@ -348,7 +351,8 @@ class _RNNBase(StackBackward, Layer):
         past each length and dropped out; recorded in ``rec``. init: (h_0, c_0) of every layer and direction;
         final: where (h_n, c_n) go. Returns the output (T, B, D·h)."""
         D, H = self.num_directions, self.state_size
-        out = None if D == 1 else self._ws_for(k, 0).empty("out", (rec.T, rec.B, D * H), self.dtype)
+        out = None if D == 1 else y_k if y_k is not None else self._ws_for(k, 0).empty("out", (rec.T, rec.B, D * H),
+                                                                                          self.dtype)
         masks = [self._scan_masks(k, d, rec.B, rec.T) for d in range(D)]   # drawn here, in order, not on two threads
         run = functools.partial(self._direction_forward, rec, k, inp, init, final, out, y_k, masks)
         dirs = self._directions(run, rec.B, rec.core)
@@ -372,8 +376,13 @@ class _RNNBase(StackBackward, Layer):
         (rmask, wmask, zone), s, H, T, B = masks[d], k * self.num_directions + d, self.state_size, rec.T, rec.B
         inp_d = inp if d == 0 else self._reverse(inp, rec.rev)
         ws, w, c0_s = self._ws_for(k, d), self._weights(k, d, wmask), None if c0 is None else c0[s]
-        if rec.core:                         # the compiled scan also writes h_1..h_T into y_k (the top layer's output)
-            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_k, rmask, zone)
+        # The compiled scan also writes h_1..h_T where the layer's output wants them: y_k (one direction, the top
+        # layer), or its half of ``out`` (two, in the input's time order; with lengths they are gathered after).
+        y_d = y_k if out is None else None
+        if out is not None and rec.core and rec.rev is None:
+            y_d = out[:, :, d * H:(d + 1) * H] if d == 0 else self._reverse(out[:, :, d * H:(d + 1) * H], None)
+        if rec.core:
+            scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_d, rmask, zone)
         elif zone is not None:               # the kind's own scan a step at a time, zoned between steps
             scan = zoneout.forward(lambda x_t, h, c, ws_t: self._numpy_scan(w, x_t, h, c, ws_t, rmask), inp_d, h0[s],
                                    c0_s, zone)
@@ -382,7 +391,7 @@ class _RNNBase(StackBackward, Layer):
         h_n[s] = scan.hs[T] if rec.last is None else scan.hs[rec.last + 1, np.arange(B)]
         if c_n is not None:
             c_n[s] = scan.cs[T] if rec.last is None else scan.cs[rec.last + 1, np.arange(B)]
-        if out is not None:
+        if out is not None and y_d is None:
             out[:, :, d * H:(d + 1) * H] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
         return DirectionRecord(inp_d, scan, rmask, wmask, zone)
 
