@@ -88,7 +88,12 @@ def speed_lstmkit(steps: int = 20, warmup: int = 3) -> dict[str, object]:
 
 
 def has_bf16() -> bool:
-    """Whether this CPU has AVX512-BF16 (both libraries' bfloat16 products need it)."""
+    """Whether this CPU has AVX512-BF16 (both libraries' bfloat16 products need it) and this process is not held
+    below AVX-512 (``--emulate avx2``: lstmkit's LSTMKIT_SIMD, oneDNN's ONEDNN_MAX_CPU_ISA, under which PyTorch's
+    bfloat16 LSTM has no primitive)."""
+    if os.environ.get("LSTMKIT_SIMD", "avx512") != "avx512" or "AVX512" not in os.environ.get("ONEDNN_MAX_CPU_ISA",
+                                                                                                "AVX512").upper():
+        return False
     try:
         return "avx512_bf16" in Path("/proc/cpuinfo").read_text()
     except OSError:
