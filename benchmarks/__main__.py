@@ -72,6 +72,7 @@ def quietest(results: list[dict[str, Any]]) -> dict[str, Any]:
     best = dict(results[0])
     for r in results[1:]:
         best["gemm_gflops"] = max(best["gemm_gflops"], r["gemm_gflops"])
+        best["round_trip_ns"] = best.get("round_trip_ns", []) + r.get("round_trip_ns", [])
         for suite in ("recurrent", "conv", "ctc", "tree", "inference"):
             if suite in r:
                 best[suite] = {k: min(best[suite][k], r[suite][k], key=lambda t: t.get("median_ms", t.get("growth_mb")))
@@ -119,13 +120,19 @@ def main(argv: list[str]) -> int:
                "native_blas": args.native_blas, "emulate": args.emulate, "lstmkit_first": args.lstmkit_first,
                "thread_env": thread_env(), "lstmkit": ours["library"], "kernels": ours["kernels"],
                "torch": theirs["library"],
-               "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1)}
+               "numpy_gemm_gflops": round(ours["gemm_gflops"], 1), "torch_gemm_gflops": round(theirs["gemm_gflops"], 1),
+               "fma_gflops_per_core": ours.get("fma_gflops"), "round_trip_ns": ours.get("round_trip_ns", [])}
     print(f"CPU: {machine['cpu']} ({machine['simd']}, {machine['cores']} cores); {args.threads} threads each")
     if args.emulate:
         print(f"emulating {args.emulate}: lstmkit {EMULATE[args.emulate]['lstmkit']}, PyTorch "
               f"{EMULATE[args.emulate]['torch']}")
     print(f"lstmkit side: {machine['lstmkit']}; float32 GEMM {machine['numpy_gemm_gflops']} GFLOP/s")
     print(f"lstmkit kernels: {ours['kernels']}; imported {'before' if args.lstmkit_first else 'after'} NumPy")
+    trips = [t for t in machine["round_trip_ns"] if t is not None]
+    if machine["fma_gflops_per_core"]:
+        print(f"FMA peak (lstmkit's probe, its SIMD path): {machine['fma_gflops_per_core']:.1f} GFLOP/s a core"
+              + (f"; the two CPUs' cache-line round trip {min(trips):.0f}-{max(trips):.0f} ns over lstmkit's rounds "
+                 "(60-80: one core complex; several hundred: apart, the scans slower)" if trips else ""))
     print(f"PyTorch side: {machine['torch']} (OMP_PROC_BIND=true OMP_PLACES=cores); float32 GEMM "
           f"{machine['torch_gemm_gflops']} GFLOP/s")
     print(f"environment: {' '.join(f'{k}={v}' for k, v in machine['thread_env'].items()) or '(no thread variables)'}"

@@ -28,7 +28,12 @@ N_GEMM = 1024
 def _lstmkit(suites: list[str], repeat: int) -> dict[str, Any]:
     a = np.random.default_rng(0).standard_normal((N_GEMM, N_GEMM)).astype(np.float32)
     c = np.empty_like(a)
+    from lstmkit import compiled_probes as probes
+    probe = probes.round_trip_ns                     # where the two CPUs sat, before and after the suites
+    trips = [probe()]
     out = _suites(0, suites, repeat)                 # the GEMM last: its spinning threads disturb nothing after it
+    trips.append(probe())
+    out |= {"fma_gflops": probes.fma_peak(), "round_trip_ns": trips}
     with lstmkit.compiled.holding_blas():           # the threads a scan gets inside lstmkit's work
         info = lstmkit.compiled.info()
     kernels = (f"compiled core, {info['simd']}, {info['threads']} threads" if info["kernel"] == "compiled" else

@@ -241,8 +241,14 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
             FN(image)(s, &im, (int)img);
             for (int r = 0; r < MRP; r++) base[r] = (f0 + (r < rows ? r : 0)) * s->C;
             p0 = img * Ho * s->Wo;
-            FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, tile, Opad);
             long u = (f0 + skip) / s->Wp, v = (f0 + skip) % s->Wp;
+            if (!skip && v + rows <= s->Wo) {              /* real pixels of one row: straight into y */
+                REAL *Y = (REAL *)s->y + (p0 + u * s->Wo + v) * O;
+                FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, Y, O);
+                for (int r = 0; r < rows; r++) FN(conv_out)(s, Y + (long)r * O, Y + (long)r * O, bias);
+                continue;
+            }
+            FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, tile, Opad);
             for (int r = skip; r < rows; r++) {            /* the real pixels into y */
                 if (v < s->Wo) FN(conv_out)(s, tile + (long)r * Opad, (REAL *)s->y + (p0 + u * s->Wo + v) * O, bias);
                 if (++v == s->Wp) { v = 0; u++; }

@@ -196,5 +196,7 @@ typedef void (*lk_job_fn)(void *arg, int tid, int nthreads);
 int lk_pool_run(lk_job_fn fn, void *arg, int n);
 /* All n threads of the running job wait here until each has arrived. */
 void lk_barrier(int n);
+/* The round trip of a cache line between the pool's first two CPUs, in ns (-1 with one thread). */
+double lk_round_trip_ns(long rounds);
 
 #endif

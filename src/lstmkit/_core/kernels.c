@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core.h"
 
@@ -213,6 +214,30 @@ int lk_conv_wgrad(LkConv *s) {
         s->parts[t] = NULL;
     }
     return !ok || s->failed ? -1 : used;
+}
+
+/* The FMA peak of one core on the SIMD path in use, in float32 GFLOP/s: twelve chains of FMAs timed for about
+ * ``seconds`` on the calling thread (the benchmarks print it beside their tables: the floor under any product). */
+double lk_fma_peak(double seconds) {
+    long n = 1 << 16;
+    double t = 0, sink = 0;
+    for (;;) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        switch (lk_simd()) {
+#if LK_X86
+        case SIMD_AVX512: sink += fma_chains_avx512_f32(n); break;
+        case SIMD_AVX2: sink += fma_chains_avx2_f32(n); break;
+#endif
+        default: sink += fma_chains_generic_f32(n);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        t = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        if (t >= seconds || n > (1L << 40)) break;
+        n *= 2;
+    }
+    const int lanes = 4 << lk_simd();                  /* float32 lanes: 4, 8, 16 */
+    return sink == sink ? 2.0 * 12 * lanes * (double)n / t / 1e9 : 0;   /* (the sum is finite; read, not used) */
 }
 
 /* sizeof each boundary struct (0 LkForward, 1 LkBackward, 2 LkGrad, 3 LkKindInfo, 4 LkCtcForward,

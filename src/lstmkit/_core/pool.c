@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <time.h>
 
 #ifdef __linux__
 #include <linux/futex.h>
@@ -194,4 +195,40 @@ int lk_pool_run(lk_job_fn fn, void *arg, int n) {
 #endif
     pthread_mutex_unlock(&run_lock);
     return n;
+}
+
+/* ---- how far apart the pool's first two CPUs are ---------------------------------------------------------- */
+
+static struct {
+    _Alignas(64) atomic_long ball;             /* on a line of its own: each hit moves the line between the CPUs */
+    char pad[64 - sizeof(atomic_long)];
+    long rounds;
+    double ns;
+} rally;
+
+static void rally_job(void *arg, int tid, int n) {
+    (void)arg;
+    if (n < 2 || tid > 1) return;
+    struct timespec t0, t1;
+    if (tid == 0) clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < rally.rounds; i++) {
+        const long serve = 2 * i + tid;                 /* thread 0 hits at even counts, thread 1 at odd */
+        while (atomic_load_explicit(&rally.ball, memory_order_acquire) != serve) cpu_relax();
+        atomic_store_explicit(&rally.ball, serve + 1, memory_order_release);
+    }
+    if (tid == 0) {
+        while (atomic_load_explicit(&rally.ball, memory_order_acquire) != 2 * rally.rounds) cpu_relax();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        rally.ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (double)rally.rounds;
+    }
+}
+
+/* Nanoseconds for a cache line to go from the caller's CPU to the pool's first worker's and back (each pinned as
+ * for a scan), the mean of ``rounds``; -1 with fewer than two threads. What every barrier of a scan waits for at
+ * least: on a VM whose two vCPUs land on different core complexes it is several times longer. */
+double lk_round_trip_ns(long rounds) {
+    rally.rounds = rounds > 0 ? rounds : 1;
+    rally.ns = -1;
+    atomic_store(&rally.ball, 0);
+    return lk_pool_run(rally_job, NULL, 2) == 2 ? rally.ns : -1;
 }

@@ -89,6 +89,24 @@ static inline const REAL *FN(row)(const FN(Rows) *r, long k) {
     return r->per ? r->p + k / r->per * r->ld_t + k % r->per * r->ld : r->p + k * r->ld;
 }
 
+#if IS_FLOAT
+/* The FMA peak's probe (lk_fma_peak): n rounds of twelve independent chains of vector FMAs (enough to keep every FMA
+ * pipe busy at a 4-cycle latency); returns their sum, so that none is left out. */
+static REAL FN(fma_chains)(long n) {
+    const V m = FN(splat)(0.999999f), c = FN(splat)(1e-7f);
+    V a0 = FN(splat)(1), a1 = a0 + c, a2 = a1 + c, a3 = a2 + c, a4 = a3 + c, a5 = a4 + c, a6 = a5 + c, a7 = a6 + c,
+      a8 = a7 + c, a9 = a8 + c, a10 = a9 + c, a11 = a10 + c;
+    for (long i = 0; i < n; i++) {
+        a0 = a0 * m + c; a1 = a1 * m + c; a2 = a2 * m + c; a3 = a3 * m + c; a4 = a4 * m + c; a5 = a5 * m + c;
+        a6 = a6 * m + c; a7 = a7 * m + c; a8 = a8 * m + c; a9 = a9 * m + c; a10 = a10 * m + c; a11 = a11 * m + c;
+    }
+    V t = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;
+    REAL sum = 0;
+    for (int l = 0; l < VL; l++) sum += t[l];
+    return sum;
+}
+#endif
+
 /* ---- packed product ------------------------------------------------------------------------------ */
 
 static inline int FN(round_nr)(int n) { return (n + NR - 1) / NR * NR; }
