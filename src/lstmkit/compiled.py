@@ -235,18 +235,13 @@ def _ptr(a: np.ndarray | None) -> int | None:
     return None if a is None else a.ctypes.data
 
 
-def rows_contiguous(a: np.ndarray, dt: np.dtype) -> bool:
-    """Whether the core can read a (T, B, N) of dtype dt as it lies: each row contiguous, strides whole elements."""
-    item = np.dtype(dt).itemsize
-    return a.dtype == dt and (a.shape[2] <= 1 or a.strides[2] == item) and not any(s % item for s in a.strides)
-
-
 def _steps(a: np.ndarray, dt: np.dtype) -> tuple[np.ndarray, int, int]:
     """a (T, B, N) in any layout whose rows are contiguous (else a contiguous copy), with its element strides
     between steps and between batch rows: (B, T, N) data seen time-major is read and written in place."""
-    if not rows_contiguous(a, dt):
+    item = dt.itemsize
+    if a.dtype != dt or a.shape[2] > 1 and a.strides[2] != item or any(s % item for s in a.strides):
         a = np.ascontiguousarray(a, dt)
-    return a, a.strides[0] // dt.itemsize, a.strides[1] // dt.itemsize
+    return a, a.strides[0] // item, a.strides[1] // item
 
 
 # ---- the cell kinds ------------------------------------------------------------------------------------------
@@ -468,21 +463,25 @@ def scan_backward(kernel: ScanKernel, record: ScanRecord, w: Weights, dhs: np.nd
 def weight_grads(products: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
     """For each (a, b, c) of one or two products: c (M, N) += aᵀ · b, with a (K, M) and b (K, N) over all K steps
     (the weight gradients dW_ih += dpre_xᵀ x, dW_hh += dpre_hᵀ h). a and c 2-d, rows contiguous; b 2-d likewise, or
-    (T, B, N) with K = T·B and rows contiguous in any layout (a (B, T, N) input seen time-major, or one reversed in
-    time: read as it lies); one dtype (float32 or float64); all a share M and K."""
+    (T, B, N) with K = T·B in any layout (a (B, T, N) input seen time-major, or one reversed in time: read as it
+    lies when its rows are contiguous, else copied as ``_steps`` does); one dtype (float32 or float64); all a share
+    M and K."""
     K, M = products[0][0].shape
     dt = products[0][0].dtype
     item = dt.itemsize
     g = Grad(f64=int(item == 8), M=M, K=K, nprod=len(products), threads=threads())
+    kept = []                                           # (b as the core reads it: alive until the call returns)
     for q, (a, b, c) in enumerate(products):
         assert a.shape == (K, M) and c.shape == (M, b.shape[-1]) and int(np.prod(b.shape[:-1])) == K
+        if b.ndim == 3:                                 # row k = (t, b): per batch rows a step
+            b, g.ldb_t[q], g.ldb[q] = _steps(b, dt)
+            g.per[q] = b.shape[1]
+        else:
+            g.ldb[q] = b.strides[0] // item
+        kept.append(b)
         assert all(v.dtype == dt and v.strides[-1] == item and not any(s % item for s in v.strides) for v in (a, b, c))
         g.a[q], g.b[q], g.c[q] = _ptr(a), _ptr(b), _ptr(c)
         g.lda[q], g.ldc[q] = a.strides[0] // item, c.strides[0] // item
-        if b.ndim == 3:                                 # row k = (t, b): per batch rows a step
-            g.ldb_t[q], g.ldb[q], g.per[q] = b.strides[0] // item, b.strides[1] // item, b.shape[1]
-        else:
-            g.ldb[q] = b.strides[0] // item
         g.N[q] = b.shape[-1]
     _check(_lib.lk_weight_grads(ctypes.byref(g)), g)
 

@@ -229,10 +229,12 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
     if (virt && !tile) s->failed = 1;
     for (long t = t0; t < t1 && (tile || !virt); t++) {
         long p0;
-        int rows, skip = 0;
+        int rows;
+        REAL *Y;                                           /* where the tile's rows go, O apart */
         if (virt) {                                        /* tile t of image img: virtual pixels f0 .. */
             const long img = t / vper;
             long f0 = t % vper * MRP;
+            int skip = 0;
             if (f0 + MRP > vspan) {                        /* the image's last tile, moved back to end at its end */
                 skip = (int)(f0 - (vspan - MRP > 0 ? vspan - MRP : 0));
                 f0 -= skip;
@@ -242,22 +244,21 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
             for (int r = 0; r < MRP; r++) base[r] = (f0 + (r < rows ? r : 0)) * s->C;
             p0 = img * Ho * s->Wo;
             long u = (f0 + skip) / s->Wp, v = (f0 + skip) % s->Wp;
-            if (!skip && v + rows <= s->Wo) {              /* real pixels of one row: straight into y */
-                REAL *Y = (REAL *)s->y + (p0 + u * s->Wo + v) * O;
-                FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, Y, O);
-                for (int r = 0; r < rows; r++) FN(conv_out)(s, Y + (long)r * O, Y + (long)r * O, bias);
+            if (skip || v + rows > s->Wo) {                /* padding columns among them: the real pixels into y */
+                FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, tile, Opad);
+                for (int r = skip; r < rows; r++) {
+                    REAL *y = (REAL *)s->y + (p0 + u * s->Wo + v) * O;
+                    if (v < s->Wo) FN(conv_out)(s, tile + (long)r * Opad, y, bias);
+                    if (++v == s->Wp) { v = 0; u++; }
+                }
                 continue;
             }
-            FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, tile, Opad);
-            for (int r = skip; r < rows; r++) {            /* the real pixels into y */
-                if (v < s->Wo) FN(conv_out)(s, tile + (long)r * Opad, (REAL *)s->y + (p0 + u * s->Wo + v) * O, bias);
-                if (++v == s->Wp) { v = 0; u++; }
-            }
-            continue;
+            Y = (REAL *)s->y + (p0 + u * s->Wo + v) * O;   /* real pixels of one row: straight into y */
+        } else {
+            rows = FN(visit)(s, &im, padded, MRP, t, &p0, base);
+            for (int r = rows; r < MRP; r++) base[r] = base[0];      /* a short tile's spare rows: unused */
+            Y = (REAL *)s->y + p0 * O;
         }
-        rows = FN(visit)(s, &im, padded, MRP, t, &p0, base);
-        for (int r = rows; r < MRP; r++) base[r] = base[0];          /* a short tile's spare rows: unused */
-        REAL *Y = (REAL *)s->y + p0 * O;
         FN(conv_tile)(s, &im, K, Opad, Bp, run, first, off, Ap, base, rows, Y, O);
         for (int r = 0; r < rows; r++) FN(conv_out)(s, Y + (long)r * O, Y + (long)r * O, bias);
     }
@@ -270,7 +271,8 @@ static void FN(conv_forward_job)(void *arg, int tid, int n) {
 }
 
 /* The weight gradient: this thread's pixels [p0, p1) into its own buffer part (Kb, O) (Kb = K + 1 with a bias:
- * its last row Σ dy, summed from dy's packed panels), then, after a barrier, its share of the rows of every thread's buffer into dW. */
+ * its last row Σ dy, summed from dy's packed panels), then, after a barrier, its share of the rows of every
+ * thread's buffer into dW. */
 static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
     LkConv *s = (LkConv *)arg;
     const int K = s->kh * s->kw * s->C, O = s->O, Opad = FN(round_nr)(O), Kb = K + (s->bias != NULL);
@@ -305,8 +307,8 @@ static void FN(conv_wgrad_job)(void *arg, int tid, int n) {
                     }
                     REAL *db = part + (long)K * O + j0;
                     const int cols = O - j0 < NR ? O - j0 : NR;
-                    FN(storen)(db, FN(loadn)(db, cols < VL ? cols : VL) + s0, cols < VL ? cols : VL);
-                    if (cols > VL) FN(storen)(db + VL, FN(loadn)(db + VL, cols - VL) + s1, cols - VL);
+                    FN(acc)(db, 0, cols < VL ? cols : VL, s0);
+                    if (cols > VL) FN(acc)(db, VL, cols - VL, s1);
                 }
             for (int m0 = 0; m0 < K; m0 += MRP) {
                 const int rows = K - m0 < MRP ? K - m0 : MRP;

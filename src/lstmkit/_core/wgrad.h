@@ -124,8 +124,8 @@ static void FN(wgrad_bf)(const LkGrad *g, int q, int m0, int m1, int k0, int kc,
     const int kp = (kc + 1) / 2, N = g->N[q];
     uint16_t *ap = (uint16_t *)Ap, *bp = (uint16_t *)Bp;
     if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a_bf)(g->a[q], g->lda[q], m0, m1, k0, kc, ap);
-    const FN(Rows) rows = FN(b_rows)(g, q);
-    FN(pack_b_bf)(&rows, N, k0, kc, bp);
+    const FN(Rows) bm = FN(b_rows)(g, q);
+    FN(pack_b_bf)(&bm, N, k0, kc, bp);
     REAL *C = g->c[q];
     for (int i0 = m0; i0 < m1; i0 += MRP)
         for (int j0 = 0; j0 < N; j0 += NR)
@@ -163,8 +163,8 @@ static void FN(wgrad_job)(void *arg, int tid, int n) {
             }
             if (q == 0 || g->a[q] != g->a[q - 1]) FN(pack_a)(A, g->lda[q], m0, m1, k0, kc, Ap);
             const int N = g->N[q];
-            const FN(Rows) rows = FN(b_rows)(g, q);
-            FN(pack_b)(&rows, N, k0, kc, Bp);
+            const FN(Rows) bm = FN(b_rows)(g, q);
+            FN(pack_b)(&bm, N, k0, kc, Bp);
             REAL *C = g->c[q];
             for (int i0 = m0; i0 < m1; i0 += MRP) {
                 const int rows = m1 - i0 < MRP ? m1 - i0 : MRP;

@@ -138,8 +138,7 @@ class StackBackward:
         h_in = hs[:-1] if ent.rmask is None else hs[:-1] * ent.rmask
         h2 = h_in.reshape(T * B, H)
         if core and into_hh.flags.c_contiguous and g_ih.flags.c_contiguous:      # in place, one job on the core's
-            x3 = ent.inp if compiled.rows_contiguous(ent.inp, self.dtype) else np.ascontiguousarray(ent.inp, self.dtype)
-            compiled.weight_grads([(dxp2, x3, g_ih), (dhp2, h2, into_hh)])  # threads; x (T, B, I) read as it lies
+            compiled.weight_grads([(dxp2, ent.inp, g_ih), (dhp2, h2, into_hh)])  # threads; x (T, B, I) as it lies
         else:
             into_hh += dhp2.T @ h2
             g_ih += dxp2.T @ np.ascontiguousarray(ent.inp).reshape(T * B, -1)

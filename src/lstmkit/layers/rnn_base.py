@@ -378,9 +378,10 @@ class _RNNBase(StackBackward, Layer):
         ws, w, c0_s = self._ws_for(k, d), self._weights(k, d, wmask), None if c0 is None else c0[s]
         # The compiled scan also writes h_1..h_T where the layer's output wants them: y_k (one direction, the top
         # layer), or its half of ``out`` (two, in the input's time order; with lengths they are gathered after).
-        y_d = y_k if out is None else None
-        if out is not None and rec.core and rec.rev is None:
-            y_d = out[:, :, d * H:(d + 1) * H] if d == 0 else self._reverse(out[:, :, d * H:(d + 1) * H], None)
+        half = None if out is None else out[:, :, d * H:(d + 1) * H]
+        y_d = y_k if half is None else None
+        if half is not None and rec.core and rec.rev is None:
+            y_d = half if d == 0 else self._reverse(half, None)
         if rec.core:
             scan = compiled.scan_forward(self.kernel, w, inp_d, h0[s], c0_s, ws, y_d, rmask, zone)
         elif zone is not None:               # the kind's own scan a step at a time, zoned between steps
@@ -391,8 +392,8 @@ class _RNNBase(StackBackward, Layer):
         h_n[s] = scan.hs[T] if rec.last is None else scan.hs[rec.last + 1, np.arange(B)]
         if c_n is not None:
             c_n[s] = scan.cs[T] if rec.last is None else scan.cs[rec.last + 1, np.arange(B)]
-        if out is not None and y_d is None:
-            out[:, :, d * H:(d + 1) * H] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
+        if half is not None and y_d is None:
+            half[...] = scan.hs[1:] if d == 0 else self._reverse(scan.hs[1:], rec.rev)
         return DirectionRecord(inp_d, scan, rmask, wmask, zone)
 
     def _scan_masks(self, k: int, d: int, B: int, T: int) -> tuple[Any, ...]:
