@@ -98,6 +98,29 @@ def test_every_simd_path_equals_the_numpy_kernel(simd, kind, dtype, tol):
 
 
 @needs_core
+@pytest.mark.parametrize("rows", [False, True])
+@pytest.mark.parametrize("kind", NATIVE)
+def test_threads_by_rows_or_by_units_equal_the_numpy_kernel(monkeypatch, kind, rows):
+    """Each thread a slice of the units for every row (a barrier a step) or whole rows of the batch and every unit
+    (compiled.by_rows; no barrier): both equal the NumPy kernel, three threads on 7 and 9 rows (uneven splits),
+    ragged lengths, recurrent dropout (the masked h_{t-1} of each thread's rows)."""
+    monkeypatch.setattr(compiled, "by_rows", lambda B, weight_bytes: rows)
+    cases = [(7, False, [7, 3, 1, 6, 2, 7, 5]), (9, False, None)]
+    assert_core_equals_numpy(kind, "float64", 1e-12, cases, threads=3, recurrent_dropout=0.3)
+    assert_core_equals_numpy(kind, "float32", 1e-5, cases, threads=3)
+
+
+def test_the_scans_go_by_rows_for_small_weights_and_enough_rows(monkeypatch):
+    """The rule of compiled.by_rows on two threads: four rows a thread and weights of a few MB at most."""
+    monkeypatch.setattr(compiled, "threads", lambda: 2)
+    small, large = 4 * 256 * (256 + 128) * 4, 4 * 512 * (512 + 512) * 4     # LSTM 128 -> 256, 512 -> 512 (float32)
+    assert compiled.by_rows(64, small) and compiled.by_rows(8, small)
+    assert not compiled.by_rows(4, small) and not compiled.by_rows(64, large)
+    monkeypatch.setattr(compiled, "threads", lambda: 1)
+    assert not compiled.by_rows(64, small)
+
+
+@needs_core
 @pytest.mark.parametrize("simd", compiled.SIMD)
 @pytest.mark.parametrize("kind", NATIVE)
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-12), ("float32", 1e-5)])

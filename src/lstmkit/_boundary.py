@@ -17,7 +17,7 @@ class Forward(ctypes.Structure):
         ("bias", _P), ("b_loop", _P),
         ("extra", _P), ("hs", _P), ("cs", _P), ("tanh_cs", _P), ("hproj", _P), ("y", _P), ("y_t", _L), ("y_b", _L),
         ("P", _I), ("w_hr", _P), ("ms", _P), ("saved", _P), ("rmask", _P), ("h_raw", _P), ("c_raw", _P), ("zh", _P),
-        ("zc", _P), ("zh_p", ctypes.c_double), ("zc_p", ctypes.c_double), ("failed", _I)]
+        ("zc", _P), ("zh_p", ctypes.c_double), ("zc_p", ctypes.c_double), ("by_rows", _I), ("failed", _I)]
 
 
 class Backward(ctypes.Structure):
@@ -29,7 +29,7 @@ class Backward(ctypes.Structure):
         ("dpre_x", _P), ("dpre_h", _P), ("dh0", _P), ("dc0", _P), ("db_x", _P), ("db_h", _P), ("d_extra", _P),
         ("dx", _P), ("dx_t", _L), ("dx_b", _L), ("P", _I), ("w_hr", _P), ("ms", _P), ("dh_all", _P), ("saved", _P),
         ("rmask", _P), ("h_raw", _P), ("c_raw", _P), ("zh", _P), ("zc", _P), ("zh_p", ctypes.c_double),
-        ("zc_p", ctypes.c_double), ("failed", _I),
+        ("zc_p", ctypes.c_double), ("by_rows", _I), ("failed", _I),
         ("shares", _P * MAX_THREADS)]
 
 

@@ -67,6 +67,9 @@ typedef struct {
                                          for the backward; then hs, cs hold h_t = d ⊙ h_{t-1} + (1 − d) ⊙ h̃_t, ... */
     const void *zh, *zc;              /* zoneout: (T, B, H) each step's d for h, for c; or NULL: d = zh_p, zc_p */
     double zh_p, zc_p;
+    int by_rows;                      /* 1: each thread takes whole rows of the batch and every unit (its rows' steps
+                                         need no other thread's: no barrier a step) instead of a slice of the units;
+                                         always for whole kinds, never for proj kinds */
     int failed;                       /* out: set when a thread could not get memory */
 } LkForward;
 
@@ -99,6 +102,7 @@ typedef struct {
     const void *h_raw, *c_raw;        /* zoneout: the forward's (its hs, cs are the zoned states) */
     const void *zh, *zc;
     double zh_p, zc_p;
+    int by_rows;                      /* as LkForward's */
     int failed;                       /* out: set when a thread could not get memory */
     void *shares[LK_MAX_THREADS];     /* scratch: each thread's partial sums of the small-batch steps */
 } LkBackward;

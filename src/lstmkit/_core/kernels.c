@@ -150,7 +150,8 @@ static job pick(int which, int f64) {
 int lk_scan_forward(LkForward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    if (lk_kinds[s->kind].proj || lk_kinds[s->kind].whole) s->direct = 0;   /* products of their own */
+    s->by_rows = lk_kinds[s->kind].whole || (s->by_rows && !lk_kinds[s->kind].proj);
+    if (lk_kinds[s->kind].proj || s->by_rows) s->direct = 0;                /* products of their own */
     int used = lk_pool_run(pick(JOB_FORWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }
@@ -160,7 +161,8 @@ int lk_scan_forward(LkForward *s) {
 int lk_scan_backward(LkBackward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    if (lk_kinds[s->kind].proj || lk_kinds[s->kind].whole) s->direct = 0;
+    s->by_rows = lk_kinds[s->kind].whole || (s->by_rows && !lk_kinds[s->kind].proj);
+    if (lk_kinds[s->kind].proj || s->by_rows) s->direct = 0;
     int used = lk_pool_run(pick(JOB_BACKWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }

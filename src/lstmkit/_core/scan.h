@@ -1,13 +1,15 @@
 /* The scans (included by body.h): one forward and one backward for every kind, on a pool of threads that each own
  * a slice of the hidden units. Per step: the products with the recurrent weights (packed once per sequence into
  * column panels, or read as they lie for small batches), then the kind's own step (cells.h) on each row of the
- * thread's units, then one barrier (the next step needs all of h). Whole kinds (core.h) instead give each thread
- * whole rows of the batch and every unit: its rows' steps need no other thread's, so no barrier. */
+ * thread's units, then one barrier (the next step needs all of h). By rows (``by_rows``: always for whole kinds,
+ * core.h; else when compiled.by_rows asks, enough rows and small weights) each thread instead takes whole rows of
+ * the batch and every unit: its rows' steps need no other thread's, so no barrier, and nothing is read from
+ * another thread's cache. */
 
-/* This thread's rows [*b0, *b1) of the batch: all B, or for whole kinds its share. */
-static inline void FN(rows_of)(int whole, int B, int tid, int nth, int *b0, int *b1) {
-    *b0 = whole ? (int)((long)B * tid / nth) : 0;
-    *b1 = whole ? (int)((long)B * (tid + 1) / nth) : B;
+/* This thread's rows [*b0, *b1) of the batch: all B, or by rows its share. */
+static inline void FN(rows_of)(int by_rows, int B, int tid, int nth, int *b0, int *b1) {
+    *b0 = by_rows ? (int)((long)B * tid / nth) : 0;
+    *b1 = by_rows ? (int)((long)B * (tid + 1) / nth) : B;
 }
 
 /* This thread's units [u0, u0 + n) of H, its packed columns of a weight (K rows) and a product buffer (B rows). */
@@ -109,14 +111,14 @@ static void FN(project)(const LkForward *s, const FN(Slice) *r, int t) {
 static void FN(forward_job)(void *arg, int tid, int nth) {
     LkForward *s = (LkForward *)arg;
     const LkKindInfo *kind = &lk_kinds[s->kind];
-    const int T = s->T, B = s->B, H = s->H, I = s->I, P = kind->proj ? s->P : H, whole = kind->whole;
+    const int T = s->T, B = s->B, H = s->H, I = s->I, P = kind->proj ? s->P : H, by_rows = s->by_rows;
     const REAL *x = s->x;                            /* given: W_ih x_t is formed here (apart, for split kinds) */
     const REAL *hs = s->hs;
     const int direct = s->direct && s->wk == 1;      /* W_hh row-major: matrix-vector steps, no packing */
     int b0, b1;
-    FN(rows_of)(whole, B, tid, nth, &b0, &b1);
+    FN(rows_of)(by_rows, B, tid, nth, &b0, &b1);
     const int nb = b1 - b0;
-    FN(Slice) p = FN(slice)(H, whole ? 0 : tid, whole ? 1 : nth, kind->gates, direct ? 0 : P, nb);
+    FN(Slice) p = FN(slice)(H, by_rows ? 0 : tid, by_rows ? 1 : nth, kind->gates, direct ? 0 : P, nb);
     FN(Slice) r = FN(slice)(kind->proj ? P : 0, tid, nth, 1, H, B);    /* proj kinds: W_hrᵀ's columns */
     REAL *packed_x = x ? FN(alloc)((long)p.Npad * I) : NULL;
     REAL *prod_x = x && kind->split ? FN(alloc)((long)nb * p.Npad) : NULL;
@@ -156,7 +158,7 @@ static void FN(forward_job)(void *arg, int tid, int nth) {
             FN(gemm_any)(p.bf, nb, p.Npad, I, x + t * s->x_t + b0 * s->x_b, s->x_b, packed_x, prod_x ? prod_x : p.prod,
                          p.Npad, !prod_x);
         if (work) FN(fwd_rows)(s, &q, t, p.u0, p.prod, prod_x, p.Npad, b0, b1);
-        if (!whole) lk_barrier(nth);                 /* (whole kinds: this thread's rows need no other's) */
+        if (!by_rows) lk_barrier(nth);               /* (by rows: this thread's rows need no other's) */
         if (kind->proj) {                            /* m_t is whole: h_t = W_hr m_t, then the next step needs it */
             FN(project)(s, &r, t);
             lk_barrier(nth);
@@ -215,7 +217,7 @@ typedef struct {
     FN(Slice) p;
     FN(Slice) r;                 /* proj kinds: W_hr's columns of this thread's units (K = P), for dL/dm_t */
     int u0, n;
-    int b0, b1, nb;              /* this thread's rows of the batch (all B but for whole kinds) */
+    int b0, b1, nb;              /* this thread's rows of the batch (all B but by rows) */
     int x0, x1, Nx, packs_x;
     REAL *packed_x, *prod_x;     /* W_ih's columns [x0, x1), packed; their product row by row */
     REAL *shares;                /* small batches: (2, B, H + I), this thread's shares of dh_{t-1} and dx_t */
@@ -224,7 +226,7 @@ typedef struct {
     REAL *bypass, *c_bypass;     /* zoneout: (nb, n) the part of dL/dh_{t-1} that skips the step, dL/dh_t ⊙ d;
                                     (n,) c's, one row at a time */
     REAL *sums;                  /* db_x (G·H), db_h (G·H), d_extra (extra rows · H), one after the other: */
-    REAL *db_x, *db_h, *d_extra; /* running sums over steps and this thread's rows (all units; whole kinds add
+    REAL *db_x, *db_h, *d_extra; /* running sums over steps and this thread's rows (all units by rows: add
                                     every thread's at the end, the others write their own units) */
     long *cols;
 } FN(Back);
@@ -237,8 +239,8 @@ typedef struct {
 static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int B = s->B, H = s->H, GH = kind->gates * H, I = s->I, direct = s->direct, P = kind->proj ? s->P : H;
-    const int whole = kind->whole, mine = whole ? 0 : tid, of = whole ? 1 : nth;  /* whole kinds: every unit */
-    FN(rows_of)(whole, B, tid, nth, &k->b0, &k->b1);
+    const int by_rows = s->by_rows, mine = by_rows ? 0 : tid, of = by_rows ? 1 : nth;  /* by rows: every unit */
+    FN(rows_of)(by_rows, B, tid, nth, &k->b0, &k->b1);
     const int nb = k->nb = k->b1 - k->b0;
     k->p = FN(slice)(P, mine, of, 1, direct ? 0 : GH, nb);
     k->r = FN(slice)(kind->proj ? H : 0, mine, of, 1, P, nb);
@@ -252,7 +254,7 @@ static int FN(back_begin)(LkBackward *s, int tid, int nth, FN(Back) *k) {
     k->prod_x = k->packs_x ? FN(alloc)((long)nb * k->Nx) : NULL;
     k->sums = calloc((size_t)(2 * GH + kind->extra * H + 1), sizeof(REAL));
     k->shares = direct ? FN(alloc)(2L * B * (H + I)) : NULL;
-    s->shares[tid] = whole ? k->sums : k->shares;
+    s->shares[tid] = by_rows ? k->sums : k->shares;
     const int most = k->p.N > I ? k->p.N : I;
     k->cols = malloc(sizeof(long) * (size_t)((most > k->r.N ? most : k->r.N) + 1));
     k->dh_rec = FN(alloc)((long)nb * k->n);
@@ -403,7 +405,7 @@ static void FN(back_products)(const LkBackward *s, const FN(Back) *k, int t) {
     }
 }
 
-/* Whole kinds' epilogue: every thread's sums (db_x, db_h, d_extra, each over its own rows) added up, each thread
+/* By rows, the epilogue: every thread's sums (db_x, db_h, d_extra, each over its own rows) added up, each thread
  * a share of their elements. */
 static void FN(back_sum_threads)(LkBackward *s, int tid, int nth) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
@@ -412,14 +414,19 @@ static void FN(back_sum_threads)(LkBackward *s, int tid, int nth) {
     for (long e = len * tid / nth; e < len * (tid + 1) / nth; e++) {
         REAL v = 0;
         for (int y = 0; y < nth; y++) v += ((const REAL *)s->shares[y])[e];
-        if (e < GH) ((REAL *)s->db_x)[e] = v;
-        else if (e < 2 * GH) ((REAL *)s->db_h)[e - GH] = v;
-        else ((REAL *)s->d_extra)[e - 2 * GH] = v;
+        if (e < GH) {
+            ((REAL *)s->db_x)[e] = v;
+            if (!kind->split) ((REAL *)s->db_h)[e] = v;     /* (one gradient: the steps summed only db_x) */
+        } else if (e < 2 * GH) {
+            if (kind->split) ((REAL *)s->db_h)[e - GH] = v;
+        } else {
+            ((REAL *)s->d_extra)[e - 2 * GH] = v;
+        }
     }
 }
 
 /* The backward's epilogue: this thread's rows and units of dh_0, dc_0; its units of the bias sums and the extra
- * parameters' gradient (whole kinds: every thread's sums added). */
+ * parameters' gradient (by rows: every thread's sums added). */
 static void FN(back_end)(LkBackward *s, const FN(Back) *k, int tid, int nth) {
     const LkKindInfo *kind = &lk_kinds[s->kind];
     const int H = s->H, n = k->n, u0 = k->u0;
@@ -429,7 +436,7 @@ static void FN(back_end)(LkBackward *s, const FN(Back) *k, int tid, int nth) {
             if (!kind->proj) ((REAL *)s->dh0)[(long)b * H + u0 + j] = k->dh_rec[r];
             if (kind->cell) ((REAL *)s->dc0)[(long)b * H + u0 + j] = k->carry[r];
         }
-    if (kind->whole) {
+    if (s->by_rows) {
         FN(back_sum_threads)(s, tid, nth);
         return;
     }
@@ -463,7 +470,7 @@ static void FN(back_free)(FN(Back) *k) {
 static void FN(backward_job)(void *arg, int tid, int nth) {
     LkBackward *s = (LkBackward *)arg;
     FN(Back) k;
-    const int ok = FN(back_begin)(s, tid, nth, &k), proj = lk_kinds[s->kind].proj, whole = lk_kinds[s->kind].whole;
+    const int ok = FN(back_begin)(s, tid, nth, &k), proj = lk_kinds[s->kind].proj, by_rows = s->by_rows;
     const long half = (long)s->B * (s->H + s->I);
     if (ok && proj) {                                /* dL/dh_{T-1}: the outputs' and the final state's */
         FN(proj_dh)(s, &k, s->T - 1, NULL, 0);
@@ -476,11 +483,11 @@ static void FN(backward_job)(void *arg, int tid, int nth) {
             FN(direct_back)(s, tid, nth, t, k.p.u0, k.p.n, k.shares + (t & 1) * half, k.dh_rec, k.carry, k.bypass);
             continue;
         }
-        if (!whole) lk_barrier(nth);                 /* every unit's pre-activation gradient of step t is written */
+        if (!by_rows) lk_barrier(nth);               /* every unit's pre-activation gradient of step t is written */
         FN(back_products)(s, &k, t);
         if (proj) lk_barrier(nth);                   /* all of dL/dh_{t-1} is written before its dL/dm_{t-1} */
     }
     if (ok) FN(back_end)(s, &k, tid, nth);
-    if (s->direct || whole) lk_barrier(nth);         /* the others have read this thread's shares */
+    if (s->direct || by_rows) lk_barrier(nth);       /* the others have read this thread's shares */
     FN(back_free)(&k);
 }

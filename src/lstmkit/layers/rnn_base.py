@@ -41,7 +41,7 @@ from .._checks import check_dtype_name, check_finite, check_float_input
 from ..init import uniform
 from ..parameter import Parameter
 from ..random import get_rng
-from ..workspace import Workspace
+from ..workspace import Workspace, aligned_empty
 from . import inference, regularise, zoneout
 from .base import Layer
 from .regularise import Regularisers
@@ -332,7 +332,7 @@ class _RNNBase(StackBackward, Layer):
         # The compiled scans of the top layer write the (B, T, D·H) output themselves, with no mask to apply.
         y_out = None
         if mask is None and self.return_sequences is not False and core:
-            y_out = np.empty((B, T, D * H), self.dtype)
+            y_out = aligned_empty((B, T, D * H), self.dtype)
         rec = StackRecord([], B, T, rev, mask, last, core, x_mask,
                           regularise.mask(rng, (B, 1, D * H), self.regularisers.output_dropout, self.dtype))
         with compiled.holding_blas(core):                                   # (see compiled.threads)
