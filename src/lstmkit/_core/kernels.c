@@ -145,13 +145,19 @@ static job pick(int which, int f64) {
     return generic[which][f64];
 }
 
+/* How a scan of ``kind`` shares its work, from what the caller asked: whole kinds always by rows, proj kinds never;
+ * by rows or projected, no matrix-vector steps (their products are their own). */
+static void plan(int kind, int *by_rows, int *direct) {
+    *by_rows = lk_kinds[kind].whole || (*by_rows && !lk_kinds[kind].proj);
+    if (lk_kinds[kind].proj || *by_rows) *direct = 0;
+}
+
 /* Forward scan (LkForward, core.h). Returns the threads used, -1 when out of memory, -2 for a kind not in
  * LK_KINDS. */
 int lk_scan_forward(LkForward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    s->by_rows = lk_kinds[s->kind].whole || (s->by_rows && !lk_kinds[s->kind].proj);
-    if (lk_kinds[s->kind].proj || s->by_rows) s->direct = 0;                /* products of their own */
+    plan(s->kind, &s->by_rows, &s->direct);
     int used = lk_pool_run(pick(JOB_FORWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }
@@ -161,8 +167,7 @@ int lk_scan_forward(LkForward *s) {
 int lk_scan_backward(LkBackward *s) {
     if (s->kind < 0 || s->kind >= LK_NKINDS) return -2;
     s->failed = 0;
-    s->by_rows = lk_kinds[s->kind].whole || (s->by_rows && !lk_kinds[s->kind].proj);
-    if (lk_kinds[s->kind].proj || s->by_rows) s->direct = 0;
+    plan(s->kind, &s->by_rows, &s->direct);
     int used = lk_pool_run(pick(JOB_BACKWARD, s->f64), s, s->threads);
     return s->failed ? -1 : used;
 }
